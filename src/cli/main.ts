@@ -1,0 +1,15 @@
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { hashCommand } from './hash.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+const program = new Command('powbridge')
+  .description('Proof-of-work as anonymous micropayment for a Tor relay')
+  .version(pkg.version)
+  .showHelpAfterError()
+  .addCommand(hashCommand());
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,22 @@
+import { pino, type Logger } from 'pino';
+
+export type { Logger };
+
+/**
+ * The process logger. Structured JSON (pino). Callers must never log secrets (keys, RPC
+ * passwords, ticket blinding factors) or client network addresses; pass such values through
+ * `redact` paths if they can appear in objects.
+ */
+export function createLogger(options: { level?: string; name?: string } = {}): Logger {
+  return pino({
+    name: options.name ?? 'powbridge',
+    level: options.level ?? process.env.POWBRIDGE_LOG_LEVEL ?? 'info',
+    redact: {
+      paths: ['password', '*.password', 'rpcPassword', '*.rpcPassword', 'secret', '*.secret'],
+      censor: '[redacted]',
+    },
+  });
+}
+
+/** A logger that drops everything; the default for library code used from tests. */
+export const silentLogger: Logger = pino({ level: 'silent' });
