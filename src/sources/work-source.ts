@@ -44,8 +44,7 @@ export interface UpstreamShare extends ShareSubmission {
 }
 
 export type SubmitOutcome =
-  | { accepted: true; block?: string }
-  | { accepted: false; reason: string; code?: number };
+  { accepted: true; block?: string } | { accepted: false; reason: string; code?: number };
 
 export interface WorkSourceEvents {
   job: [SourceJob];

@@ -17,10 +17,10 @@ function checkHeader(header: Uint8Array): void {
 export async function createPowHasher(algorithm: Algorithm): Promise<PowHasher> {
   if (algorithm === 'sha256d') {
     const hasher = await createSHA256();
-    return async (header) => {
+    return (header) => {
       checkHeader(header);
       const first = hasher.init().update(header).digest('binary');
-      return hasher.init().update(first).digest('binary');
+      return Promise.resolve(hasher.init().update(first).digest('binary'));
     };
   }
   return async (header) => {
