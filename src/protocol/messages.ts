@@ -1,0 +1,103 @@
+import { z } from 'zod';
+import { hex8, hexAny, hexBytes } from '../stratum/fields.js';
+import { ALGORITHMS } from '../work/algorithm.js';
+import { MIN_DIFFICULTY } from '../work/target.js';
+
+/**
+ * One schema per circuit message (DESIGN §5). Both ends parse with these: the relay
+ * validates what clients send, the client validates what the relay sends. Types come from the
+ * schemas, so there is one source of truth.
+ */
+
+const difficulty = z
+  .number({ error: 'difficulty: expected a number' })
+  .refine((d) => Number.isFinite(d) && d >= MIN_DIFFICULTY, {
+    error: `difficulty: must be a finite number >= ${MIN_DIFFICULTY}`,
+  });
+const jobId = z
+  .string({ error: 'jobId: expected a string' })
+  .min(1, { error: 'jobId: must not be empty' })
+  .max(64, { error: 'jobId: longer than 64 characters' });
+
+export const registerParams = z.strictObject({
+  agent: z.string().max(64, { error: 'agent: longer than 64 characters' }),
+  mode: z.enum(['tickets', 'donate'], { error: 'mode: expected "tickets" or "donate"' }),
+});
+
+export const ticketTerms = z.strictObject({
+  keyId: hexBytes('keyId', 8, 8),
+  publicKey: hexBytes('publicKey', 32, 32),
+  day: z.number().int().nonnegative(),
+  price: z.number().positive(),
+  windowSeconds: z.number().int().positive(),
+});
+
+export const registerResult = z.strictObject({
+  algorithm: z.enum(ALGORITHMS),
+  extranonce1: hexBytes('extranonce1', 1, 32),
+  extranonce2Size: z.number().int().min(1).max(16),
+  difficulty,
+  versionMask: hex8('versionMask').nullable(),
+  ticket: ticketTerms.nullable(),
+});
+
+export const jobParams = z.strictObject({
+  jobId,
+  prevhash: hexBytes('prevhash', 32, 32),
+  coinb1: hexAny('coinb1'),
+  coinb2: hexAny('coinb2'),
+  merkleBranch: z.array(hexBytes('merkleBranch', 32, 32)).max(32),
+  version: hex8('version'),
+  nbits: hex8('nbits'),
+  ntime: hex8('ntime'),
+  clean: z.boolean({ error: 'clean: expected a boolean' }),
+});
+
+export const setDifficultyParams = z.strictObject({ difficulty });
+
+export const submitParams = z.strictObject({
+  jobId,
+  extranonce2: hexBytes('extranonce2', 1, 16),
+  ntime: hex8('ntime'),
+  nonce: hex8('nonce'),
+  versionBits: hex8('versionBits').optional(),
+});
+
+export const submitResult = z.strictObject({
+  accepted: z.literal(true),
+  credit: z.number().nonnegative(),
+});
+
+export type RegisterParams = z.infer<typeof registerParams>;
+export type RegisterResult = z.infer<typeof registerResult>;
+export type TicketTerms = z.infer<typeof ticketTerms>;
+export type JobParams = z.infer<typeof jobParams>;
+export type SetDifficultyParams = z.infer<typeof setDifficultyParams>;
+export type SubmitParams = z.infer<typeof submitParams>;
+export type SubmitResult = z.infer<typeof submitResult>;
+
+/** Requests a client sends, with the schema of their params and of the relay's result. */
+export const clientRequests = {
+  'mining.register': { params: registerParams, result: registerResult },
+  'mining.submit': { params: submitParams, result: submitResult },
+} as const;
+
+/** Notifications the relay sends. */
+export const relayNotifications = {
+  'mining.job': jobParams,
+  'mining.set_difficulty': setDifficultyParams,
+} as const;
+
+export type ClientMethod = keyof typeof clientRequests;
+
+export function isClientMethod(method: string): method is ClientMethod {
+  return Object.hasOwn(clientRequests, method);
+}
+
+/** First issue of a failed parse, as one line that names the field. */
+export function describeIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid params';
+  const path = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+  return issue.message.includes(':') ? issue.message : `${path}${issue.message}`;
+}

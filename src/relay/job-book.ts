@@ -1,0 +1,73 @@
+import type { SourceJob } from '../sources/work-source.js';
+import { parseU32Hex } from '../work/hex.js';
+import type { Job } from '../work/job.js';
+import { nbitsToTarget } from '../work/target.js';
+
+/**
+ * Jobs clients may still submit against: every job since the last clean one (DESIGN §4.3),
+ * each under a relay-assigned id so upstream ids never collide across upstream sessions.
+ */
+
+export interface BookedJob {
+  /** Relay job id, what clients see. */
+  id: string;
+  source: SourceJob;
+  /** The job as sent to clients (source job under the relay id). */
+  clientJob: Job;
+  /** Upstream share difficulty in force for this job. */
+  upstreamDifficulty: number;
+  networkTarget: bigint;
+  ntime: number;
+  /** Duplicate keys of shares seen for this job; freed with the job. */
+  seen: Set<string>;
+}
+
+export class JobBook {
+  private readonly jobs = new Map<string, BookedJob>();
+  private counter = 0;
+  private latest: BookedJob | null = null;
+
+  /** `maxJobs` bounds memory when an upstream never sends a clean job. */
+  constructor(private readonly maxJobs = 64) {}
+
+  add(source: SourceJob, upstreamDifficulty: number): BookedJob {
+    if (source.clean) this.jobs.clear();
+    this.counter = (this.counter + 1) % 2 ** 32;
+    const id = this.counter.toString(16);
+    const booked: BookedJob = {
+      id,
+      source,
+      clientJob: { ...source, jobId: id },
+      upstreamDifficulty,
+      networkTarget: nbitsToTarget(parseU32Hex(source.nbits, 'nbits')),
+      ntime: parseU32Hex(source.ntime, 'ntime'),
+      seen: new Set(),
+    };
+    // Drop the oldest beyond the bound; Map keeps insertion order.
+    while (this.jobs.size >= this.maxJobs) {
+      const oldest = this.jobs.keys().next().value as string;
+      this.jobs.delete(oldest);
+    }
+    this.jobs.set(id, booked);
+    this.latest = booked;
+    return booked;
+  }
+
+  get(id: string): BookedJob | undefined {
+    return this.jobs.get(id);
+  }
+
+  get current(): BookedJob | null {
+    return this.latest;
+  }
+
+  get size(): number {
+    return this.jobs.size;
+  }
+
+  /** Upstream session ended: no job of it may be mined or forwarded any more. */
+  clear(): void {
+    this.jobs.clear();
+    this.latest = null;
+  }
+}

@@ -1,0 +1,103 @@
+import type { Algorithm } from '../work/algorithm.js';
+import { headerFromJob } from '../work/header.js';
+import { isHex } from '../work/hex.js';
+import type { ShareSubmission } from '../work/job.js';
+import type { PowHasher } from '../work/pow.js';
+import { difficultyToTarget, hashMeetsTarget } from '../work/target.js';
+import { versionBitsWithinMask } from '../work/version.js';
+import { RpcErrorCode } from '../protocol/errors.js';
+import type { BookedJob, JobBook } from './job-book.js';
+
+/** What the share checks need to know about the submitting client. */
+export interface ShareClient {
+  registered: boolean;
+  /** The client's extranonce1: upstream extranonce1 ‖ slot. */
+  extranonce1: string;
+  extranonce2Size: number;
+  /** Negotiated mask (upstream ∩ client), null when version rolling is off. */
+  versionMask: number | null;
+  /** Difficulty in force when the job was sent to this client; undefined if never sent. */
+  difficultyForJob(jobId: string): number | undefined;
+}
+
+export type ShareVerdict =
+  | {
+      ok: true;
+      job: BookedJob;
+      /** The difficulty the share is credited at (the client's, not the hash's). */
+      difficulty: number;
+      hash: Uint8Array;
+      header: Uint8Array;
+      meetsUpstream: boolean;
+      meetsNetwork: boolean;
+    }
+  | { ok: false; code: number; message: string };
+
+/** Largest ntime roll accepted past the job's ntime (DESIGN §4.3). */
+export const MAX_NTIME_ROLL_SECONDS = 7000;
+
+function reject(code: number, message: string): ShareVerdict {
+  return { ok: false, code, message };
+}
+
+/**
+ * The share checks of DESIGN §4.3, in that order: registered (25) → job known (21) →
+ * extranonce2 size → ntime window → version bits in mask (20) → duplicate (22) → PoW meets
+ * the client's difficulty for that job (23). The duplicate key is recorded before the
+ * asynchronous PoW check so two identical shares racing each other cannot both pass.
+ */
+export async function checkShare(
+  client: ShareClient,
+  share: ShareSubmission,
+  book: JobBook,
+  algorithm: Algorithm,
+  hasher: PowHasher,
+): Promise<ShareVerdict> {
+  if (!client.registered) return reject(RpcErrorCode.notRegistered, 'not registered');
+  const job = book.get(share.jobId);
+  const difficulty = job ? client.difficultyForJob(job.id) : undefined;
+  if (!job || difficulty === undefined) {
+    return reject(RpcErrorCode.jobNotFound, 'job not found (stale)');
+  }
+  if (!isHex(share.extranonce2, client.extranonce2Size)) {
+    return reject(
+      RpcErrorCode.shareOther,
+      `extranonce2 must be ${client.extranonce2Size} bytes of hex`,
+    );
+  }
+  const ntime = Number.parseInt(share.ntime, 16);
+  if (!isHex(share.ntime, 4) || ntime < job.ntime || ntime > job.ntime + MAX_NTIME_ROLL_SECONDS) {
+    return reject(RpcErrorCode.shareOther, 'ntime out of range');
+  }
+  if (share.versionBits !== undefined) {
+    const bits = Number.parseInt(share.versionBits, 16) >>> 0;
+    if (!isHex(share.versionBits, 4) || !versionBitsWithinMask(bits, client.versionMask ?? 0)) {
+      return reject(RpcErrorCode.shareOther, 'version bits outside the negotiated mask');
+    }
+  }
+  if (!isHex(share.nonce, 4)) return reject(RpcErrorCode.shareOther, 'nonce must be hex8');
+  const key = [
+    client.extranonce1,
+    share.extranonce2.toLowerCase(),
+    share.ntime.toLowerCase(),
+    share.nonce.toLowerCase(),
+    (share.versionBits ?? '').toLowerCase(),
+  ].join(':');
+  if (job.seen.has(key)) return reject(RpcErrorCode.duplicateShare, 'duplicate share');
+  job.seen.add(key);
+
+  const { header } = headerFromJob(job.clientJob, client.extranonce1, share, client.versionMask);
+  const hash = await hasher(header);
+  if (!hashMeetsTarget(hash, difficultyToTarget(difficulty, algorithm))) {
+    return reject(RpcErrorCode.lowDifficulty, 'low difficulty share');
+  }
+  return {
+    ok: true,
+    job,
+    difficulty,
+    hash,
+    header,
+    meetsUpstream: hashMeetsTarget(hash, difficultyToTarget(job.upstreamDifficulty, algorithm)),
+    meetsNetwork: hashMeetsTarget(hash, job.networkTarget),
+  };
+}
