@@ -6,13 +6,23 @@ import { nbitsToTarget } from '../work/target.js';
 /**
  * Jobs clients may still submit against: every job since the last clean one (DESIGN §4.3),
  * each under a relay-assigned id so upstream ids never collide across upstream sessions.
+ *
+ * Clients see coinb1 with the upstream extranonce1 folded in, so a client's extranonce1 is
+ * only its slot: reconnects, failover and set_extranonce of the same size change the jobs,
+ * never what a client was told at registration.
  */
+
+/** The upstream terms a job is mined under. */
+export interface JobTerms {
+  difficulty: number;
+  extranonce1: string;
+}
 
 export interface BookedJob {
   /** Relay job id, what clients see. */
   id: string;
   source: SourceJob;
-  /** The job as sent to clients (source job under the relay id). */
+  /** The job as sent to clients: relay id, coinb1 ‖ upstream extranonce1. */
   clientJob: Job;
   /** Upstream share difficulty in force for this job. */
   upstreamDifficulty: number;
@@ -30,15 +40,15 @@ export class JobBook {
   /** `maxJobs` bounds memory when an upstream never sends a clean job. */
   constructor(private readonly maxJobs = 64) {}
 
-  add(source: SourceJob, upstreamDifficulty: number): BookedJob {
+  add(source: SourceJob, terms: JobTerms): BookedJob {
     if (source.clean) this.jobs.clear();
     this.counter = (this.counter + 1) % 2 ** 32;
     const id = this.counter.toString(16);
     const booked: BookedJob = {
       id,
       source,
-      clientJob: { ...source, jobId: id },
-      upstreamDifficulty,
+      clientJob: { ...source, jobId: id, coinb1: source.coinb1 + terms.extranonce1 },
+      upstreamDifficulty: terms.difficulty,
       networkTarget: nbitsToTarget(parseU32Hex(source.nbits, 'nbits')),
       ntime: parseU32Hex(source.ntime, 'ntime'),
       seen: new Set(),

@@ -28,10 +28,10 @@ beforeAll(async () => {
 
 function setup(clientDifficulty: number, upstreamDifficulty = 1) {
   const book = new JobBook();
-  const job = book.add(sourceJob, upstreamDifficulty);
+  const job = book.add(sourceJob, { difficulty: upstreamDifficulty, extranonce1: 'aabbccdd' });
   const client: ShareClient = {
     registered: true,
-    extranonce1: 'aabbccdd0001',
+    extranonce1: '0001',
     extranonce2Size: 4,
     versionMask: BIP320_MASK,
     difficultyForJob: (id) => (id === job.id ? clientDifficulty : undefined),
@@ -77,7 +77,10 @@ describe('checkShare: DESIGN §4.3 checks in order', () => {
     expect(await checkShare(unsent, share, book, 'sha256d', hasher)).toMatchObject({
       code: RpcErrorCode.jobNotFound,
     });
-    book.add({ ...sourceJob, jobId: 'next', clean: true }, 1);
+    book.add(
+      { ...sourceJob, jobId: 'next', clean: true },
+      { difficulty: 1, extranonce1: 'aabbccdd' },
+    );
     expect(await checkShare(client, share, book, 'sha256d', hasher)).toMatchObject({
       code: RpcErrorCode.jobNotFound,
     });
@@ -85,7 +88,10 @@ describe('checkShare: DESIGN §4.3 checks in order', () => {
 
   it('a non-clean job keeps earlier jobs valid', async () => {
     const { book, client, share } = setup(MIN_DIFFICULTY);
-    book.add({ ...sourceJob, jobId: 'next', clean: false }, 1);
+    book.add(
+      { ...sourceJob, jobId: 'next', clean: false },
+      { difficulty: 1, extranonce1: 'aabbccdd' },
+    );
     expect((await checkShare(client, share, book, 'sha256d', hasher)).ok).toBe(true);
   });
 
@@ -175,5 +181,45 @@ describe('checkShare: DESIGN §4.3 checks in order', () => {
     });
     const below = setup(achieved * 0.99);
     expect((await checkShare(below.client, found, below.book, 'sha256d', hasher)).ok).toBe(true);
+  });
+});
+
+describe('JobBook', () => {
+  const terms = { difficulty: 1, extranonce1: 'aabbccdd' };
+
+  it('folds the upstream extranonce1 into coinb1: same coinbase as upstream sees', async () => {
+    const book = new JobBook();
+    const job = book.add(sourceJob, terms);
+    const share = { jobId: job.id, extranonce2: '00000001', ntime: '60000010', nonce: '00000000' };
+    const client = headerFromJob(job.clientJob, '0001', share, null);
+    const upstream = headerFromJob(
+      sourceJob,
+      'aabbccdd',
+      { ...share, jobId: sourceJob.jobId, extranonce2: '000100000001' },
+      null,
+    );
+    expect(Buffer.from(client.header)).toEqual(Buffer.from(upstream.header));
+    expect(job.clientJob.jobId).toBe(job.id);
+    expect(job.clientJob.coinb1).toBe(`${sourceJob.coinb1}aabbccdd`);
+  });
+
+  it('relay ids never repeat across upstream sessions with equal upstream ids', () => {
+    const book = new JobBook();
+    const a = book.add(sourceJob, terms);
+    const b = book.add({ ...sourceJob, session: 2 }, terms);
+    expect(a.id).not.toBe(b.id);
+    expect(book.get(a.id)).toBeUndefined();
+    expect(book.get(b.id)?.source.session).toBe(2);
+  });
+
+  it('keeps non-clean jobs up to its bound, dropping the oldest', () => {
+    const book = new JobBook(3);
+    const ids = [book.add(sourceJob, terms).id];
+    for (let i = 0; i < 4; i++) ids.push(book.add({ ...sourceJob, clean: false }, terms).id);
+    expect(book.size).toBe(3);
+    expect(ids.map((id) => book.get(id) !== undefined)).toEqual([false, false, true, true, true]);
+    book.clear();
+    expect(book.size).toBe(0);
+    expect(book.current).toBeNull();
   });
 });
