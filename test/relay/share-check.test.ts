@@ -187,7 +187,7 @@ describe('checkShare: DESIGN §4.3 checks in order', () => {
 describe('JobBook', () => {
   const terms = { difficulty: 1, extranonce1: 'aabbccdd' };
 
-  it('folds the upstream extranonce1 into coinb1: same coinbase as upstream sees', async () => {
+  it('folds the upstream extranonce1 into coinb1: same coinbase as upstream sees', () => {
     const book = new JobBook();
     const job = book.add(sourceJob, terms);
     const share = { jobId: job.id, extranonce2: '00000001', ntime: '60000010', nonce: '00000000' };
