@@ -55,6 +55,25 @@ export const jobParams = z.strictObject({
 
 export const setDifficultyParams = z.strictObject({ difficulty });
 
+/**
+ * Not in DESIGN §5's table, needed by its rules: the upstream's extranonce2 size or version
+ * mask can change mid-session (§4.2), and clients must be told when there is no work (§3.1).
+ * They mirror Stratum's mining.set_extranonce / mining.set_version_mask.
+ */
+export const setExtranonceParams = z.strictObject({
+  extranonce1: hexBytes('extranonce1', 1, 32),
+  extranonce2Size: z.number().int().min(1).max(16),
+});
+
+export const setVersionMaskParams = z.strictObject({
+  versionMask: hex8('versionMask').nullable(),
+});
+
+export const relayStateParams = z.strictObject({
+  upstream: z.enum(['live', 'down']),
+  message: z.string().max(256),
+});
+
 export const submitParams = z.strictObject({
   jobId,
   extranonce2: hexBytes('extranonce2', 1, 16),
@@ -74,6 +93,9 @@ export type TicketTerms = z.infer<typeof ticketTerms>;
 export type JobParams = z.infer<typeof jobParams>;
 export type SetDifficultyParams = z.infer<typeof setDifficultyParams>;
 export type SubmitParams = z.infer<typeof submitParams>;
+export type SetExtranonceParams = z.infer<typeof setExtranonceParams>;
+export type SetVersionMaskParams = z.infer<typeof setVersionMaskParams>;
+export type RelayStateParams = z.infer<typeof relayStateParams>;
 export type SubmitResult = z.infer<typeof submitResult>;
 
 /** Requests a client sends, with the schema of their params and of the relay's result. */
@@ -86,7 +108,12 @@ export const clientRequests = {
 export const relayNotifications = {
   'mining.job': jobParams,
   'mining.set_difficulty': setDifficultyParams,
+  'mining.set_extranonce': setExtranonceParams,
+  'mining.set_version_mask': setVersionMaskParams,
+  'relay.state': relayStateParams,
 } as const;
+
+export type RelayNotification = keyof typeof relayNotifications;
 
 export type ClientMethod = keyof typeof clientRequests;
 

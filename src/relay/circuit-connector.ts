@@ -1,0 +1,316 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { type Logger, silentLogger } from '../log.js';
+import { RpcError, RpcErrorCode } from '../protocol/errors.js';
+import {
+  encodeError,
+  encodeNotification,
+  encodeResult,
+  parseFrame,
+  type RpcId,
+  type RpcRequest,
+} from '../protocol/jsonrpc.js';
+import {
+  clientRequests,
+  describeIssue,
+  isClientMethod,
+  type JobParams,
+} from '../protocol/messages.js';
+import { u32ToHex } from '../work/hex.js';
+import type { Job } from '../work/job.js';
+import type { ClientChannel, ClientSession } from './client-session.js';
+import type { Stratifier } from './stratifier.js';
+
+/**
+ * The circuit connector: WebSocket `/v1/circuit`, one connection per circuit, JSON-RPC 2.0
+ * text frames (DESIGN §5). It owns the sockets and nothing else: every frame is size-capped
+ * and schema-checked here, then handed to the stratifier. It never learns or logs who the
+ * client is (the peer address is the Tor daemon's, and is not read).
+ */
+
+export interface CircuitLimits {
+  /** Largest frame accepted; larger frames close the connection (ws answers 1009). */
+  maxFrameBytes: number;
+  /** Invalid frames tolerated per connection before it is closed. */
+  maxInvalidFrames: number;
+  /** Sustained requests per second per connection (token bucket, burst = 5 s worth). */
+  maxRequestsPerSecond: number;
+  /** A client that lets this much outgoing data queue up is too slow and is dropped. */
+  maxBufferedBytes: number;
+  /** Keep-alive ping interval; a client that misses a pong is dropped. */
+  pingIntervalMs: number;
+  /** Time allowed to register after connecting. */
+  registerTimeoutMs: number;
+}
+
+export const DEFAULT_CIRCUIT_LIMITS: CircuitLimits = {
+  maxFrameBytes: 16 * 1024,
+  maxInvalidFrames: 10,
+  maxRequestsPerSecond: 20,
+  maxBufferedBytes: 1024 * 1024,
+  pingIntervalMs: 30_000,
+  registerTimeoutMs: 30_000,
+};
+
+export const CIRCUIT_PATH = '/v1/circuit';
+
+/** Close codes (RFC 6455 §7.4). */
+const POLICY_VIOLATION = 1008;
+const GOING_AWAY = 1001;
+const TRY_AGAIN_LATER = 1013;
+
+function jobParams(job: Job): JobParams {
+  return {
+    jobId: job.jobId,
+    prevhash: job.prevhash,
+    coinb1: job.coinb1,
+    coinb2: job.coinb2,
+    merkleBranch: job.merkleBranch,
+    version: job.version,
+    nbits: job.nbits,
+    ntime: job.ntime,
+    clean: job.clean,
+  };
+}
+
+export class CircuitConnector {
+  private readonly wss: WebSocketServer;
+  private readonly limits: CircuitLimits;
+  private readonly log: Logger;
+  private readonly connections = new Set<CircuitConnection>();
+  /** A job goes to every client as the same bytes: encode it once. */
+  private readonly encodedJobs = new WeakMap<Job, string>();
+
+  constructor(
+    private readonly stratifier: Stratifier,
+    options: { limits?: Partial<CircuitLimits>; logger?: Logger } = {},
+  ) {
+    this.limits = { ...DEFAULT_CIRCUIT_LIMITS, ...options.limits };
+    this.log = options.logger ?? silentLogger;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: this.limits.maxFrameBytes,
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+  }
+
+  get size(): number {
+    return this.connections.size;
+  }
+
+  /** Route HTTP upgrades for /v1/circuit on `server` to this connector. */
+  attach(server: Server): void {
+    server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const path = (request.url ?? '').split('?')[0];
+      if (path !== CIRCUIT_PATH) return; // another connector (tunnel) may own it
+      this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws));
+    });
+  }
+
+  encodeJob(job: Job): string {
+    let text = this.encodedJobs.get(job);
+    if (text === undefined) {
+      text = encodeNotification('mining.job', jobParams(job));
+      this.encodedJobs.set(job, text);
+    }
+    return text;
+  }
+
+  accept(ws: WebSocket): void {
+    const connection = new CircuitConnection(ws, this.stratifier, this, this.limits, this.log);
+    this.connections.add(connection);
+    ws.once('close', () => this.connections.delete(connection));
+  }
+
+  /** Close every circuit (shutdown). */
+  close(): void {
+    for (const connection of this.connections) connection.shutdown();
+    this.wss.close();
+  }
+}
+
+class CircuitConnection implements ClientChannel {
+  private session: ClientSession | null = null;
+  private invalidFrames = 0;
+  private tokens: number;
+  private lastRefill = Date.now();
+  private alive = true;
+  private readonly pinger: NodeJS.Timeout;
+  private readonly registerTimer: NodeJS.Timeout;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly stratifier: Stratifier,
+    private readonly connector: CircuitConnector,
+    private readonly limits: CircuitLimits,
+    private readonly log: Logger,
+  ) {
+    this.tokens = limits.maxRequestsPerSecond * 5;
+    ws.on('message', (data, isBinary) => this.onFrame(data, isBinary));
+    ws.on('pong', () => {
+      this.alive = true;
+    });
+    ws.on('error', (err) => this.log.debug({ err: err.message }, 'circuit socket error'));
+    ws.once('close', () => this.onClose());
+    this.pinger = setInterval(() => this.ping(), limits.pingIntervalMs);
+    this.registerTimer = setTimeout(() => {
+      if (!this.session) this.ws.close(POLICY_VIOLATION, 'register timeout');
+    }, limits.registerTimeoutMs);
+  }
+
+  // ---- ClientChannel: what the stratifier sends ------------------------------------------
+
+  sendJob(job: Job): void {
+    this.send(this.connector.encodeJob(job));
+  }
+
+  sendDifficulty(difficulty: number): void {
+    this.send(encodeNotification('mining.set_difficulty', { difficulty }));
+  }
+
+  sendExtranonce(extranonce1: string, extranonce2Size: number): void {
+    this.send(encodeNotification('mining.set_extranonce', { extranonce1, extranonce2Size }));
+  }
+
+  sendVersionMask(mask: number | null): void {
+    this.send(
+      encodeNotification('mining.set_version_mask', {
+        versionMask: mask === null ? null : u32ToHex(mask),
+      }),
+    );
+  }
+
+  sendUpstreamState(live: boolean, message: string): void {
+    this.send(encodeNotification('relay.state', { upstream: live ? 'live' : 'down', message }));
+  }
+
+  close(reason: string): void {
+    this.session = null; // the stratifier already dropped it
+    this.ws.close(TRY_AGAIN_LATER, reason.slice(0, 120));
+  }
+
+  shutdown(): void {
+    this.ws.close(GOING_AWAY, 'relay shutting down');
+  }
+
+  // ---- incoming -----------------------------------------------------------------------------
+
+  private send(text: string): void {
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    // A reader that does not keep up would make us buffer without bound: drop it instead.
+    if (this.ws.bufferedAmount > this.limits.maxBufferedBytes) {
+      this.ws.terminate();
+      return;
+    }
+    this.ws.send(text);
+  }
+
+  private onFrame(data: unknown, isBinary: boolean): void {
+    if (!this.takeToken()) {
+      this.ws.close(POLICY_VIOLATION, 'too many requests');
+      return;
+    }
+    if (isBinary) {
+      this.invalid(null, RpcErrorCode.invalidRequest, 'binary frames are not accepted');
+      return;
+    }
+    const text = Buffer.isBuffer(data) ? data.toString('utf8') : String(data);
+    const frame = parseFrame(text, this.limits.maxFrameBytes);
+    switch (frame.kind) {
+      case 'request':
+        void this.onRequest(frame.message);
+        return;
+      case 'invalid':
+        this.invalid(frame.id, frame.error.code, frame.error.message);
+        return;
+      default:
+        // Clients have nothing to notify and never answer us.
+        this.invalid(null, RpcErrorCode.invalidRequest, 'expected a request with an id');
+    }
+  }
+
+  private async onRequest(request: RpcRequest): Promise<void> {
+    const { id, method } = request;
+    if (!isClientMethod(method)) {
+      this.invalid(id, RpcErrorCode.methodNotFound, `unknown method ${method.slice(0, 64)}`);
+      return;
+    }
+    try {
+      if (method === 'mining.register') {
+        const params = clientRequests[method].params.safeParse(request.params ?? {});
+        if (!params.success)
+          return this.invalid(id, RpcErrorCode.invalidParams, describeIssue(params.error));
+        if (this.session) throw new RpcError(RpcErrorCode.invalidRequest, 'already registered');
+        const { session, outcome } = this.stratifier.register(this, params.data.mode);
+        this.session = session;
+        clearTimeout(this.registerTimer);
+        this.reply(id, {
+          algorithm: outcome.algorithm,
+          extranonce1: outcome.extranonce1,
+          extranonce2Size: outcome.extranonce2Size,
+          difficulty: outcome.difficulty,
+          versionMask: outcome.versionMask === null ? null : u32ToHex(outcome.versionMask),
+          ticket: null,
+        });
+        this.stratifier.sendCurrentWork(session);
+        return;
+      }
+      const params = clientRequests[method].params.safeParse(request.params ?? {});
+      if (!params.success)
+        return this.invalid(id, RpcErrorCode.invalidParams, describeIssue(params.error));
+      if (!this.session) throw new RpcError(RpcErrorCode.notRegistered, 'not registered');
+      const result = await this.stratifier.submit(this.session, params.data);
+      this.reply(id, result);
+    } catch (err) {
+      if (err instanceof RpcError) {
+        this.send(encodeError(id, err));
+        return;
+      }
+      this.log.error(
+        { err: err instanceof Error ? err.message : String(err), method },
+        'circuit request failed',
+      );
+      this.send(encodeError(id, { code: RpcErrorCode.internalError, message: 'internal error' }));
+    }
+  }
+
+  private reply(id: RpcId, result: unknown): void {
+    this.send(encodeResult(id, result));
+  }
+
+  private invalid(id: RpcId | null, code: number, message: string): void {
+    this.send(encodeError(id, { code, message }));
+    this.invalidFrames += 1;
+    if (this.invalidFrames >= this.limits.maxInvalidFrames) {
+      this.ws.close(POLICY_VIOLATION, 'too many invalid frames');
+    }
+  }
+
+  private takeToken(): boolean {
+    const now = Date.now();
+    const rate = this.limits.maxRequestsPerSecond;
+    this.tokens = Math.min(rate * 5, this.tokens + ((now - this.lastRefill) / 1000) * rate);
+    this.lastRefill = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  private ping(): void {
+    if (!this.alive) {
+      this.ws.terminate();
+      return;
+    }
+    this.alive = false;
+    this.ws.ping();
+  }
+
+  private onClose(): void {
+    clearInterval(this.pinger);
+    clearTimeout(this.registerTimer);
+    if (this.session) this.stratifier.close(this.session);
+    this.session = null;
+  }
+}

@@ -1,0 +1,387 @@
+import { EventEmitter } from 'node:events';
+import { type Logger, silentLogger } from '../log.js';
+import { RpcError, RpcErrorCode } from '../protocol/errors.js';
+import type {
+  SourceJob,
+  SourceState,
+  SubmitOutcome,
+  UpstreamTerms,
+  WorkSource,
+} from '../sources/work-source.js';
+import type { Algorithm } from '../work/algorithm.js';
+import type { ShareSubmission } from '../work/job.js';
+import type { PowHasher } from '../work/pow.js';
+import { type ClientChannel, type ClientMode, ClientSession } from './client-session.js';
+import {
+  SlotAllocator,
+  type SlotLayout,
+  SlotsExhaustedError,
+  slotHex,
+  slotLayout,
+} from './extranonce-slots.js';
+import { JobBook } from './job-book.js';
+import { checkShare } from './share-check.js';
+import { DEFAULT_VARDIFF, Vardiff, type VardiffConfig } from './vardiff.js';
+
+/**
+ * The stratifier (ckpool's name): turns upstream work into client jobs, owns client sessions
+ * (slot, difficulty, credit), checks shares, forwards the ones that meet the upstream
+ * difficulty. Connectors own sockets and call in; counters, logs and the API listen to the
+ * events instead of being woven through this logic.
+ */
+
+export interface StratifierOptions {
+  source: WorkSource;
+  algorithm: Algorithm;
+  /** PoW of a header; a worker pool for scrypt so the event loop stays free. */
+  hasher: PowHasher;
+  vardiff?: Partial<VardiffConfig>;
+  /** Difficulty a new client starts at (clamped to the upstream difficulty). */
+  initialDifficulty: number;
+  /** One unit of credit is one share at this difficulty (DESIGN §4.4). */
+  ticketDifficulty: number;
+  maxClients?: number;
+  /** Seconds, for vardiff; injectable for tests. */
+  now?: () => number;
+  vardiffTickMs?: number;
+  logger?: Logger;
+}
+
+export interface RegisterOutcome {
+  algorithm: Algorithm;
+  extranonce1: string;
+  extranonce2Size: number;
+  difficulty: number;
+  versionMask: number | null;
+}
+
+export interface ShareAccepted {
+  accepted: true;
+  credit: number;
+}
+
+export interface StratifierEvents {
+  'client-open': [ClientSession];
+  'client-close': [ClientSession];
+  /** A share was checked: accepted (code null) or rejected with its protocol code. */
+  share: [{ session: ClientSession; difficulty: number; code: number | null; reason?: string }];
+  /** A share met the upstream difficulty and was sent; outcome from the pool or node. */
+  forwarded: [{ session: ClientSession; outcome: SubmitOutcome }];
+  /** A share met the network target. */
+  block: [{ session: ClientSession; hash: string; outcome: SubmitOutcome | null }];
+  job: [{ jobId: string; clean: boolean; clients: number }];
+  upstream: [{ state: SourceState; terms: UpstreamTerms | null }];
+}
+
+export const NO_WORK_CODE = -32001;
+
+export class Stratifier extends EventEmitter<StratifierEvents> {
+  readonly algorithm: Algorithm;
+  private readonly source: WorkSource;
+  private readonly hasher: PowHasher;
+  private readonly vardiffConfig: VardiffConfig;
+  private readonly initialDifficulty: number;
+  private readonly ticketDifficulty: number;
+  private readonly maxClients: number;
+  private readonly now: () => number;
+  private readonly tickMs: number;
+  private readonly log: Logger;
+
+  private readonly book = new JobBook();
+  private readonly sessions = new Map<number, ClientSession>();
+  private terms: UpstreamTerms | null = null;
+  private layout: SlotLayout | null = null;
+  private slots: SlotAllocator | null = null;
+  private state: SourceState = 'connecting';
+  private nextId = 1;
+  private timer: NodeJS.Timeout | null = null;
+  // Bound once so stop() can detach exactly these listeners from the shared source.
+  private readonly handleTerms = (terms: UpstreamTerms) => this.onTerms(terms);
+  private readonly handleJob = (job: SourceJob) => this.onJob(job);
+  private readonly handleState = (state: SourceState) => this.onState(state);
+
+  constructor(options: StratifierOptions) {
+    super();
+    this.source = options.source;
+    this.algorithm = options.algorithm;
+    this.hasher = options.hasher;
+    this.vardiffConfig = { ...DEFAULT_VARDIFF, ...options.vardiff };
+    this.initialDifficulty = options.initialDifficulty;
+    this.ticketDifficulty = options.ticketDifficulty;
+    this.maxClients = options.maxClients ?? 10_000;
+    this.now = options.now ?? (() => Date.now() / 1000);
+    this.tickMs = options.vardiffTickMs ?? 5_000;
+    this.log = options.logger ?? silentLogger;
+  }
+
+  start(): void {
+    this.source.on('terms', this.handleTerms);
+    this.source.on('job', this.handleJob);
+    this.source.on('state', this.handleState);
+    const status = this.source.status();
+    if (status.terms) this.onTerms(status.terms);
+    this.state = status.state;
+    if (status.job && status.state === 'live') this.onJob(status.job);
+    this.timer = setInterval(() => this.tick(), this.tickMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.source.off('terms', this.handleTerms);
+    this.source.off('job', this.handleJob);
+    this.source.off('state', this.handleState);
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  get clientCount(): number {
+    return this.sessions.size;
+  }
+
+  get upstreamState(): SourceState {
+    return this.state;
+  }
+
+  get upstreamTerms(): UpstreamTerms | null {
+    return this.terms;
+  }
+
+  get currentJobId(): string | null {
+    return this.book.current?.id ?? null;
+  }
+
+  /**
+   * mining.register: a new session with a slot. Throws RpcError when there is no upstream yet
+   * (retry later) or no slot is left. Call sendCurrentWork once the reply is out.
+   */
+  register(
+    channel: ClientChannel,
+    mode: ClientMode,
+  ): { session: ClientSession; outcome: RegisterOutcome } {
+    if (!this.layout || !this.slots || !this.terms) {
+      throw new RpcError(NO_WORK_CODE, 'no upstream work yet, retry later', { retryAfter: 5 });
+    }
+    if (this.sessions.size >= this.maxClients) {
+      throw new RpcError(NO_WORK_CODE, 'relay is full, retry later', { retryAfter: 30 });
+    }
+    let slot: number;
+    try {
+      slot = this.slots.allocate();
+    } catch (err) {
+      if (err instanceof SlotsExhaustedError) {
+        throw new RpcError(NO_WORK_CODE, 'no extranonce slot left, retry later', {
+          retryAfter: 30,
+        });
+      }
+      throw err;
+    }
+    const vardiff = new Vardiff(this.vardiffConfig, this.startDifficulty(), this.now());
+    const session = new ClientSession(this.nextId++, mode, channel, vardiff);
+    session.slot = slot;
+    session.extranonce1 = slotHex(slot, this.layout.slotBytes);
+    session.extranonce2Size = this.layout.clientExtranonce2Size;
+    session.versionMask = this.terms.versionMask;
+    session.vardiff.clamp(this.terms.difficulty);
+    session.registered = true;
+    this.sessions.set(session.id, session);
+    this.emit('client-open', session);
+    return {
+      session,
+      outcome: {
+        algorithm: this.algorithm,
+        extranonce1: session.extranonce1,
+        extranonce2Size: session.extranonce2Size,
+        difficulty: session.difficulty,
+        versionMask: session.versionMask,
+      },
+    };
+  }
+
+  /** Send the current job (call after the register reply went out). */
+  sendCurrentWork(session: ClientSession): void {
+    if (!session.registered) return;
+    if (this.state !== 'live') {
+      session.channel.sendUpstreamState(false, 'no upstream work: waiting for the pool or node');
+      return;
+    }
+    const job = this.book.current;
+    if (job)
+      session.sendJob({ ...job.clientJob, clean: true }, (id) => this.book.get(id) !== undefined);
+  }
+
+  close(session: ClientSession): void {
+    if (!this.sessions.delete(session.id)) return;
+    if (session.slot !== null) this.slots?.release(session.slot);
+    session.registered = false;
+    this.emit('client-close', session);
+  }
+
+  /** mining.submit: checks, credit, vardiff, forwarding. Throws RpcError on rejection. */
+  async submit(session: ClientSession, share: ShareSubmission): Promise<ShareAccepted> {
+    if (session.registered && this.state !== 'live') {
+      this.emit('share', {
+        session,
+        difficulty: 0,
+        code: RpcErrorCode.jobNotFound,
+        reason: 'no upstream',
+      });
+      throw new RpcError(RpcErrorCode.jobNotFound, 'no upstream work: share not accepted');
+    }
+    const verdict = await checkShare(session, share, this.book, this.algorithm, this.hasher);
+    if (!verdict.ok) {
+      session.rejected += 1;
+      this.emit('share', { session, difficulty: 0, code: verdict.code, reason: verdict.message });
+      throw new RpcError(verdict.code, verdict.message);
+    }
+    session.accepted += 1;
+    if (session.mode === 'tickets') session.credit += verdict.difficulty / this.ticketDifficulty;
+    this.emit('share', { session, difficulty: verdict.difficulty, code: null });
+
+    if (verdict.meetsUpstream)
+      void this.forward(session, share, verdict.job.source, verdict.meetsNetwork, verdict.hash);
+    else if (verdict.meetsNetwork)
+      this.emit('block', { session, hash: hashHex(verdict.hash), outcome: null });
+
+    const ceiling = this.terms?.difficulty ?? Number.POSITIVE_INFINITY;
+    const next = session.vardiff.onShare(this.now(), ceiling);
+    if (next !== null) this.applyDifficulty(session, next);
+    return { accepted: true, credit: session.credit };
+  }
+
+  private async forward(
+    session: ClientSession,
+    share: ShareSubmission,
+    job: SourceJob,
+    isBlock: boolean,
+    hash: Uint8Array,
+  ): Promise<void> {
+    const outcome = await this.source.submit({
+      session: job.session,
+      jobId: job.jobId,
+      extranonce2: session.extranonce1 + share.extranonce2.toLowerCase(),
+      ntime: share.ntime.toLowerCase(),
+      nonce: share.nonce.toLowerCase(),
+      ...(share.versionBits !== undefined ? { versionBits: share.versionBits.toLowerCase() } : {}),
+    });
+    this.emit('forwarded', { session, outcome });
+    if (isBlock) this.emit('block', { session, hash: hashHex(hash), outcome });
+    if (!outcome.accepted) this.log.warn({ reason: outcome.reason }, 'upstream rejected a share');
+  }
+
+  private startDifficulty(): number {
+    const ceiling = this.terms?.difficulty ?? Number.POSITIVE_INFINITY;
+    return Math.min(this.initialDifficulty, ceiling);
+  }
+
+  private applyDifficulty(session: ClientSession, difficulty: number): void {
+    session.channel.sendDifficulty(difficulty);
+    // Stratum semantics: the new difficulty applies to the next job. Re-send the current
+    // job under its id so it takes effect now instead of at the next upstream notify.
+    const job = this.book.current;
+    if (job && this.state === 'live') {
+      session.sendJob({ ...job.clientJob, clean: false }, (id) => this.book.get(id) !== undefined);
+    }
+  }
+
+  private onTerms(terms: UpstreamTerms): void {
+    const previous = this.terms;
+    this.terms = terms;
+    this.emit('upstream', { state: this.state, terms });
+    if (!previous || previous.extranonce2Size !== terms.extranonce2Size) this.relayout(terms);
+    if (previous && previous.versionMask !== terms.versionMask) {
+      for (const session of this.sessions.values()) {
+        session.versionMask = terms.versionMask;
+        session.channel.sendVersionMask(terms.versionMask);
+      }
+    }
+    if (previous && terms.session !== previous.session) this.dropJobs();
+    for (const session of this.sessions.values()) {
+      const next = session.vardiff.clamp(terms.difficulty);
+      if (next !== null) session.channel.sendDifficulty(next);
+    }
+  }
+
+  /** The upstream extranonce2 size changed: new slot layout, tell every client. */
+  private relayout(terms: UpstreamTerms): void {
+    const layout = slotLayout(terms.extranonce2Size);
+    const old = this.layout;
+    this.layout = layout;
+    if (!layout) {
+      this.log.error(
+        { extranonce2Size: terms.extranonce2Size },
+        'upstream extranonce2 too small to split among clients',
+      );
+      this.slots = null;
+      for (const session of [...this.sessions.values()]) {
+        session.channel.close('upstream extranonce2 too small to split among clients');
+        this.close(session);
+      }
+      return;
+    }
+    if (!this.slots) this.slots = new SlotAllocator(layout.capacity);
+    const evicted = new Set(this.slots.resize(layout.capacity));
+    if (!old) return;
+    for (const session of [...this.sessions.values()]) {
+      if (session.slot !== null && evicted.has(session.slot)) {
+        session.slot = null;
+        session.channel.close('no extranonce slot left after an upstream change');
+        this.close(session);
+        continue;
+      }
+      session.extranonce1 = slotHex(session.slot ?? 0, layout.slotBytes);
+      session.extranonce2Size = layout.clientExtranonce2Size;
+      session.forgetJobs();
+      session.channel.sendExtranonce(session.extranonce1, session.extranonce2Size);
+    }
+  }
+
+  private onJob(job: SourceJob): void {
+    if (!this.terms || job.session !== this.terms.session) {
+      this.log.warn({ session: job.session }, 'job from an unknown upstream session dropped');
+      return;
+    }
+    const booked = this.book.add(job, this.terms);
+    const keep = (id: string) => this.book.get(id) !== undefined;
+    for (const session of this.sessions.values()) session.sendJob(booked.clientJob, keep);
+    this.emit('job', { jobId: booked.id, clean: job.clean, clients: this.sessions.size });
+  }
+
+  private onState(state: SourceState): void {
+    const wasLive = this.state === 'live';
+    this.state = state;
+    this.emit('upstream', { state, terms: this.terms });
+    if (state === 'live') {
+      if (!wasLive) {
+        for (const session of this.sessions.values()) {
+          session.channel.sendUpstreamState(true, 'upstream is back');
+        }
+      }
+      return;
+    }
+    if (wasLive) {
+      this.dropJobs();
+      for (const session of this.sessions.values()) {
+        session.channel.sendUpstreamState(false, 'upstream lost: no work until it is back');
+      }
+    }
+  }
+
+  /** No job of the previous upstream session may be mined or forwarded. */
+  private dropJobs(): void {
+    this.book.clear();
+    for (const session of this.sessions.values()) session.forgetJobs();
+  }
+
+  private tick(): void {
+    const ceiling = this.terms?.difficulty ?? Number.POSITIVE_INFINITY;
+    const now = this.now();
+    for (const session of this.sessions.values()) {
+      const next = session.vardiff.onTick(now, ceiling);
+      if (next !== null) this.applyDifficulty(session, next);
+    }
+  }
+}
+
+function hashHex(hash: Uint8Array): string {
+  return Buffer.from(hash).reverse().toString('hex');
+}
