@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CircuitClient } from '../../src/client/circuit-client.js';
-import type { RpcError} from '../../src/protocol/errors.js';
+import type { RpcError } from '../../src/protocol/errors.js';
 import { RpcErrorCode } from '../../src/protocol/errors.js';
 import type { JobParams } from '../../src/protocol/messages.js';
 import { CircuitConnector } from '../../src/relay/circuit-connector.js';
