@@ -24,6 +24,8 @@ export class ClientSession implements ShareClient {
   extranonce1 = '';
   extranonce2Size = 0;
   versionMask: number | null = null;
+  /** Mask the client asked for (Stratum mining.configure); circuit clients take the relay's. */
+  versionMaskRequest = 0xffffffff;
   slot: number | null = null;
   /** Credit earned (share difficulty / ticket difficulty), spent by the ticket issuer. */
   credit = 0;

@@ -11,6 +11,7 @@ import type {
 import type { Algorithm } from '../work/algorithm.js';
 import type { ShareSubmission } from '../work/job.js';
 import type { PowHasher } from '../work/pow.js';
+import { negotiateMask } from '../work/version.js';
 import { type ClientChannel, type ClientMode, ClientSession } from './client-session.js';
 import {
   SlotAllocator,
@@ -157,6 +158,7 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
   register(
     channel: ClientChannel,
     mode: ClientMode,
+    options: { versionMaskRequest?: number } = {},
   ): { session: ClientSession; outcome: RegisterOutcome } {
     if (!this.layout || !this.slots || !this.terms) {
       throw new RpcError(NO_WORK_CODE, 'no upstream work yet, retry later', { retryAfter: 5 });
@@ -180,7 +182,8 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     session.slot = slot;
     session.extranonce1 = slotHex(slot, this.layout.slotBytes);
     session.extranonce2Size = this.layout.clientExtranonce2Size;
-    session.versionMask = this.terms.versionMask;
+    session.versionMaskRequest = options.versionMaskRequest ?? 0xffffffff;
+    session.versionMask = effectiveMask(this.terms.versionMask, session.versionMaskRequest);
     session.vardiff.clamp(this.terms.difficulty);
     session.registered = true;
     this.sessions.set(session.id, session);
@@ -290,8 +293,10 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     if (!previous || previous.extranonce2Size !== terms.extranonce2Size) this.relayout(terms);
     if (previous && previous.versionMask !== terms.versionMask) {
       for (const session of this.sessions.values()) {
-        session.versionMask = terms.versionMask;
-        session.channel.sendVersionMask(terms.versionMask);
+        const mask = effectiveMask(terms.versionMask, session.versionMaskRequest);
+        if (mask === session.versionMask) continue;
+        session.versionMask = mask;
+        session.channel.sendVersionMask(mask);
       }
     }
     if (previous && terms.session !== previous.session) this.dropJobs();
@@ -380,6 +385,13 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
       if (next !== null) this.applyDifficulty(session, next);
     }
   }
+}
+
+/** Upstream grant ∩ client request (BIP310); null when nothing may roll. */
+function effectiveMask(upstream: number | null, requested: number): number | null {
+  if (upstream === null) return null;
+  const mask = negotiateMask(upstream, requested);
+  return mask === 0 ? null : mask;
 }
 
 function hashHex(hash: Uint8Array): string {
