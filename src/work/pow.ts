@@ -17,14 +17,19 @@ function checkHeader(header: Uint8Array): void {
 export async function createPowHasher(algorithm: Algorithm): Promise<PowHasher> {
   if (algorithm === 'sha256d') {
     const hasher = await createSHA256();
+    // Bad input rejects (never throws synchronously): callers treat every hasher alike.
     return (header) => {
-      checkHeader(header);
-      const first = hasher.init().update(header).digest('binary');
-      return Promise.resolve(hasher.init().update(first).digest('binary'));
+      try {
+        checkHeader(header);
+        const first = hasher.init().update(header).digest('binary');
+        return Promise.resolve(hasher.init().update(first).digest('binary'));
+      } catch (err) {
+        return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      }
     };
   }
   return async (header) => {
-    checkHeader(header);
+    checkHeader(header); // inside async: becomes a rejection
     return scrypt({ password: header, salt: header, ...SCRYPT_PARAMS, outputType: 'binary' });
   };
 }

@@ -1,0 +1,182 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { z } from 'zod';
+import { ALGORITHMS } from '../work/algorithm.js';
+import { MIN_DIFFICULTY } from '../work/target.js';
+
+/**
+ * The relay's configuration (config/relay.example.toml documents every key). TOML is parsed,
+ * then validated by one schema; a bad file is refused with a message that names the key and
+ * the problem, e.g. "source.node.payoutAddress: required".
+ */
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, {
+    error: 'expected host:port, e.g. 127.0.0.1:8640',
+  })
+  .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, { error: 'port above 65535' });
+
+const positive = z.number().positive();
+const difficulty = z.number().refine((d) => Number.isFinite(d) && d >= MIN_DIFFICULTY, {
+  error: `must be a number >= ${MIN_DIFFICULTY}`,
+});
+
+const nodeSource = z
+  .strictObject({
+    rpcUrl: z.url({ protocol: /^https?$/, error: 'expected an http:// URL of the node RPC' }),
+    rpcUser: z.string().min(1).optional(),
+    rpcPassword: z.string().min(1).optional(),
+    rpcCookieFile: z.string().min(1).optional(),
+    payoutAddress: z.string().min(1).max(128),
+    coinbaseTag: z.string().max(40).default('/powbridge/'),
+    longPoll: z.boolean().default(true),
+    pollIntervalSeconds: positive.default(5),
+  })
+  .refine((n) => n.rpcCookieFile !== undefined || (n.rpcUser && n.rpcPassword), {
+    error: 'set rpcCookieFile, or rpcUser and rpcPassword',
+  });
+
+const pool = z.strictObject({
+  url: z.string().regex(/^stratum\+(tcp|ssl):\/\//, {
+    error: 'expected stratum+tcp://host:port or stratum+ssl://host:port',
+  }),
+  user: z.string().min(1).max(256),
+  password: z.string().max(256).default('x'),
+  tlsCaFile: z.string().optional(),
+  tlsRejectUnauthorized: z.boolean().default(true),
+});
+
+const source = z
+  .strictObject({
+    type: z.enum(['node', 'pool'], { error: 'expected "node" (solo) or "pool"' }),
+    algorithm: z.enum(ALGORITHMS).default('scrypt'),
+    node: nodeSource.optional(),
+    pools: z.array(pool).min(1).max(16).optional(),
+    versionRolling: z.boolean().default(true),
+    requestTimeoutSeconds: positive.default(10),
+    primaryRetrySeconds: positive.default(60),
+  })
+  .superRefine((s, ctx) => {
+    if (s.type === 'node' && !s.node) {
+      ctx.addIssue({ code: 'custom', path: ['node'], message: 'required when type = "node"' });
+    }
+    if (s.type === 'pool' && !s.pools) {
+      ctx.addIssue({ code: 'custom', path: ['pools'], message: 'required when type = "pool"' });
+    }
+  });
+
+const difficultySection = z
+  .strictObject({
+    initial: difficulty.default(2 ** -10),
+    min: difficulty.default(2 ** -16),
+    max: difficulty.default(2 ** 32),
+    targetShareSeconds: positive.default(15),
+    retargetSeconds: positive.default(60),
+    ticketDifficulty: difficulty.default(1),
+  })
+  .refine((d) => d.min <= d.max, { error: 'min must be <= max' });
+
+export const relayConfigSchema = z.strictObject({
+  relay: z
+    .strictObject({
+      listen: hostPort.default('127.0.0.1:8640'),
+      stratumListen: hostPort.optional(),
+      dataDir: z.string().min(1).default('./powbridge-data'),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+  source,
+  difficulty: difficultySection.prefault({}),
+  limits: z
+    .strictObject({
+      maxClients: z.number().int().min(1).max(100_000).default(10_000),
+      maxFrameBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(1 << 20)
+        .default(16 * 1024),
+      maxInvalidFrames: z.number().int().min(1).max(1000).default(10),
+      maxRequestsPerSecond: positive.default(20),
+    })
+    .prefault({}),
+  verify: z.strictObject({ threads: z.number().int().min(1).max(64).default(1) }).prefault({}),
+});
+
+export type RelayConfig = z.output<typeof relayConfigSchema>;
+
+function describe(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const key = issue.path.join('.') || '(top level)';
+      const message =
+        issue.code === 'unrecognized_keys'
+          ? `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}`
+          : issue.code === 'invalid_type' && issue.input === undefined
+            ? 'required'
+            : issue.message;
+      return `${key}: ${message}`;
+    })
+    .join('\n');
+}
+
+/** Validate an already-parsed object (tests, and flags merged over the file). */
+export function parseRelayConfig(value: unknown, origin = 'config'): RelayConfig {
+  const result = relayConfigSchema.safeParse(value);
+  if (!result.success) throw new ConfigError(`${origin}:\n${describe(result.error)}`);
+  return result.data;
+}
+
+/**
+ * Read and validate a TOML file. Relative paths inside it (dataDir, cookie and CA files) are
+ * resolved against the file's folder, so a config works wherever the relay is started from.
+ */
+export function loadRelayConfig(file: string, env: NodeJS.ProcessEnv = process.env): RelayConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(
+      `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = parseToml(text);
+  } catch (err) {
+    throw new ConfigError(`${file}: not valid TOML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const config = parseRelayConfig(raw, file);
+  // Secrets may come from the environment instead of the file.
+  if (config.source.node && env.POWBRIDGE_RPC_PASSWORD) {
+    config.source.node.rpcPassword = env.POWBRIDGE_RPC_PASSWORD;
+  }
+  const base = dirname(resolve(file));
+  config.relay.dataDir = resolve(base, config.relay.dataDir);
+  if (config.source.node?.rpcCookieFile) {
+    config.source.node.rpcCookieFile = resolve(base, config.source.node.rpcCookieFile);
+  }
+  for (const p of config.source.pools ?? []) {
+    if (p.tlsCaFile) p.tlsCaFile = resolve(base, p.tlsCaFile);
+  }
+  return config;
+}
+
+/** "host:port" → { host, port } (IPv6 in brackets). */
+export function splitHostPort(value: string): { host: string; port: number } {
+  const at = value.lastIndexOf(':');
+  return {
+    host: value.slice(0, at).replace(/^\[(.*)\]$/, '$1'),
+    port: Number(value.slice(at + 1)),
+  };
+}
