@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { hashCommand } from './hash.js';
+import { relayCommand } from './relay.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -10,6 +11,7 @@ const program = new Command('powbridge')
   .description('Proof-of-work as anonymous micropayment for a Tor relay')
   .version(pkg.version)
   .showHelpAfterError()
+  .addCommand(relayCommand())
   .addCommand(hashCommand());
 
 await program.parseAsync(process.argv);

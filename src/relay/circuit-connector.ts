@@ -21,6 +21,7 @@ import { u32ToHex } from '../work/hex.js';
 import type { Job } from '../work/job.js';
 import type { ClientChannel, ClientSession } from './client-session.js';
 import type { Stratifier } from './stratifier.js';
+import { routeUpgrades } from './upgrade-router.js';
 
 /**
  * The circuit connector: WebSocket `/v1/circuit`, one connection per circuit, JSON-RPC 2.0
@@ -100,13 +101,14 @@ export class CircuitConnector {
     return this.connections.size;
   }
 
-  /** Route HTTP upgrades for /v1/circuit on `server` to this connector. */
+  /** Take over an HTTP upgrade to /v1/circuit (the upgrade router calls this). */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws));
+  }
+
+  /** Serve /v1/circuit on `server` when it is the only WebSocket endpoint (tests). */
   attach(server: Server): void {
-    server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-      const path = (request.url ?? '').split('?')[0];
-      if (path !== CIRCUIT_PATH) return; // another connector (tunnel) may own it
-      this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws));
-    });
+    routeUpgrades(server, new Map([[CIRCUIT_PATH, this.handleUpgrade.bind(this)]]));
   }
 
   encodeJob(job: Job): string {

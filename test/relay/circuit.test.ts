@@ -186,3 +186,17 @@ describe('circuit connector', () => {
     expect(source.submitted).toHaveLength(0);
   });
 });
+
+describe('upgrade routing', () => {
+  it('answers 404 to a WebSocket upgrade on a path nobody serves', async () => {
+    const { default: WebSocket } = await import('ws');
+    const other = url.replace('/v1/circuit', '/v1/nothing');
+    const status = await new Promise<number>((resolve, reject) => {
+      const ws = new WebSocket(other);
+      ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.once('open', () => reject(new Error('upgrade should have been refused')));
+      ws.once('error', () => undefined);
+    });
+    expect(status).toBe(404);
+  });
+});

@@ -1,0 +1,159 @@
+import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { type Logger, silentLogger } from '../log.js';
+import { GbtSource } from '../sources/gbt-source.js';
+import { StratumPool } from '../sources/stratum-pool.js';
+import type { WorkSource } from '../sources/work-source.js';
+import { BIP320_MASK } from '../work/version.js';
+import { CircuitConnector } from './circuit-connector.js';
+import { type RelayConfig, splitHostPort } from './config.js';
+import { createHttpApi, relayDescriptor } from './http-api.js';
+import { RelayMetrics } from './metrics.js';
+import { createShareHasher, type ShareHasher } from './share-hasher.js';
+import { RelayStats } from './stats.js';
+import { Stratifier } from './stratifier.js';
+
+/**
+ * The relay bridge assembled from its parts, in data-flow order: work source → stratifier →
+ * connectors, with stats and the HTTP API listening on the side. `startRelay` wires and
+ * starts everything; `close` stops it in reverse order.
+ */
+
+export interface Relay {
+  /** Where the HTTP API and /v1/circuit listen. */
+  readonly url: string;
+  readonly stratifier: Stratifier;
+  readonly source: WorkSource;
+  readonly stats: RelayStats;
+  readonly app: FastifyInstance;
+  close(): Promise<void>;
+}
+
+export interface RelayDeps {
+  logger?: Logger;
+  /** Replace the configured source (tests drive a ManualSource through the whole relay). */
+  source?: WorkSource;
+}
+
+export function createSource(config: RelayConfig, logger: Logger): WorkSource {
+  const { source } = config;
+  if (source.type === 'node') {
+    const node = source.node!;
+    return new GbtSource(
+      {
+        rpcUrl: node.rpcUrl,
+        auth: node.rpcCookieFile
+          ? { cookieFile: node.rpcCookieFile }
+          : { user: node.rpcUser!, password: node.rpcPassword! },
+        payoutAddress: node.payoutAddress,
+        coinbaseTag: node.coinbaseTag,
+        longPoll: node.longPoll,
+        pollIntervalMs: node.pollIntervalSeconds * 1000,
+        algorithm: source.algorithm,
+      },
+      { logger: logger.child({ component: 'source' }) },
+    );
+  }
+  return new StratumPool({
+    pools: source.pools!.map((p) => ({
+      url: p.url,
+      user: p.user,
+      password: p.password,
+      tls: {
+        rejectUnauthorized: p.tlsRejectUnauthorized,
+        ...(p.tlsCaFile ? { ca: readFileSync(p.tlsCaFile, 'utf8') } : {}),
+      },
+    })),
+    algorithm: source.algorithm,
+    requestTimeoutMs: source.requestTimeoutSeconds * 1000,
+    primaryRetryMs: source.primaryRetrySeconds * 1000,
+    versionRolling: source.versionRolling ? { mask: BIP320_MASK } : null,
+    logger: logger.child({ component: 'source' }),
+  });
+}
+
+export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<Relay> {
+  const logger = deps.logger ?? silentLogger;
+  await mkdir(config.relay.dataDir, { recursive: true, mode: 0o700 });
+  const algorithm = config.source.algorithm;
+  const source = deps.source ?? createSource(config, logger);
+  const hasher: ShareHasher = await createShareHasher(algorithm, {
+    threads: config.verify.threads,
+  });
+  const { difficulty, limits } = config;
+  const stratifier = new Stratifier({
+    source,
+    algorithm,
+    hasher: hasher.hash,
+    initialDifficulty: difficulty.initial,
+    ticketDifficulty: difficulty.ticketDifficulty,
+    maxClients: limits.maxClients,
+    vardiff: {
+      targetShareSeconds: difficulty.targetShareSeconds,
+      retargetSeconds: difficulty.retargetSeconds,
+      minDifficulty: difficulty.min,
+      maxDifficulty: difficulty.max,
+    },
+    logger: logger.child({ component: 'stratifier' }),
+  });
+  const stats = new RelayStats();
+  stats.attach(stratifier);
+  const metrics = new RelayMetrics(stats);
+  const app = createHttpApi({
+    stratifier,
+    stats,
+    metrics,
+    descriptor: () =>
+      relayDescriptor({
+        algorithm,
+        initialDifficulty: difficulty.initial,
+        ticketDifficulty: difficulty.ticketDifficulty,
+        vardiffTargetSeconds: difficulty.targetShareSeconds,
+      }),
+    upstreamUrl: () => source.status().upstream,
+    logger: logger.child({ component: 'http' }),
+  });
+  const circuits = new CircuitConnector(stratifier, {
+    limits: {
+      maxFrameBytes: limits.maxFrameBytes,
+      maxInvalidFrames: limits.maxInvalidFrames,
+      maxRequestsPerSecond: limits.maxRequestsPerSecond,
+    },
+    logger: logger.child({ component: 'circuit' }),
+  });
+  circuits.attach(app.server);
+
+  stratifier.start();
+  source.start();
+  const { host, port } = splitHostPort(config.relay.listen);
+  try {
+    await app.listen({ host, port });
+  } catch (err) {
+    stratifier.stop();
+    await source.stop();
+    await hasher.close();
+    throw err;
+  }
+  const address = app.server.address() as AddressInfo;
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${shownHost}:${address.port}`;
+  logger.info({ url, source: config.source.type, algorithm }, 'relay listening');
+
+  return {
+    url,
+    stratifier,
+    source,
+    stats,
+    app,
+    async close() {
+      circuits.close();
+      await app.close();
+      stratifier.stop();
+      stats.detach();
+      await source.stop();
+      await hasher.close();
+    },
+  };
+}
