@@ -46,6 +46,11 @@ export function relayCommand(): Command {
         return fail('relay', err);
       }
       process.stderr.write(`powbridge relay: listening on ${relay.url}\n`);
+      if (relay.stratumAddress) {
+        process.stderr.write(
+          `powbridge relay: Stratum for standard miners on ${relay.stratumAddress}\n`,
+        );
+      }
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;

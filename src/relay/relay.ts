@@ -14,6 +14,7 @@ import { RelayMetrics } from './metrics.js';
 import { createShareHasher, type ShareHasher } from './share-hasher.js';
 import { RelayStats } from './stats.js';
 import { Stratifier } from './stratifier.js';
+import { StratumConnector } from './stratum-connector.js';
 
 /**
  * The relay bridge assembled from its parts, in data-flow order: work source → stratifier →
@@ -24,6 +25,8 @@ import { Stratifier } from './stratifier.js';
 export interface Relay {
   /** Where the HTTP API and /v1/circuit listen. */
   readonly url: string;
+  /** host:port of the Stratum port for standard miners, when configured. */
+  readonly stratumAddress: string | null;
   readonly stratifier: Stratifier;
   readonly source: WorkSource;
   readonly stats: RelayStats;
@@ -125,13 +128,28 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   });
   circuits.attach(app.server);
 
+  const miners = config.relay.stratumListen
+    ? new StratumConnector(stratifier, { logger: logger.child({ component: 'stratum' }) })
+    : null;
+
   stratifier.start();
   source.start();
   const { host, port } = splitHostPort(config.relay.listen);
+  let stratumAddress: string | null = null;
   try {
     await app.listen({ host, port });
+    if (miners && config.relay.stratumListen) {
+      const at = splitHostPort(config.relay.stratumListen);
+      await miners.listen(at.host, at.port);
+      const bound = miners.address();
+      if (bound) stratumAddress = `${at.host}:${bound.port}`;
+    }
   } catch (err) {
+    circuits.close();
+    await app.close();
+    await miners?.close();
     stratifier.stop();
+    stats.detach();
     await source.stop();
     await hasher.close();
     throw err;
@@ -139,15 +157,20 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const address = app.server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${shownHost}:${address.port}`;
-  logger.info({ url, source: config.source.type, algorithm }, 'relay listening');
+  logger.info(
+    { url, stratum: stratumAddress, source: config.source.type, algorithm },
+    'relay listening',
+  );
 
   return {
     url,
+    stratumAddress,
     stratifier,
     source,
     stats,
     app,
     async close() {
+      await miners?.close();
       circuits.close();
       await app.close();
       stratifier.stop();

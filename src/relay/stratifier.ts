@@ -290,7 +290,8 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     const previous = this.terms;
     this.terms = terms;
     this.emit('upstream', { state: this.state, terms });
-    if (!previous || previous.extranonce2Size !== terms.extranonce2Size) this.relayout(terms);
+    const relaid = !previous || previous.extranonce2Size !== terms.extranonce2Size;
+    if (relaid) this.relayout(terms);
     if (previous && previous.versionMask !== terms.versionMask) {
       for (const session of this.sessions.values()) {
         const mask = effectiveMask(terms.versionMask, session.versionMaskRequest);
@@ -303,6 +304,16 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     for (const session of this.sessions.values()) {
       const next = session.vardiff.clamp(terms.difficulty);
       if (next !== null) session.channel.sendDifficulty(next);
+    }
+    // New extranonce on the same upstream session: the current job is still good, but
+    // clients forgot theirs with the old extranonce, so send it again as clean work
+    // (DESIGN §4.2). After a new session `current` is null and nothing stale goes out.
+    const job = this.book.current;
+    if (relaid && previous && job && this.state === 'live') {
+      const keep = (id: string) => this.book.get(id) !== undefined;
+      for (const session of this.sessions.values()) {
+        session.sendJob({ ...job.clientJob, clean: true }, keep);
+      }
     }
   }
 

@@ -200,3 +200,138 @@ describe('upgrade routing', () => {
     expect(status).toBe(404);
   });
 });
+
+describe('abuse limits', () => {
+  it('a request flood closes that circuit only', async () => {
+    source.goLive({ difficulty: 1e12 });
+    const good = await connect();
+    await good.request('mining.register', { agent: 'good', mode: 'tickets' });
+    const flooder = await connect();
+    const closed = nextEvent<{ code: number; reason: string }>(flooder, 'close');
+    const ping = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'mining.register',
+      params: { agent: 'x', mode: 'tickets' },
+    });
+    for (let i = 0; i < 500; i++) flooder.sendRaw(ping);
+    const { code, reason } = await closed;
+    expect(code).toBe(1008);
+    expect(reason).toMatch(/too many requests|invalid frames/);
+    expect(good.open).toBe(true);
+    await expect(
+      good.request('mining.submit', {
+        jobId: 'nope',
+        extranonce2: '000000000001',
+        ntime: '00000000',
+        nonce: '00000000',
+      }),
+    ).rejects.toMatchObject({ code: RpcErrorCode.jobNotFound });
+  });
+
+  it('a client that stops reading is dropped instead of buffered without bound', async () => {
+    const { default: WebSocket } = await import('ws');
+    connector.close();
+    connector = new CircuitConnector(stratifier, { limits: { maxBufferedBytes: 64 * 1024 } });
+    const slowServer = createServer();
+    connector.attach(slowServer);
+    await new Promise<void>((resolve) => slowServer.listen(0, '127.0.0.1', resolve));
+    try {
+      source.goLive({ difficulty: 1e12 });
+      const port = (slowServer.address() as AddressInfo).port;
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/circuit`);
+      await new Promise((resolve) => ws.once('open', resolve));
+      const registered = new Promise((resolve) => ws.once('message', resolve));
+      ws.send(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'mining.register',
+          params: { agent: 's', mode: 'donate' },
+        }),
+      );
+      await registered;
+      // Stop reading: the kernel buffers fill, then the relay's own queue would grow.
+      (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+      const big = 'ab'.repeat(8_000);
+      for (let i = 0; i < 2_000 && stratifier.clientCount > 0; i++) {
+        source.newJob({ clean: false, coinb2: big });
+        if (i % 50 === 0) await new Promise((r) => setImmediate(r));
+      }
+      expect(stratifier.clientCount).toBe(0);
+      ws.terminate();
+    } finally {
+      await new Promise<void>((resolve) => slowServer.close(() => resolve()));
+    }
+  });
+});
+
+describe('share errors over a circuit', () => {
+  it('produces 20, 21 and 22 for crafted shares', async () => {
+    source.goLive({ difficulty: 1e12 });
+    const client = await connect();
+    const jobPromise = nextEvent<JobParams>(client, 'job');
+    await client.request('mining.register', { agent: 'test', mode: 'tickets' });
+    const job = await jobPromise;
+    const base = {
+      jobId: job.jobId,
+      extranonce2: '000000000001',
+      ntime: job.ntime,
+      nonce: '00000000',
+    };
+    const submit = (share: object) => client.request('mining.submit', { ...base, ...share });
+    await expect(submit({ extranonce2: '0001' })).rejects.toMatchObject({
+      code: 20,
+      message: /extranonce2/,
+    });
+    await expect(submit({ ntime: '00000001' })).rejects.toMatchObject({
+      code: 20,
+      message: /ntime/,
+    });
+    await expect(submit({ versionBits: '00000001' })).rejects.toMatchObject({
+      code: 20,
+      message: /version bits/,
+    });
+    await expect(submit({ jobId: 'gone' })).rejects.toMatchObject({ code: 21 });
+    await submit({});
+    await expect(submit({})).rejects.toMatchObject({ code: 22 });
+  });
+
+  it('produces 23 when the hash misses the difficulty the job was sent at', async () => {
+    const hardSource = new ManualSource('sha256d');
+    const hard = new Stratifier({
+      source: hardSource,
+      algorithm: 'sha256d',
+      hasher: await createPowHasher('sha256d'),
+      initialDifficulty: 1e9,
+      ticketDifficulty: 1,
+    });
+    hard.start();
+    const hardConnector = new CircuitConnector(hard);
+    const hardServer = createServer();
+    hardConnector.attach(hardServer);
+    await new Promise<void>((resolve) => hardServer.listen(0, '127.0.0.1', resolve));
+    try {
+      hardSource.goLive({ difficulty: 1e12 });
+      const port = (hardServer.address() as AddressInfo).port;
+      const client = await CircuitClient.connect(`ws://127.0.0.1:${port}/v1/circuit`);
+      clients.push(client);
+      const jobPromise = nextEvent<JobParams>(client, 'job');
+      const session = await client.request('mining.register', { agent: 't', mode: 'tickets' });
+      expect(session.difficulty).toBe(1e9);
+      const job = await jobPromise;
+      await expect(
+        client.request('mining.submit', {
+          jobId: job.jobId,
+          extranonce2: '000000000001',
+          ntime: job.ntime,
+          nonce: '00000000',
+        }),
+      ).rejects.toMatchObject({ code: RpcErrorCode.lowDifficulty });
+    } finally {
+      hardConnector.close();
+      hard.stop();
+      await new Promise<void>((resolve) => hardServer.close(() => resolve()));
+    }
+  });
+});

@@ -1,0 +1,678 @@
+import { connect, type Socket } from 'node:net';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { ClientSession } from '../../src/relay/client-session.js';
+import { Stratifier } from '../../src/relay/stratifier.js';
+import { StratumConnector } from '../../src/relay/stratum-connector.js';
+import type { StratumLimits } from '../../src/relay/stratum-miner-limits.js';
+import {
+  type Call,
+  encodeRequest,
+  LineDecoder,
+  type Method,
+  type MethodParams,
+  parseMessage,
+  parseSubscribeResult,
+} from '../../src/stratum/index.js';
+import { u32ToHex } from '../../src/work/hex.js';
+import type { Job } from '../../src/work/job.js';
+import { createPowHasher } from '../../src/work/pow.js';
+import { MIN_DIFFICULTY } from '../../src/work/target.js';
+import { BIP320_MASK } from '../../src/work/version.js';
+import { ManualSource } from '../helpers/manual-source.js';
+
+// ---- helpers --------------------------------------------------------------------------------
+
+const WAIT_MS = 3_000;
+
+/** Reject after `ms` so a missing message fails fast with a name instead of a test timeout. */
+function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Wait until `check` holds: the relay sees a close a moment after the miner does. */
+function eventually(check: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
+  const done = new Promise<void>((resolve) => {
+    const poll = () => (check() ? resolve() : void setTimeout(poll, 5));
+    poll();
+  });
+  return within(done, what, ms);
+}
+
+/** A response as it was on the wire. */
+interface Reply {
+  id: unknown;
+  result?: unknown;
+  error?: unknown;
+}
+
+/**
+ * A scripted standard miner: a real TCP socket framed and parsed with the codec under
+ * test. Responses are kept as raw JSON (to check the wire form of errors); notifications are
+ * parsed and queued per method.
+ */
+class TestMiner {
+  /** Notification methods in arrival order. */
+  readonly methods: string[] = [];
+  /** Lines from the relay the codec could not read: must stay empty. */
+  readonly garbage: string[] = [];
+  readonly closed: Promise<void>;
+  open = true;
+  private readonly queues = new Map<string, unknown[]>();
+  private readonly waiters = new Map<string, ((params: unknown) => void)[]>();
+  private readonly replies = new Map<string, (reply: Reply) => void>();
+  private nextId = 1;
+
+  private constructor(readonly socket: Socket) {
+    const decoder = new LineDecoder({ maxLineBytes: 1 << 20 });
+    decoder.on('line', (line) => this.onLine(line));
+    decoder.on('error', (error) => this.garbage.push(error.message));
+    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    socket.on('error', () => {}); // resets from the relay are what some tests expect
+    this.closed = new Promise((resolve) =>
+      socket.once('close', () => {
+        this.open = false;
+        resolve();
+      }),
+    );
+  }
+
+  static connect(port: number): Promise<TestMiner> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.off('error', reject);
+        resolve(new TestMiner(socket));
+      });
+      socket.once('error', reject);
+    });
+  }
+
+  /** A well-formed request through the codec's encoder. */
+  call(call: Call): Promise<Reply> {
+    const id = this.nextId++;
+    return this.await(id, encodeRequest(id, call));
+  }
+
+  /** Any method and params, as given, with an optional id of any type. */
+  request(method: string, params: unknown[] = [], id: number | string = this.nextId++) {
+    return this.await(id, `${JSON.stringify({ id, method, params })}\n`);
+  }
+
+  /** The next notification of `method` (queued ones first). */
+  next<M extends Method>(method: M): Promise<MethodParams[M]> {
+    const queued = this.queues.get(method);
+    if (queued && queued.length > 0) return Promise.resolve(queued.shift() as MethodParams[M]);
+    const waiting = new Promise<MethodParams[M]>((resolve) => {
+      const list = this.waiters.get(method) ?? [];
+      list.push((params) => resolve(params as MethodParams[M]));
+      this.waiters.set(method, list);
+    });
+    return within(waiting, method);
+  }
+
+  queued(method: Method): number {
+    return this.queues.get(method)?.length ?? 0;
+  }
+
+  send(data: string | Uint8Array): void {
+    this.socket.write(data);
+  }
+
+  close(): Promise<void> {
+    this.socket.destroy();
+    return this.closed;
+  }
+
+  private await(id: number | string, line: string): Promise<Reply> {
+    const reply = new Promise<Reply>((resolve) => this.replies.set(JSON.stringify(id), resolve));
+    this.socket.write(line);
+    return within(reply, `the answer to request ${id}`);
+  }
+
+  private onLine(line: string): void {
+    const parsed = parseMessage(line);
+    if (!parsed.ok) {
+      this.garbage.push(line);
+      return;
+    }
+    const message = parsed.value;
+    if (message.kind === 'response') {
+      const raw = JSON.parse(line) as Reply;
+      const key = JSON.stringify(raw.id);
+      const resolve = this.replies.get(key);
+      this.replies.delete(key);
+      resolve?.(raw);
+      return;
+    }
+    if (message.kind !== 'notification') {
+      this.garbage.push(line); // the relay sends miners no requests
+      return;
+    }
+    this.methods.push(message.method);
+    const waiter = this.waiters.get(message.method)?.shift();
+    if (waiter) waiter(message.params);
+    else {
+      const queue = this.queues.get(message.method) ?? [];
+      queue.push(message.params);
+      this.queues.set(message.method, queue);
+    }
+  }
+}
+
+interface Relay {
+  source: ManualSource;
+  stratifier: Stratifier;
+  connector: StratumConnector;
+  /** Stratifier sessions of the miners, in subscribe order. */
+  sessions: ClientSession[];
+  miner(): Promise<TestMiner>;
+}
+
+const logLines: string[] = [];
+const logger = pino({ level: 'debug' }, { write: (line: string) => void logLines.push(line) });
+const cleanups: (() => Promise<void>)[] = [];
+const miners: TestMiner[] = [];
+
+/** Why the relay closed connections so far, from its debug log. */
+function loggedReasons(): string[] {
+  return logLines.map((line) => (JSON.parse(line) as { reason?: string }).reason ?? '');
+}
+
+async function startRelay(
+  options: { initialDifficulty?: number; limits?: Partial<StratumLimits> } = {},
+): Promise<Relay> {
+  const source = new ManualSource('sha256d');
+  const stratifier = new Stratifier({
+    source,
+    algorithm: 'sha256d',
+    hasher: await createPowHasher('sha256d'),
+    // MIN_DIFFICULTY: every nonce is a valid share. No vardiff retarget within a test.
+    initialDifficulty: options.initialDifficulty ?? MIN_DIFFICULTY,
+    ticketDifficulty: MIN_DIFFICULTY,
+    vardiff: { minDifficulty: MIN_DIFFICULTY, retargetShares: 1_000 },
+  });
+  stratifier.start();
+  const sessions: ClientSession[] = [];
+  stratifier.on('client-open', (session) => sessions.push(session));
+  const connector = new StratumConnector(stratifier, { limits: options.limits, logger });
+  await connector.listen('127.0.0.1', 0);
+  cleanups.push(async () => {
+    await connector.close();
+    stratifier.stop();
+  });
+  const port = connector.address()?.port ?? 0;
+  return {
+    source,
+    stratifier,
+    connector,
+    sessions,
+    async miner() {
+      const miner = await TestMiner.connect(port);
+      miners.push(miner);
+      return miner;
+    },
+  };
+}
+
+interface Work {
+  extranonce1: string;
+  extranonce2Size: number;
+  difficulty: number;
+  job: Job;
+}
+
+/** configure (when a mask is given) → subscribe → [extranonce.subscribe] → authorize → work. */
+async function handshake(
+  miner: TestMiner,
+  options: { mask?: number; extranonceUpdates?: boolean } = {},
+): Promise<Work> {
+  if (options.mask !== undefined) {
+    const configured = await miner.call({
+      method: 'mining.configure',
+      params: {
+        extensions: ['version-rolling'],
+        versionRolling: { mask: options.mask, minBitCount: 2 },
+        other: {},
+      },
+    });
+    expect(configured.error).toBeNull();
+  }
+  const subscribed = await miner.call({
+    method: 'mining.subscribe',
+    params: { agent: 'test-miner/1.0', sessionId: null },
+  });
+  const result = parseSubscribeResult(subscribed.result);
+  if (!result.ok) throw new Error(result.error);
+  if (options.extranonceUpdates) {
+    expect((await miner.call({ method: 'mining.extranonce.subscribe', params: {} })).result).toBe(
+      true,
+    );
+  }
+  const authorized = await miner.call({
+    method: 'mining.authorize',
+    params: { user: 'any.worker', password: 'x' },
+  });
+  expect(authorized.result).toBe(true);
+  const { difficulty } = await miner.next('mining.set_difficulty');
+  const job = await miner.next('mining.notify');
+  return { ...result.value, difficulty, job };
+}
+
+/** Subscribe, never authorize. */
+async function subscribeOnly(miner: TestMiner): Promise<void> {
+  const reply = await miner.request('mining.subscribe', []);
+  expect(reply.error).toBeNull();
+}
+
+let nonceCounter = 0;
+
+/** mining.submit params; a fresh nonce each time so shares are never duplicates by accident. */
+function share(
+  work: Work,
+  fields: { job?: Job; extranonce2?: string; ntime?: string; nonce?: string; versionBits?: string },
+): unknown[] {
+  const job = fields.job ?? work.job;
+  const params: unknown[] = [
+    'any.worker',
+    job.jobId,
+    fields.extranonce2 ?? '00'.repeat(work.extranonce2Size),
+    fields.ntime ?? job.ntime,
+    fields.nonce ?? u32ToHex(++nonceCounter),
+  ];
+  if (fields.versionBits !== undefined) params.push(fields.versionBits);
+  return params;
+}
+
+function errorCode(reply: Reply): unknown {
+  return Array.isArray(reply.error) ? reply.error[0] : reply.error;
+}
+
+function ntimePlus(job: Job, seconds: number): string {
+  return u32ToHex(Number.parseInt(job.ntime, 16) + seconds);
+}
+
+function activeTimers(): number {
+  return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+}
+
+let timersBefore = 0;
+beforeEach(() => {
+  timersBefore = activeTimers();
+});
+
+afterEach(async () => {
+  for (const miner of miners) expect(miner.garbage).toEqual([]);
+  await Promise.all(miners.splice(0).map((miner) => miner.close()));
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+  // Peer addresses never reach the log.
+  expect(logLines.join('')).not.toContain('127.0.0.1');
+  logLines.length = 0;
+  // Nothing left listening or connected (libuv frees a handle a loop turn after 'close').
+  const sockets = () =>
+    process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap' || r === 'TCPServerWrap');
+  await eventually(() => sockets().length === 0, 'every socket closed', 1_000);
+  // No idle, handshake, grace or vardiff timer outlives the relay.
+  expect(activeTimers()).toBeLessThanOrEqual(timersBefore);
+});
+
+// ---- tests ----------------------------------------------------------------------------------
+
+describe('stratum connector: handshake and work', () => {
+  it('configures version rolling as requested ∩ upstream, subscribes a donor, then sends difficulty and a job', async () => {
+    const relay = await startRelay();
+    relay.source.goLive({ difficulty: 1e12 }); // upstream mask: BIP320 1fffe000
+    const miner = await relay.miner();
+
+    const configured = await miner.request('mining.configure', [
+      ['version-rolling', 'minimum-difficulty'],
+      { 'version-rolling.mask': '00fff000', 'version-rolling.min-bit-count': 2 },
+    ]);
+    expect(configured.result).toEqual({
+      'version-rolling': true,
+      'version-rolling.mask': '00ffe000',
+      'minimum-difficulty': false,
+    });
+
+    const subscribed = await miner.request('mining.subscribe', ['cgminer/4.11']);
+    expect(subscribed.error).toBeNull();
+    const [subscriptions, extranonce1, extranonce2Size] = subscribed.result as unknown[];
+    expect(subscriptions).toEqual([
+      ['mining.set_difficulty', expect.stringMatching(/^[0-9a-f]{16}$/)],
+      ['mining.notify', expect.stringMatching(/^[0-9a-f]{16}$/)],
+    ]);
+    expect(extranonce1).toMatch(/^[0-9a-f]{4}$/); // two slot bytes of an 8-byte extranonce2
+    expect(extranonce2Size).toBe(6);
+    const [session] = relay.sessions;
+    expect(session?.mode).toBe('donate');
+    expect(session?.versionMask).toBe(0x00ffe000);
+    // No work before authorize.
+    expect(miner.methods).toEqual([]);
+
+    expect((await miner.request('mining.extranonce.subscribe')).result).toBe(true);
+    expect((await miner.request('mining.authorize', ['bc1q.anything', ''])).result).toBe(true);
+    expect((await miner.next('mining.set_difficulty')).difficulty).toBe(MIN_DIFFICULTY);
+    const job = await miner.next('mining.notify');
+    expect(miner.methods).toEqual(['mining.set_difficulty', 'mining.notify']);
+    expect(job).toMatchObject({ clean: true, version: '20000000', nbits: '207fffff' });
+    expect(job.coinb1.endsWith('f000000d')).toBe(true); // upstream extranonce1 folded in
+
+    // Later jobs follow as the upstream sends them.
+    relay.source.newJob({ clean: false });
+    expect((await miner.next('mining.notify')).clean).toBe(false);
+    // Optional keep-alive answered; string ids echoed as given.
+    expect(await miner.request('mining.ping', [], 'p-1')).toEqual({
+      id: 'p-1',
+      result: 'pong',
+      error: null,
+    });
+  });
+
+  it('subscribe and authorize may come in either order', async () => {
+    const relay = await startRelay();
+    relay.source.goLive({ difficulty: 1e12 });
+    const miner = await relay.miner();
+    expect((await miner.request('mining.authorize', ['w', 'x'])).result).toBe(true);
+    expect(miner.methods).toEqual([]);
+    await miner.request('mining.subscribe', []);
+    await miner.next('mining.set_difficulty');
+    expect((await miner.next('mining.notify')).clean).toBe(true);
+    // The mask is fixed at subscribe; one subscription per connection.
+    const late = await miner.request('mining.configure', [
+      ['version-rolling'],
+      { 'version-rolling.mask': '1fffe000' },
+    ]);
+    expect(late.error).toEqual([20, 'mining.configure must precede mining.subscribe', null]);
+    expect(errorCode(await miner.request('mining.subscribe', []))).toBe(20);
+    expect(relay.stratifier.clientCount).toBe(1);
+  });
+
+  it('accepts a share below the upstream difficulty without forwarding it; donors earn no credit', async () => {
+    const relay = await startRelay();
+    relay.source.goLive({ difficulty: 1e12 });
+    const submit = vi.spyOn(relay.stratifier, 'submit');
+    const miner = await relay.miner();
+    const work = await handshake(miner);
+    const reply = await miner.request('mining.submit', share(work, {}));
+    expect(reply).toMatchObject({ result: true, error: null });
+    await expect(submit.mock.results[0]?.value).resolves.toEqual({ accepted: true, credit: 0 });
+    expect(relay.sessions[0]).toMatchObject({ accepted: 1, credit: 0 });
+    expect(relay.source.submitted).toEqual([]);
+  });
+
+  it('forwards a share that meets the upstream difficulty as slot ‖ extranonce2, with version bits', async () => {
+    const relay = await startRelay();
+    relay.source.goLive({ difficulty: MIN_DIFFICULTY });
+    const miner = await relay.miner();
+    const work = await handshake(miner, { mask: BIP320_MASK });
+    const reply = await miner.request(
+      'mining.submit',
+      share(work, { extranonce2: '0000000000ab', nonce: '0000abcd', versionBits: '00002000' }),
+    );
+    expect(reply.result).toBe(true);
+    expect(relay.source.submitted).toEqual([
+      {
+        session: 1,
+        jobId: 'up1',
+        extranonce2: `${work.extranonce1}0000000000ab`,
+        ntime: work.job.ntime,
+        nonce: '0000abcd',
+        versionBits: '00002000',
+      },
+    ]);
+    expect(relay.sessions[0]?.credit).toBe(0);
+  });
+});
+
+describe('stratum connector: rejections', () => {
+  it('answers each rejected share with its Stratum code as [code, message, null]', async () => {
+    const relay = await startRelay();
+    relay.source.goLive({ difficulty: 1e12 });
+    const miner = await relay.miner();
+    const submit = (params: unknown[]) => miner.request('mining.submit', params);
+    const early = ['w', '1', '000000000000', '00000000', '00000000'];
+
+    // 25 before subscribe, 24 after subscribe but before authorize.
+    const notSubscribed = await submit(early);
+    expect(notSubscribed.error).toEqual([25, 'not subscribed', null]);
+    expect(notSubscribed.result).toBeNull();
+    await miner.request('mining.subscribe', []);
+    expect(errorCode(await submit(early))).toBe(24);
+
+    const work = await handshake(await relay.miner(), { mask: BIP320_MASK });
+    const other = miners[1] as TestMiner;
+    const send = (params: unknown[]) => other.request('mining.submit', params);
+
+    // 22: the same share twice.
+    const once = share(work, {});
+    expect((await send(once)).result).toBe(true);
+    const duplicate = await send(once);
+    expect(duplicate.error).toEqual([22, 'duplicate share', null]);
+
+    // 20: ntime past the roll window or before the job; version bits outside the mask;
+    // extranonce2 of the wrong size.
+    expect(errorCode(await send(share(work, { ntime: ntimePlus(work.job, 8_000) })))).toBe(20);
+    expect(errorCode(await send(share(work, { ntime: ntimePlus(work.job, -1) })))).toBe(20);
+    expect(errorCode(await send(share(work, { versionBits: '00000001' })))).toBe(20);
+    expect(errorCode(await send(share(work, { extranonce2: '00' })))).toBe(20);
+
+    // 21: unknown job, then a job cleared by a new block.
+    expect(errorCode(await send(share(work, { job: { ...work.job, jobId: 'ffff' } })))).toBe(21);
+    relay.source.newJob({ clean: true });
+    const fresh = await other.next('mining.notify');
+    expect(errorCode(await send(share(work, {})))).toBe(21);
+    expect((await send(share(work, { job: fresh }))).result).toBe(true);
+    expect(relay.source.submitted).toEqual([]);
+  });
+
+  it('a miner that did not configure rolling may not roll version bits', async () => {
+    const relay = await startRelay();
+    relay.source.goLive({ difficulty: 1e12 });
+    const miner = await relay.miner();
+    const work = await handshake(miner);
+    expect(relay.sessions[0]?.versionMask).toBeNull();
+    const reply = await miner.request('mining.submit', share(work, { versionBits: '00002000' }));
+    expect(reply.error).toEqual([20, 'version bits outside the negotiated mask', null]);
+  });
+
+  it('23: a share below the client difficulty', async () => {
+    const relay = await startRelay({ initialDifficulty: 1e6 });
+    relay.source.goLive({ difficulty: 1e12 });
+    const miner = await relay.miner();
+    const work = await handshake(miner);
+    expect(work.difficulty).toBe(1e6);
+    const reply = await miner.request('mining.submit', share(work, {}));
+    expect(reply.error).toEqual([23, 'low difficulty share', null]);
+  });
+});
+
+describe('stratum connector: abuse and limits', () => {
+  it('drops garbage, over-long lines, invalid UTF-8 and floods; other miners keep working', async () => {
+    const relay = await startRelay({
+      limits: { maxInvalidMessages: 3, maxRequestsPerSecond: 10, burstSeconds: 1 },
+    });
+    relay.source.goLive({ difficulty: 1e12 });
+    const good = await relay.miner();
+    const work = await handshake(good);
+
+    const garbage = await relay.miner();
+    const first = await garbage.request('mining.subscribe', 'not an array' as unknown as []);
+    expect(errorCode(first)).toBe(-32602);
+    garbage.send('{not json\n[1,2]\n');
+    await within(garbage.closed, 'garbage miner dropped');
+    expect(loggedReasons()).toContain('too many invalid messages');
+
+    const long = await relay.miner();
+    long.send(`${'x'.repeat(5_000)}\n`);
+    await within(long.closed, 'over-long line dropped');
+    expect(loggedReasons()).toContain('line longer than 4096 bytes');
+
+    const noNewline = await relay.miner();
+    noNewline.send('{'.repeat(5_000)); // the cap applies before the line ends
+    await within(noNewline.closed, 'unterminated line dropped');
+
+    const binary = await relay.miner();
+    binary.send(Uint8Array.from([0xff, 0xfe, 0x0a]));
+    await within(binary.closed, 'invalid UTF-8 dropped');
+    expect(loggedReasons()).toContain('line is not valid UTF-8');
+
+    const flood = await relay.miner();
+    flood.send('{"id":1,"method":"mining.ping","params":[]}\n'.repeat(50));
+    await within(flood.closed, 'flooding miner dropped');
+    expect(loggedReasons()).toContain('too many requests');
+
+    relay.source.newJob({ clean: true });
+    const job = await good.next('mining.notify');
+    expect((await good.request('mining.submit', share(work, { job }))).result).toBe(true);
+    expect(good.open).toBe(true);
+    await eventually(() => relay.connector.size === 1, 'only the good miner left');
+    expect(relay.stratifier.clientCount).toBe(1);
+  });
+
+  it('answers unknown methods and pool-side methods with -32601 and the id, and keeps the miner', async () => {
+    const relay = await startRelay();
+    relay.source.goLive();
+    const miner = await relay.miner();
+    const unknown = await miner.request('mining.suggest_difficulty', [1024], 'abc');
+    expect(unknown.id).toBe('abc');
+    expect(unknown.error).toEqual([-32601, 'unknown method mining.suggest_difficulty', null]);
+    const poolSide = await miner.request('mining.set_difficulty', [1]);
+    expect(errorCode(poolSide)).toBe(-32601);
+    expect((await miner.request('mining.ping')).result).toBe('pong');
+  });
+
+  it('drops a miner that does not finish the handshake, and an idle one', async () => {
+    const relay = await startRelay({ limits: { handshakeTimeoutMs: 150, idleTimeoutMs: 400 } });
+    relay.source.goLive({ difficulty: 1e12 });
+    const silent = await relay.miner();
+    await subscribeOnly(silent);
+    await within(silent.closed, 'handshake timeout', 1_000);
+    expect(loggedReasons()).toContain('handshake timeout');
+    await eventually(() => relay.stratifier.clientCount === 0, 'its slot to go back');
+
+    const idle = await relay.miner();
+    await handshake(idle);
+    const started = Date.now();
+    // Jobs keep flowing to it; only what it sends counts as a sign of life.
+    relay.source.newJob({ clean: false });
+    await within(idle.closed, 'idle timeout', 2_000);
+    expect(loggedReasons()).toContain('idle');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(200);
+  });
+
+  it('refuses connections beyond the maximum', async () => {
+    const relay = await startRelay({ limits: { maxConnections: 1 } });
+    relay.source.goLive({ difficulty: 1e12 });
+    const first = await relay.miner();
+    const second = await relay.miner();
+    await within(second.closed, 'second connection refused');
+    await handshake(first);
+    expect(first.open).toBe(true);
+  });
+
+  it('drops a miner that stops reading', async () => {
+    const relay = await startRelay({ limits: { maxBufferedBytes: 16 * 1024 } });
+    relay.source.goLive({ difficulty: 1e12 });
+    const slow = await relay.miner();
+    await handshake(slow);
+    slow.socket.pause();
+    // 40 KB jobs: a few hundred fill the loopback socket buffers, then ours.
+    const coinb1 = `01${'00'.repeat(40_000)}`;
+    for (let i = 0; i < 600 && relay.connector.size > 0; i++) {
+      relay.source.newJob({ clean: false, coinb1 });
+      if (i % 50 === 49) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await eventually(() => relay.connector.size === 0, 'slow reader dropped');
+    expect(loggedReasons()).toContain('slow reader');
+    expect(relay.stratifier.clientCount).toBe(0);
+  });
+});
+
+describe('stratum connector: upstream changes', () => {
+  it('sends set_extranonce to miners that subscribed to it and hangs up on the others', async () => {
+    const relay = await startRelay();
+    relay.source.goLive({ difficulty: MIN_DIFFICULTY, extranonce2Size: 8 });
+    const follower = await relay.miner();
+    const work = await handshake(follower, { extranonceUpdates: true });
+    const legacy = await relay.miner();
+    await handshake(legacy);
+    expect(relay.stratifier.clientCount).toBe(2);
+
+    // 3 bytes upstream: one slot byte, two for each miner.
+    relay.source.setTerms({ extranonce2Size: 3, difficulty: MIN_DIFFICULTY });
+    const update = await follower.next('mining.set_extranonce');
+    expect(update).toEqual({ extranonce1: work.extranonce1.slice(2), extranonce2Size: 2 });
+    expect(await legacy.next('client.reconnect')).toEqual({
+      host: null,
+      port: null,
+      waitSeconds: 0,
+    });
+    await within(legacy.closed, 'legacy miner closed');
+    await eventually(() => relay.stratifier.clientCount === 1, 'legacy session closed');
+
+    // New work: the follower mines with its new extranonce, forwarded as slot ‖ extranonce2.
+    relay.source.newJob({ clean: true });
+    const job = await follower.next('mining.notify');
+    const moved: Work = { ...work, ...update, job };
+    const reply = await follower.request('mining.submit', share(moved, { extranonce2: 'beef' }));
+    expect(reply.result).toBe(true);
+    expect(relay.source.submitted.at(-1)?.extranonce2).toBe(`${update.extranonce1}beef`);
+  });
+
+  it('sends set_version_mask only to miners that negotiated version rolling', async () => {
+    const relay = await startRelay();
+    relay.source.goLive({ difficulty: 1e12 });
+    const rolling = await relay.miner();
+    await handshake(rolling, { mask: BIP320_MASK });
+    const plain = await relay.miner();
+    await handshake(plain);
+
+    relay.source.setTerms({ versionMask: 0x0000e000 });
+    expect((await rolling.next('mining.set_version_mask')).mask).toBe(0x0000e000);
+    relay.source.setTerms({ versionMask: null });
+    expect((await rolling.next('mining.set_version_mask')).mask).toBe(0);
+    // Anything sent to `plain` in the same turns arrived before this answer.
+    await plain.request('mining.ping');
+    expect(plain.queued('mining.set_version_mask')).toBe(0);
+  });
+
+  it('tells miners when the upstream is down, refuses shares, and resumes with new work', async () => {
+    const relay = await startRelay();
+    relay.source.goLive({ difficulty: 1e12 });
+    const miner = await relay.miner();
+    const work = await handshake(miner);
+
+    relay.source.setState('down');
+    expect((await miner.next('client.show_message')).message).toMatch(/upstream lost/);
+    const refused = await miner.request('mining.submit', share(work, {}));
+    expect(refused.error).toEqual([21, 'no upstream work: share not accepted', null]);
+
+    relay.source.goLive({ session: 2, extranonce1: '0badcafe', difficulty: 1e12 });
+    const job = await miner.next('mining.notify');
+    expect((await miner.next('client.show_message')).message).toMatch(/back/);
+    expect(errorCode(await miner.request('mining.submit', share(work, {})))).toBe(21);
+    expect((await miner.request('mining.submit', share(work, { job }))).result).toBe(true);
+    expect(relay.source.submitted).toEqual([]);
+  });
+
+  it('answers subscribe with error 20 while there is no upstream, and lets the miner retry', async () => {
+    const relay = await startRelay();
+    const miner = await relay.miner();
+    const configured = await miner.request('mining.configure', [
+      ['version-rolling'],
+      { 'version-rolling.mask': 'ffffffff' },
+    ]);
+    // Without upstream terms there is no mask to grant.
+    expect(configured.result).toEqual({ 'version-rolling': false });
+    const early = await miner.request('mining.subscribe', []);
+    expect(early.error).toEqual([20, 'no upstream work yet, retry later', null]);
+    expect(miner.open).toBe(true);
+
+    relay.source.goLive({ difficulty: 1e12 });
+    const work = await handshake(miner);
+    expect(work.job.clean).toBe(true);
+  });
+});
