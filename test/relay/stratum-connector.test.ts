@@ -613,9 +613,10 @@ describe('stratum connector: upstream changes', () => {
     await within(legacy.closed, 'legacy miner closed');
     await eventually(() => relay.stratifier.clientCount === 1, 'legacy session closed');
 
-    // New work: the follower mines with its new extranonce, forwarded as slot ‖ extranonce2.
-    relay.source.newJob({ clean: true });
+    // The current job comes again as clean work (DESIGN §4.2): the follower mines it with
+    // its new extranonce, forwarded as slot ‖ extranonce2.
     const job = await follower.next('mining.notify');
+    expect(job.clean).toBe(true);
     const moved: Work = { ...work, ...update, job };
     const reply = await follower.request('mining.submit', share(moved, { extranonce2: 'beef' }));
     expect(reply.result).toBe(true);
