@@ -87,7 +87,43 @@ export const submitResult = z.strictObject({
   credit: z.number().nonnegative(),
 });
 
+const hex32 = (name: string) => hexBytes(name, 32, 32);
+
+export const ticketOpenParams = z.strictObject({});
+export const ticketOpenResult = z.strictObject({
+  session: hexBytes('session', 16, 16),
+  keyId: hexBytes('keyId', 8, 8),
+  day: z.number().int().nonnegative(),
+  a: hex32('a'),
+  b: hex32('b'),
+});
+export const ticketFinishParams = z.strictObject({
+  session: hexBytes('session', 16, 16),
+  e: hex32('e'),
+});
+export const ticketFinishResult = z.strictObject({
+  r: hex32('r'),
+  c: hex32('c'),
+  s: hex32('s'),
+  d: hex32('d'),
+});
+export const ticketRedeemParams = z.strictObject({
+  ticket: z
+    .string({ error: 'ticket: expected a base64url string' })
+    .max(256, { error: 'ticket: too long' }),
+});
+export const ticketRedeemResult = z.strictObject({
+  token: z.string().min(16).max(128),
+  class: z.string().min(1).max(32),
+  expiresAt: z.number().int().positive(),
+});
+
 export type RegisterParams = z.infer<typeof registerParams>;
+export type TicketOpenResult = z.infer<typeof ticketOpenResult>;
+export type TicketFinishParams = z.infer<typeof ticketFinishParams>;
+export type TicketFinishResult = z.infer<typeof ticketFinishResult>;
+export type TicketRedeemParams = z.infer<typeof ticketRedeemParams>;
+export type TicketRedeemResult = z.infer<typeof ticketRedeemResult>;
 export type RegisterResult = z.infer<typeof registerResult>;
 export type TicketTerms = z.infer<typeof ticketTerms>;
 export type JobParams = z.infer<typeof jobParams>;
@@ -102,6 +138,9 @@ export type SubmitResult = z.infer<typeof submitResult>;
 export const clientRequests = {
   'mining.register': { params: registerParams, result: registerResult },
   'mining.submit': { params: submitParams, result: submitResult },
+  'ticket.open': { params: ticketOpenParams, result: ticketOpenResult },
+  'ticket.finish': { params: ticketFinishParams, result: ticketFinishResult },
+  'ticket.redeem': { params: ticketRedeemParams, result: ticketRedeemResult },
 } as const;
 
 /** Notifications the relay sends. */

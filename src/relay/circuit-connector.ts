@@ -12,13 +12,19 @@ import {
   type RpcRequest,
 } from '../protocol/jsonrpc.js';
 import {
+  type ClientMethod,
   clientRequests,
   describeIssue,
   isClientMethod,
   type JobParams,
+  type RegisterParams,
+  type SubmitParams,
+  type TicketFinishParams,
+  type TicketRedeemParams,
 } from '../protocol/messages.js';
 import { u32ToHex } from '../work/hex.js';
 import type { Job } from '../work/job.js';
+import type { TicketService } from '../tickets/service.js';
 import type { ClientChannel, ClientSession } from './client-session.js';
 import type { Stratifier } from './stratifier.js';
 import { routeUpgrades } from './upgrade-router.js';
@@ -83,11 +89,14 @@ export class CircuitConnector {
   /** A job goes to every client as the same bytes: encode it once. */
   private readonly encodedJobs = new WeakMap<Job, string>();
 
+  readonly tickets: TicketService | null;
+
   constructor(
     private readonly stratifier: Stratifier,
-    options: { limits?: Partial<CircuitLimits>; logger?: Logger } = {},
+    options: { limits?: Partial<CircuitLimits>; logger?: Logger; tickets?: TicketService } = {},
   ) {
     this.limits = { ...DEFAULT_CIRCUIT_LIMITS, ...options.limits };
+    this.tickets = options.tickets ?? null;
     this.log = options.logger ?? silentLogger;
     this.wss = new WebSocketServer({
       noServer: true,
@@ -239,32 +248,16 @@ class CircuitConnection implements ClientChannel {
       this.invalid(id, RpcErrorCode.methodNotFound, `unknown method ${method.slice(0, 64)}`);
       return;
     }
+    const parsed = clientRequests[method].params.safeParse(request.params ?? {});
+    if (!parsed.success) {
+      this.invalid(id, RpcErrorCode.invalidParams, describeIssue(parsed.error));
+      return;
+    }
     try {
-      if (method === 'mining.register') {
-        const params = clientRequests[method].params.safeParse(request.params ?? {});
-        if (!params.success)
-          return this.invalid(id, RpcErrorCode.invalidParams, describeIssue(params.error));
-        if (this.session) throw new RpcError(RpcErrorCode.invalidRequest, 'already registered');
-        const { session, outcome } = this.stratifier.register(this, params.data.mode);
-        this.session = session;
-        clearTimeout(this.registerTimer);
-        this.reply(id, {
-          algorithm: outcome.algorithm,
-          extranonce1: outcome.extranonce1,
-          extranonce2Size: outcome.extranonce2Size,
-          difficulty: outcome.difficulty,
-          versionMask: outcome.versionMask === null ? null : u32ToHex(outcome.versionMask),
-          ticket: null,
-        });
-        this.stratifier.sendCurrentWork(session);
-        return;
+      this.reply(id, await this.dispatch(method, parsed.data));
+      if (method === 'mining.register' && this.session) {
+        this.stratifier.sendCurrentWork(this.session);
       }
-      const params = clientRequests[method].params.safeParse(request.params ?? {});
-      if (!params.success)
-        return this.invalid(id, RpcErrorCode.invalidParams, describeIssue(params.error));
-      if (!this.session) throw new RpcError(RpcErrorCode.notRegistered, 'not registered');
-      const result = await this.stratifier.submit(this.session, params.data);
-      this.reply(id, result);
     } catch (err) {
       if (err instanceof RpcError) {
         this.send(encodeError(id, err));
@@ -276,6 +269,50 @@ class CircuitConnection implements ClientChannel {
       );
       this.send(encodeError(id, { code: RpcErrorCode.internalError, message: 'internal error' }));
     }
+  }
+
+  /** One handler per method; params are already validated by the method's schema. */
+  private async dispatch(method: ClientMethod, params: unknown): Promise<unknown> {
+    const tickets = this.connector.tickets;
+    switch (method) {
+      case 'mining.register': {
+        const { mode } = params as RegisterParams;
+        if (this.session) throw new RpcError(RpcErrorCode.invalidRequest, 'already registered');
+        const { session, outcome } = this.stratifier.register(this, mode);
+        this.session = session;
+        clearTimeout(this.registerTimer);
+        return {
+          algorithm: outcome.algorithm,
+          extranonce1: outcome.extranonce1,
+          extranonce2Size: outcome.extranonce2Size,
+          difficulty: outcome.difficulty,
+          versionMask: outcome.versionMask === null ? null : u32ToHex(outcome.versionMask),
+          ticket: mode === 'tickets' ? (tickets?.terms() ?? null) : null,
+        };
+      }
+      case 'mining.submit':
+        return this.stratifier.submit(this.registered(), params as SubmitParams);
+      case 'ticket.open':
+        return this.ticketService().open(this.registered());
+      case 'ticket.finish': {
+        const { session, e } = params as TicketFinishParams;
+        return this.ticketService().finish(this.registered(), session, e);
+      }
+      case 'ticket.redeem':
+        // No registration needed: a ticket is spent over a fresh circuit (unlinkability).
+        return this.ticketService().redeem((params as TicketRedeemParams).ticket);
+    }
+  }
+
+  private registered(): ClientSession {
+    if (!this.session) throw new RpcError(RpcErrorCode.notRegistered, 'not registered');
+    return this.session;
+  }
+
+  private ticketService(): TicketService {
+    const tickets = this.connector.tickets;
+    if (!tickets) throw new RpcError(RpcErrorCode.methodNotFound, 'this relay issues no tickets');
+    return tickets;
   }
 
   private reply(id: RpcId, result: unknown): void {
@@ -312,7 +349,10 @@ class CircuitConnection implements ClientChannel {
   private onClose(): void {
     clearInterval(this.pinger);
     clearTimeout(this.registerTimer);
-    if (this.session) this.stratifier.close(this.session);
+    if (this.session) {
+      this.connector.tickets?.circuitClosed(this.session);
+      this.stratifier.close(this.session);
+    }
     this.session = null;
   }
 }

@@ -1,0 +1,317 @@
+import { randomBytes as nodeRandomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { RpcError, RpcErrorCode } from '../protocol/errors.js';
+import { decodeScalar, encodePoint, encodeScalar, type RandomBytes } from './group.js';
+import { type Keyring, utcDay } from './keyring.js';
+import {
+  InfoPointCache,
+  type SignerKey,
+  type SignerResponse,
+  type SignerSession,
+  signerCommit,
+  signerRespond,
+} from './scheme.js';
+
+/**
+ * The ticket issuer (DESIGN §6.2). Abe–Okamoto is forgeable when many signing sessions for
+ * one (key, day) are open at once (the ROS attack: ~200 sessions give a forgery in seconds,
+ * fewer still a sub-exponential one), so this class is the only place the signer runs and
+ * it enforces, without exception:
+ * - at most K open sessions per (key, day) (default 4, never more than 8); further requests
+ *   wait in a bounded FIFO queue, and are refused with 33 + retryAfter when it is full;
+ * - a session opens only for a circuit whose credit covers the price, one per circuit; the
+ *   price is deducted at open and refunded if the session expires unanswered;
+ * - exactly one `e` is answered per session, and its state is deleted before the reply;
+ * - sessions expire after a short TTL (default 10 s);
+ * - u, s, d come fresh from a CSPRNG for every session.
+ * Key rotation alone does not mitigate ROS; the cap does.
+ */
+
+export const HARD_MAX_OPEN_SESSIONS = 8;
+
+/** The circuit's side: its credit, and whether it earns tickets at all. */
+export interface CreditAccount {
+  readonly id: number;
+  readonly mode: 'tickets' | 'donate';
+  credit: number;
+}
+
+export interface IssuerOptions {
+  keyring: Keyring;
+  /** Credit one ticket costs. */
+  price: number;
+  maxOpenSessions?: number;
+  /** Requests waiting for a free session slot, across all circuits. */
+  maxQueued?: number;
+  /** Longest a request waits in the queue before it is refused with 33. */
+  maxWaitMs?: number;
+  sessionTtlMs?: number;
+  /** Unix seconds. */
+  now?: () => number;
+  /** Must be a CSPRNG outside tests. */
+  random?: RandomBytes;
+}
+
+export interface OpenedSession {
+  session: string;
+  keyId: string;
+  day: number;
+  a: string;
+  b: string;
+}
+
+export type FinishedSession = { r: string; c: string; s: string; d: string };
+
+interface OpenSession {
+  id: string;
+  owner: number;
+  account: CreditAccount;
+  slot: string;
+  key: SignerKey;
+  state: SignerSession;
+  timer: NodeJS.Timeout;
+}
+
+interface Waiter {
+  account: CreditAccount;
+  slot: string;
+  resolve: () => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export interface IssuerEvents {
+  /** A signing session opened; `open` is how many are open for its (key, day) now. */
+  opened: [{ slot: string; open: number }];
+  closed: [{ slot: string; open: number; reason: 'answered' | 'expired' | 'circuit-closed' }];
+}
+
+export class TicketIssuer extends EventEmitter<IssuerEvents> {
+  readonly price: number;
+  private readonly keyring: Keyring;
+  private readonly maxOpen: number;
+  private readonly maxQueued: number;
+  private readonly maxWaitMs: number;
+  private readonly ttlMs: number;
+  private readonly now: () => number;
+  private readonly random: RandomBytes;
+  private readonly infoPoints = new InfoPointCache();
+  private readonly sessions = new Map<string, OpenSession>();
+  /** (key, day) slot → open session count. */
+  private readonly openCount = new Map<string, number>();
+  private readonly queues = new Map<string, Waiter[]>();
+  private queued = 0;
+  /** Circuits with a queued or open session. */
+  private readonly busy = new Set<number>();
+
+  constructor(options: IssuerOptions) {
+    super();
+    const maxOpen = options.maxOpenSessions ?? 4;
+    if (!Number.isInteger(maxOpen) || maxOpen < 1 || maxOpen > HARD_MAX_OPEN_SESSIONS) {
+      throw new RangeError(`maxOpenSessions must be 1..${HARD_MAX_OPEN_SESSIONS} (ROS)`);
+    }
+    if (!(options.price > 0)) throw new RangeError('price must be positive');
+    this.keyring = options.keyring;
+    this.price = options.price;
+    this.maxOpen = maxOpen;
+    this.maxQueued = options.maxQueued ?? 256;
+    this.maxWaitMs = options.maxWaitMs ?? 30_000;
+    this.ttlMs = options.sessionTtlMs ?? 10_000;
+    this.now = options.now ?? (() => Date.now() / 1000);
+    this.random = options.random ?? ((n) => new Uint8Array(nodeRandomBytes(n)));
+  }
+
+  /** Sessions open right now for a (key id hex, day). */
+  openSessions(keyIdHex: string, day: number): number {
+    return this.openCount.get(`${keyIdHex}:${day}`) ?? 0;
+  }
+
+  /** ticket.open: waits for a slot if K sessions are open; throws RpcError 33/34. */
+  async open(account: CreditAccount): Promise<OpenedSession> {
+    if (account.mode !== 'tickets') {
+      throw new RpcError(RpcErrorCode.notEnoughCredit, 'donation-mode circuits earn no tickets');
+    }
+    if (account.credit < this.price) {
+      throw new RpcError(RpcErrorCode.notEnoughCredit, 'not enough credit for a ticket', {
+        credit: account.credit,
+        price: this.price,
+      });
+    }
+    if (this.busy.has(account.id)) {
+      throw new RpcError(
+        RpcErrorCode.issuerBusy,
+        'a ticket session is already open on this circuit',
+        {
+          retryAfter: Math.ceil(this.ttlMs / 1000),
+        },
+      );
+    }
+    const day = utcDay(this.now());
+    const issuing = this.keyring.issuingKey(day);
+    if (!issuing) throw new RpcError(RpcErrorCode.internalError, 'no ticket key for today');
+    const key = issuing.key;
+    const slot = `${Buffer.from(key.keyId).toString('hex')}:${day}`;
+    this.busy.add(account.id);
+    try {
+      // The slot is reserved synchronously (here, or in release() for a waiter), so no
+      // caller can slip in between a slot freeing and its waiter resuming.
+      if ((this.openCount.get(slot) ?? 0) < this.maxOpen) this.reserve(slot);
+      else await this.wait(account, slot);
+    } catch (err) {
+      this.busy.delete(account.id);
+      throw err;
+    }
+    // Only this circuit spends its credit and it has no other session, but the wait
+    // yielded: check again rather than assume.
+    if (account.credit < this.price) {
+      this.busy.delete(account.id);
+      this.unreserve(slot);
+      throw new RpcError(RpcErrorCode.notEnoughCredit, 'not enough credit for a ticket');
+    }
+    account.credit -= this.price;
+    const { z } = this.infoPoints.get(key.keyId, day);
+    const { session: state, commitment } = signerCommit(z, this.random);
+    const id = Buffer.from(this.random(16)).toString('hex');
+    const open: OpenSession = {
+      id,
+      owner: account.id,
+      account,
+      slot,
+      key,
+      state,
+      timer: setTimeout(() => this.expire(id), this.ttlMs),
+    };
+    open.timer.unref();
+    this.sessions.set(id, open);
+    this.emit('opened', { slot, open: this.openCount.get(slot) ?? 0 });
+    return {
+      session: id,
+      keyId: Buffer.from(key.keyId).toString('hex'),
+      day,
+      a: Buffer.from(encodePoint(commitment.a)).toString('hex'),
+      b: Buffer.from(encodePoint(commitment.b)).toString('hex'),
+    };
+  }
+
+  /** ticket.finish: exactly one answer per session; its state is gone before we answer. */
+  finish(account: CreditAccount, sessionId: string, eHex: string): FinishedSession {
+    const open = this.sessions.get(sessionId);
+    if (!open || open.owner !== account.id) {
+      throw new RpcError(RpcErrorCode.invalidParams, 'unknown or expired ticket session');
+    }
+    let e: bigint;
+    try {
+      e = decodeScalar(new Uint8Array(Buffer.from(eHex, 'hex')), 'e');
+    } catch (err) {
+      // A malformed e still consumes the session: no second attempt with the same u, s, d.
+      this.close(open, 'answered');
+      throw new RpcError(RpcErrorCode.invalidParams, (err as Error).message);
+    }
+    // Take the nonces out, then delete the session (which wipes its copy), then answer.
+    const key = open.key;
+    const state: SignerSession = { ...open.state };
+    this.close(open, 'answered');
+    const response: SignerResponse = signerRespond(key, state, e);
+    const hex = (v: bigint) => Buffer.from(encodeScalar(v)).toString('hex');
+    return { r: hex(response.r), c: hex(response.c), s: hex(response.s), d: hex(response.d) };
+  }
+
+  /** The circuit closed: drop its queued request and its open session (no refund: it is gone). */
+  circuitClosed(account: CreditAccount): void {
+    for (const open of this.sessions.values()) {
+      if (open.owner === account.id) this.close(open, 'circuit-closed');
+    }
+    for (const [slot, queue] of this.queues) {
+      const index = queue.findIndex((w) => w.account.id === account.id);
+      if (index === -1) continue;
+      const [waiter] = queue.splice(index, 1);
+      if (!waiter) continue;
+      clearTimeout(waiter.timer);
+      this.queued -= 1;
+      waiter.reject(new RpcError(RpcErrorCode.issuerBusy, 'circuit closed'));
+      if (queue.length === 0) this.queues.delete(slot);
+    }
+    this.busy.delete(account.id);
+  }
+
+  /** Stop: drop every open session (shutdown). */
+  closeAll(): void {
+    for (const open of [...this.sessions.values()]) this.close(open, 'expired');
+  }
+
+  private wait(account: CreditAccount, slot: string): Promise<void> {
+    if (this.queued >= this.maxQueued) {
+      return Promise.reject(
+        new RpcError(RpcErrorCode.issuerBusy, 'ticket issuer busy, retry later', {
+          retryAfter: Math.ceil(this.ttlMs / 1000),
+        }),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        account,
+        slot,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          const queue = this.queues.get(slot) ?? [];
+          const index = queue.indexOf(waiter);
+          if (index !== -1) queue.splice(index, 1);
+          this.queued -= 1;
+          reject(
+            new RpcError(RpcErrorCode.issuerBusy, 'ticket issuer busy, retry later', {
+              retryAfter: Math.ceil(this.ttlMs / 1000),
+            }),
+          );
+        }, this.maxWaitMs),
+      };
+      waiter.timer.unref();
+      const queue = this.queues.get(slot) ?? [];
+      queue.push(waiter);
+      this.queues.set(slot, queue);
+      this.queued += 1;
+    });
+  }
+
+  private expire(id: string): void {
+    const open = this.sessions.get(id);
+    if (!open) return;
+    open.account.credit += this.price; // unanswered: the circuit gets its credit back
+    this.close(open, 'expired');
+  }
+
+  private close(open: OpenSession, reason: 'answered' | 'expired' | 'circuit-closed'): void {
+    if (!this.sessions.delete(open.id)) return;
+    clearTimeout(open.timer);
+    // Forget the nonces at once: the session object may linger in a closure.
+    open.state.u = 0n;
+    open.state.s = 0n;
+    open.state.d = 0n;
+    this.busy.delete(open.owner);
+    this.emit('closed', {
+      slot: open.slot,
+      open: (this.openCount.get(open.slot) ?? 1) - 1,
+      reason,
+    });
+    this.unreserve(open.slot);
+  }
+
+  private reserve(slot: string): void {
+    this.openCount.set(slot, (this.openCount.get(slot) ?? 0) + 1);
+  }
+
+  /** A slot freed: hand it straight to the first waiter for that (key, day), if any. */
+  private unreserve(slot: string): void {
+    const count = (this.openCount.get(slot) ?? 1) - 1;
+    if (count === 0) this.openCount.delete(slot);
+    else this.openCount.set(slot, count);
+    const queue = this.queues.get(slot);
+    if (!queue || queue.length === 0) return;
+    const waiter = queue.shift() as Waiter;
+    if (queue.length === 0) this.queues.delete(slot);
+    clearTimeout(waiter.timer);
+    this.queued -= 1;
+    this.reserve(slot);
+    waiter.resolve();
+  }
+}

@@ -1,0 +1,16 @@
+import type { TicketTerms } from '../protocol/messages.js';
+import type { CreditAccount, FinishedSession, OpenedSession } from './issuer.js';
+
+/**
+ * Everything the circuit connector needs from the ticket side, in the words of the circuit
+ * protocol (DESIGN §5). The relay assembles it from the key store, issuer and redeemer.
+ */
+export interface TicketService {
+  /** Terms handed out at mining.register for ticket-mode circuits; null if not issuing. */
+  terms(): TicketTerms | null;
+  open(account: CreditAccount): Promise<OpenedSession>;
+  finish(account: CreditAccount, session: string, e: string): FinishedSession;
+  /** Verify, mark spent, grant. Throws RpcError 30–32/35. */
+  redeem(ticket: string): { token: string; class: string; expiresAt: number };
+  circuitClosed(account: CreditAccount): void;
+}
