@@ -9,7 +9,14 @@ import { ristretto255 } from '@noble/curves/ed25519.js';
 export const Point = ristretto255.Point;
 export type Point = InstanceType<typeof ristretto255.Point>;
 export const Q: bigint = ristretto255.Point.Fn.ORDER;
-export const G: Point = ristretto255.Point.BASE;
+/**
+ * The generator with its own window-8 table: noble's default table for BASE is smaller, and
+ * g^u, g^s, g^ρ, g^σ are in every issuance and verification (2× faster measured).
+ */
+export const G: Point = ristretto255.Point.fromBytes(ristretto255.Point.BASE.toBytes()).precompute(
+  8,
+  false,
+);
 
 export class TicketFormatError extends Error {
   override name = 'TicketFormatError';
