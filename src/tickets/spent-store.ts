@@ -1,0 +1,224 @@
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
+import Database from 'better-sqlite3';
+
+/**
+ * The spent-ticket store (DESIGN §6.3): every redeemed serial, on disk, before any grant.
+ *
+ * One SQLite file (better-sqlite3) in WAL mode with `synchronous = FULL`, so a spend is on
+ * stable storage when `trySpend` returns: a crash after that can lose a grant but never the
+ * record of the spend, and the caller grants only after `trySpend` said `spent: true`.
+ * Check-and-insert is one `INSERT … ON CONFLICT(serial) DO NOTHING` statement: the UNIQUE
+ * index decides, under SQLite's write lock, so two redemptions of one serial can never both
+ * succeed, whether they race in one process, in threads or in processes sharing the file.
+ *
+ * The table is the append-only log that backup relays will replicate (DESIGN §7): `seq` is
+ * an AUTOINCREMENT key, so a number is never handed out twice, not even after `prune` deleted
+ * the newest rows. A peer pulls with `since(cursor)`; because each spend is its own write
+ * transaction and writers are serialised, rows become visible in `seq` order, and a cursor
+ * can never skip a row that commits later with a smaller number. Pruning removes only rows of
+ * days whose tickets nobody accepts any more, so a peer whose cursor falls behind the oldest
+ * remaining row misses nothing it could still act on; its cursor stays valid as it is.
+ */
+
+const SCHEMA_VERSION = 1;
+const MAX_ORIGIN_LENGTH = 64;
+const MAX_SINCE_LIMIT = 10_000;
+
+export interface SpendRequest {
+  /** SHA-256(x_c), 32 bytes. */
+  serial: Uint8Array;
+  /** The ticket key's id, 8 bytes. */
+  keyId: Uint8Array;
+  /** The ticket's issue day (UTC days since 1970-01-01). */
+  day: number;
+  /** Unix seconds of the spend. */
+  at: number;
+  /** 'local' for our own redemptions, a peer's name for spends replicated from it. */
+  origin?: string;
+}
+
+export type SpendResult = { spent: true; seq: number } | { spent: false };
+
+/** One row of the log, as `since` hands it to replication. */
+export interface SpentRecord {
+  seq: number;
+  serial: Uint8Array;
+  keyId: Uint8Array;
+  day: number;
+  at: number;
+  origin: string;
+}
+
+export interface SpentStoreOptions {
+  /** How long a writer waits for another connection's lock before giving up (ms). */
+  busyTimeoutMs?: number;
+}
+
+/** The store stayed locked by other writers for longer than the busy timeout; nothing was recorded. */
+export class SpentStoreBusyError extends Error {
+  override name = 'SpentStoreBusyError';
+}
+
+interface InsertParams {
+  serial: Buffer;
+  keyId: Buffer;
+  day: number;
+  at: number;
+  origin: string;
+}
+
+interface Row {
+  seq: number;
+  serial: Buffer;
+  key_id: Buffer;
+  day: number;
+  spent_at: number;
+  origin: string;
+}
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS spent (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    serial   BLOB    NOT NULL UNIQUE CHECK (length(serial) = 32),
+    key_id   BLOB    NOT NULL CHECK (length(key_id) = 8),
+    day      INTEGER NOT NULL,
+    spent_at INTEGER NOT NULL,
+    origin   TEXT    NOT NULL
+  ) STRICT;
+  CREATE INDEX IF NOT EXISTS spent_day ON spent (day);
+`;
+
+export class SpentStore {
+  private readonly insert: Database.Statement<[InsertParams]>;
+  private readonly exists: Database.Statement<[Buffer], number>;
+  private readonly deleteBefore: Database.Statement<[number]>;
+  private readonly after: Database.Statement<[number, number], Row>;
+  private readonly total: Database.Statement<[], number>;
+
+  private constructor(private readonly db: Database.Database) {
+    // NOT EXISTS decides (its read runs inside the statement's write transaction, so under
+    // the write lock); the UNIQUE index backs it. Not a bare ON CONFLICT DO NOTHING: that
+    // allocates a sequence number even for a refused serial, which would make every refusal
+    // a durable write (and an fsync) that a replayed ticket could trigger at will.
+    this.insert = db.prepare<[InsertParams]>(
+      `INSERT INTO spent (serial, key_id, day, spent_at, origin)
+       SELECT @serial, @keyId, @day, @at, @origin
+       WHERE NOT EXISTS (SELECT 1 FROM spent WHERE serial = @serial)
+       ON CONFLICT (serial) DO NOTHING`,
+    );
+    this.exists = db.prepare<[Buffer], number>('SELECT 1 FROM spent WHERE serial = ?').pluck();
+    this.deleteBefore = db.prepare('DELETE FROM spent WHERE day < ?');
+    this.after = db.prepare<[number, number], Row>(
+      'SELECT seq, serial, key_id, day, spent_at, origin FROM spent WHERE seq > ? ORDER BY seq LIMIT ?',
+    );
+    this.total = db.prepare<[], number>('SELECT count(*) FROM spent').pluck();
+  }
+
+  /**
+   * Open (or create) the store. The file and SQLite's -wal and -shm beside it are 0600: the
+   * serials with their spend times are a record of when someone paid, kept as private as we
+   * can. SQLite gives -wal and -shm the database file's mode; the chmod after opening is for
+   * files left by an older run with a wider mode.
+   */
+  static open(file: string, options: SpentStoreOptions = {}): SpentStore {
+    if (file === '' || file === ':memory:' || file.startsWith('file:')) {
+      throw new RangeError('spent store: needs a plain file path (durability is the point)');
+    }
+    closeSync(openSync(file, 'a', 0o600));
+    chmodSync(file, 0o600);
+    const db = new Database(file, { timeout: options.busyTimeoutMs ?? 5_000 });
+    try {
+      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      if (mode !== 'wal') throw new Error(`spent store: journal_mode is ${String(mode)}, not wal`);
+      db.pragma('synchronous = FULL');
+      // Read back: a silently ignored pragma would mean grants without durable spends.
+      if (db.pragma('synchronous', { simple: true }) !== 2) {
+        throw new Error('spent store: could not set synchronous = FULL');
+      }
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version > SCHEMA_VERSION) {
+        throw new Error(`spent store: schema version ${version} is newer than this relay`);
+      }
+      db.exec(SCHEMA);
+      if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      for (const side of [`${file}-wal`, `${file}-shm`]) {
+        if (existsSync(side)) chmodSync(side, 0o600);
+      }
+      return new SpentStore(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Record a spend unless the serial is already recorded. `spent: true` means this call
+   * recorded it and the record is durable; only then may the caller grant anything.
+   */
+  trySpend(request: SpendRequest): SpendResult {
+    const { serial, keyId, day, at } = request;
+    const origin = request.origin ?? 'local';
+    if (serial.length !== 32) throw new RangeError('serial must be 32 bytes');
+    if (keyId.length !== 8) throw new RangeError('keyId must be 8 bytes');
+    if (!Number.isInteger(day) || day < 0 || day > 0xffffffff) throw new RangeError('bad day');
+    if (!Number.isSafeInteger(at) || at < 0) throw new RangeError('at must be unix seconds');
+    if (origin.length === 0 || origin.length > MAX_ORIGIN_LENGTH) {
+      throw new RangeError('bad origin');
+    }
+    let result: Database.RunResult;
+    try {
+      // run() steps the statement to completion, so the autocommit (and its fsync) has
+      // happened, or thrown, before we look at the result.
+      result = this.insert.run({ serial: buffer(serial), keyId: buffer(keyId), day, at, origin });
+    } catch (err) {
+      if (err instanceof Database.SqliteError && err.code.startsWith('SQLITE_BUSY')) {
+        throw new SpentStoreBusyError('spent store is busy');
+      }
+      throw err;
+    }
+    if (result.changes === 0) return { spent: false };
+    return { spent: true, seq: Number(result.lastInsertRowid) };
+  }
+
+  isSpent(serial: Uint8Array): boolean {
+    return this.exists.get(buffer(serial)) !== undefined;
+  }
+
+  /**
+   * Delete the rows of days before `beforeDay`; returns how many. Call it only with a day
+   * whose tickets can no longer be redeemed (see `oldestKeptDay` in redeemer.ts): a pruned
+   * serial of a still-valid day could be spent again. Sequence numbers are never reused.
+   */
+  prune(beforeDay: number): number {
+    if (!Number.isInteger(beforeDay)) throw new RangeError('bad day');
+    return this.deleteBefore.run(beforeDay).changes;
+  }
+
+  /** Up to `limit` rows with seq > `cursor`, in seq order; the last row's seq is the next cursor. */
+  since(cursor: number, limit = 1_000): SpentRecord[] {
+    if (!Number.isSafeInteger(cursor) || cursor < 0) throw new RangeError('bad cursor');
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_SINCE_LIMIT) {
+      throw new RangeError(`limit must be 1..${MAX_SINCE_LIMIT}`);
+    }
+    return this.after.all(cursor, limit).map((row) => ({
+      seq: row.seq,
+      serial: new Uint8Array(row.serial),
+      keyId: new Uint8Array(row.key_id),
+      day: row.day,
+      at: row.spent_at,
+      origin: row.origin,
+    }));
+  }
+
+  count(): number {
+    return this.total.get() ?? 0;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+function buffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
