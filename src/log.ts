@@ -12,7 +12,16 @@ export function createLogger(options: { level?: string; name?: string } = {}): L
     name: options.name ?? 'powbridge',
     level: options.level ?? process.env.POWBRIDGE_LOG_LEVEL ?? 'info',
     redact: {
-      paths: ['password', '*.password', 'rpcPassword', '*.rpcPassword', 'secret', '*.secret'],
+      paths: [
+        'password',
+        '*.password',
+        'rpcPassword',
+        '*.rpcPassword',
+        'secret',
+        '*.secret',
+        'secretKey',
+        '*.secretKey',
+      ],
       censor: '[redacted]',
     },
   });

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { hashCommand } from './hash.js';
+import { keysCommand } from './keys.js';
 import { relayCommand } from './relay.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
@@ -12,6 +13,7 @@ const program = new Command('powbridge')
   .version(pkg.version)
   .showHelpAfterError()
   .addCommand(relayCommand())
-  .addCommand(hashCommand());
+  .addCommand(hashCommand())
+  .addCommand(keysCommand());
 
 await program.parseAsync(process.argv);
