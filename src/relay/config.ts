@@ -110,6 +110,21 @@ export const relayConfigSchema = z.strictObject({
       maxRequestsPerSecond: positive.default(20),
     })
     .prefault({}),
+  tickets: z
+    .strictObject({
+      // Credit one ticket costs (1 credit = one share at difficulty.ticketDifficulty).
+      price: positive.default(16),
+      windowSeconds: z.number().int().min(10).max(86_400).default(600),
+      maxOpenSessions: z
+        .number()
+        .int()
+        .min(1)
+        .max(8, { error: 'at most 8: more concurrent sessions open the ROS attack (DESIGN §6.2)' })
+        .default(4),
+      sessionTtlSeconds: positive.max(60).default(10),
+      keyLifetimeDays: z.number().int().min(1).max(366).default(30),
+    })
+    .prefault({}),
   verify: z.strictObject({ threads: z.number().int().min(1).max(64).default(1) }).prefault({}),
 });
 

@@ -6,6 +6,7 @@ import { type Logger, silentLogger } from '../log.js';
 import { GbtSource } from '../sources/gbt-source.js';
 import { StratumPool } from '../sources/stratum-pool.js';
 import type { WorkSource } from '../sources/work-source.js';
+import { TicketDesk } from '../tickets/ticket-desk.js';
 import { BIP320_MASK } from '../work/version.js';
 import { CircuitConnector } from './circuit-connector.js';
 import { type RelayConfig, splitHostPort } from './config.js';
@@ -31,6 +32,7 @@ export interface Relay {
   readonly source: WorkSource;
   readonly stats: RelayStats;
   readonly app: FastifyInstance;
+  readonly tickets: TicketDesk;
   close(): Promise<void>;
 }
 
@@ -104,17 +106,23 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const stats = new RelayStats();
   stats.attach(stratifier);
   const metrics = new RelayMetrics(stats);
-  const app = createHttpApi({
-    stratifier,
-    stats,
-    metrics,
-    descriptor: () =>
+  const tickets = await TicketDesk.open({
+    dataDir: config.relay.dataDir,
+    ...config.tickets,
+    descriptorBase: () =>
       relayDescriptor({
         algorithm,
         initialDifficulty: difficulty.initial,
         ticketDifficulty: difficulty.ticketDifficulty,
         vardiffTargetSeconds: difficulty.targetShareSeconds,
       }),
+    logger: logger.child({ component: 'tickets' }),
+  });
+  const app = createHttpApi({
+    stratifier,
+    stats,
+    metrics,
+    descriptor: () => tickets.descriptor(),
     upstreamUrl: () => source.status().upstream,
     logger: logger.child({ component: 'http' }),
   });
@@ -125,6 +133,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       maxRequestsPerSecond: limits.maxRequestsPerSecond,
     },
     logger: logger.child({ component: 'circuit' }),
+    tickets: tickets.service,
   });
   circuits.attach(app.server);
 
@@ -150,6 +159,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     await miners?.close();
     stratifier.stop();
     stats.detach();
+    tickets.close();
     await source.stop();
     await hasher.close();
     throw err;
@@ -169,12 +179,14 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     source,
     stats,
     app,
+    tickets,
     async close() {
       await miners?.close();
       circuits.close();
       await app.close();
       stratifier.stop();
       stats.detach();
+      tickets.close();
       await source.stop();
       await hasher.close();
     },

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { CircuitClient } from '../../src/client/circuit-client.js';
+import { TicketClient } from '../../src/client/ticket-client.js';
+import { KeyPin } from '../../src/tickets/key-pin.js';
 import type { JobParams } from '../../src/protocol/messages.js';
 import { parseRelayConfig } from '../../src/relay/config.js';
 import { type Relay, startRelay } from '../../src/relay/relay.js';
@@ -42,6 +44,9 @@ function configFor(n: RegtestNode, listen = '127.0.0.1:0') {
       algorithm: 'scrypt',
       node: { rpcUrl: n.rpcUrl, payoutAddress, ...auth, pollIntervalSeconds: 1 },
     },
+    // Regtest shares are ~7.6e-6: at 2^-20 each is worth ~8 credits, so 2 shares buy a ticket.
+    difficulty: { ticketDifficulty: 2 ** -20 },
+    tickets: { price: 12 },
   };
 }
 
@@ -183,4 +188,66 @@ describe('relay in solo mode on litecoind regtest', () => {
     expect(code).toBe(2);
     expect(stderr).toMatch(/source\.node\.payoutAddress: required/);
   });
+
+  it('earns a ticket with real shares and redeems it over a fresh circuit, once', async () => {
+    const wsUrl = `${relay.url.replace('http', 'ws')}/v1/circuit`;
+    // The client pins the relay identity (out of band in real use) and checks the descriptor.
+    const descriptor = (await (await fetch(`${relay.url}/v1/descriptor`)).json()) as {
+      identity: string;
+    };
+    const pin = new KeyPin(relay.tickets.keys.identity.publicKeyHex);
+    pin.accept(descriptor, Date.now() / 1000);
+
+    const miner = await CircuitClient.connect(wsUrl);
+    try {
+      let job: JobParams | null = null;
+      miner.on('job', (j) => {
+        job = j;
+      });
+      const session = await miner.request('mining.register', { agent: 'e2e', mode: 'tickets' });
+      const terms = session.ticket;
+      if (!terms) throw new Error('no ticket terms');
+      pin.check({ keyId: terms.keyId, publicKey: terms.publicKey, day: terms.day });
+      let credit = 0;
+      for (let i = 0; credit < terms.price; i++) {
+        await waitFor('a job', () => Promise.resolve(job !== null));
+        const current = job as unknown as JobParams;
+        const share = await grindShare(
+          'scrypt',
+          current,
+          session.extranonce1,
+          session.extranonce2Size,
+          session.difficulty,
+          {
+            extranonce2: 100 + i,
+          },
+        );
+        ({ credit } = await miner.request('mining.submit', {
+          jobId: share.jobId,
+          extranonce2: share.extranonce2,
+          ntime: share.ntime,
+          nonce: share.nonce,
+        }));
+        job = null;
+      }
+      const issued = await new TicketClient(terms).obtain(miner);
+
+      // Redeem over a new circuit that never registered: nothing links it to the miner.
+      const fresh = await CircuitClient.connect(wsUrl);
+      try {
+        const grant = await fresh.request('ticket.redeem', { ticket: issued.ticket });
+        expect(grant.class).toBe('paid');
+        expect(grant.expiresAt).toBeGreaterThan(Date.now() / 1000 + 500);
+        await expect(
+          fresh.request('ticket.redeem', { ticket: issued.ticket }),
+        ).rejects.toMatchObject({
+          code: 32,
+        });
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      await miner.close();
+    }
+  }, 60_000);
 });

@@ -30,6 +30,13 @@ describe('relay config', () => {
     expect(config.difficulty.initial).toBe(2 ** -10);
     expect(config.limits.maxFrameBytes).toBe(16384);
     expect(config.verify.threads).toBe(1);
+    expect(config.tickets).toEqual({
+      price: 16,
+      windowSeconds: 600,
+      maxOpenSessions: 4,
+      sessionTtlSeconds: 10,
+      keyLifetimeDays: 30,
+    });
   });
 
   it('fills defaults for everything but the source', () => {
@@ -93,6 +100,11 @@ describe('relay config', () => {
       /difficulty: min must be <= max/,
     ],
     ['wrong type', { ...minimalNode, limits: { maxClients: 'many' } }, /limits\.maxClients:/],
+    [
+      'more than 8 signing sessions',
+      { ...minimalNode, tickets: { maxOpenSessions: 9 } },
+      /tickets\.maxOpenSessions: at most 8: more concurrent sessions open the ROS attack/,
+    ],
   ];
   for (const [name, value, message] of bad) {
     it(`refuses ${name} with a message naming the key`, () => {

@@ -1,0 +1,142 @@
+import { join } from 'node:path';
+import { type Logger, silentLogger } from '../log.js';
+import type { TicketTerms } from '../protocol/messages.js';
+import { buildDescriptor, type SignedDescriptor } from './descriptor.js';
+import { TicketIssuer } from './issuer.js';
+import { KeyStore } from './key-store.js';
+import { utcDay } from './keyring.js';
+import { Redeemer } from './redeemer.js';
+import type { TicketService } from './service.js';
+import { SpentStore } from './spent-store.js';
+
+/**
+ * The relay's ticket side in one place: keys, issuer, redeemer, spent store and the signed
+ * descriptor, plus the upkeep they need (key renewal around midnight, grant expiry, pruning
+ * of spent serials that can no longer be redeemed).
+ */
+
+export interface TicketDeskOptions {
+  dataDir: string;
+  price: number;
+  windowSeconds: number;
+  maxOpenSessions: number;
+  sessionTtlSeconds: number;
+  keyLifetimeDays: number;
+  /** Unsigned relay fields for the descriptor (algorithm, endpoints, difficulty terms). */
+  descriptorBase: () => object;
+  now?: () => number;
+  logger?: Logger;
+}
+
+const HOUR_MS = 3_600_000;
+const MINUTE_MS = 60_000;
+
+export class TicketDesk {
+  readonly service: TicketService;
+  private descriptorCache: { stamp: string; signed: SignedDescriptor } | null = null;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private stopWatch: (() => void) | null = null;
+
+  private constructor(
+    readonly keys: KeyStore,
+    readonly store: SpentStore,
+    readonly issuer: TicketIssuer,
+    readonly redeemer: Redeemer,
+    private readonly options: TicketDeskOptions,
+    private readonly now: () => number,
+    private readonly log: Logger,
+  ) {
+    this.service = {
+      terms: () => this.terms(),
+      open: (account) => issuer.open(account),
+      finish: (account, session, e) => issuer.finish(account, session, e),
+      redeem: (ticket) => redeemer.redeem(ticket, this.now()),
+      circuitClosed: (account) => issuer.circuitClosed(account),
+    };
+  }
+
+  static async open(options: TicketDeskOptions): Promise<TicketDesk> {
+    const now = options.now ?? (() => Date.now() / 1000);
+    const log = options.logger ?? silentLogger;
+    const keys = await KeyStore.open(options.dataDir, {
+      now,
+      lifetimeDays: options.keyLifetimeDays,
+    });
+    await keys.maintain({ lifetimeDays: options.keyLifetimeDays });
+    const store = SpentStore.open(join(options.dataDir, 'spent.sqlite'));
+    const issuer = new TicketIssuer({
+      keyring: keys,
+      price: options.price,
+      maxOpenSessions: options.maxOpenSessions,
+      sessionTtlMs: options.sessionTtlSeconds * 1000,
+      now,
+    });
+    const redeemer = new Redeemer({ keyring: keys, store, windowSeconds: options.windowSeconds });
+    const desk = new TicketDesk(keys, store, issuer, redeemer, options, now, log);
+    desk.startUpkeep();
+    return desk;
+  }
+
+  /** Terms for mining.register: today's issuing key, price, window. */
+  terms(): TicketTerms | null {
+    const day = utcDay(this.now());
+    const issuing = this.keys.issuingKey(day);
+    if (!issuing) return null;
+    return {
+      keyId: Buffer.from(issuing.key.keyId).toString('hex'),
+      publicKey: Buffer.from(issuing.key.y.toBytes()).toString('hex'),
+      day,
+      price: this.options.price,
+      windowSeconds: this.options.windowSeconds,
+    };
+  }
+
+  /** The signed descriptor, re-signed when the day or the keys change (not per request). */
+  descriptor(): SignedDescriptor {
+    const keys = this.keys.ticketKeys();
+    const stamp = `${utcDay(this.now())}:${keys.map((k) => k.keyId).join(',')}`;
+    if (this.descriptorCache?.stamp !== stamp) {
+      this.descriptorCache = {
+        stamp,
+        signed: buildDescriptor({
+          base: this.options.descriptorBase(),
+          identity: this.keys.identity,
+          keys,
+          price: this.options.price,
+          windowSeconds: this.options.windowSeconds,
+          issuedAt: Math.floor(this.now()),
+        }),
+      };
+    }
+    return this.descriptorCache.signed;
+  }
+
+  close(): void {
+    for (const timer of this.timers.splice(0)) clearInterval(timer);
+    this.stopWatch?.();
+    this.issuer.closeAll();
+    this.store.close();
+  }
+
+  private startUpkeep(): void {
+    // Another process (powbridge keys rotate) may change the keys: reload and re-sign.
+    this.stopWatch = this.keys.watch((err) =>
+      this.log.error({ err: String(err) }, 'ticket key reload failed'),
+    );
+    const every = (ms: number, job: () => unknown) => {
+      const timer = setInterval(() => {
+        Promise.resolve()
+          .then(job)
+          .catch((err: unknown) => this.log.error({ err: String(err) }, 'ticket upkeep failed'));
+      }, ms);
+      timer.unref();
+      this.timers.push(timer);
+    };
+    every(MINUTE_MS, () => this.redeemer.grants.sweep(this.now()));
+    every(HOUR_MS, async () => {
+      await this.keys.maintain({ lifetimeDays: this.options.keyLifetimeDays });
+      const pruned = this.redeemer.pruneSpent(this.now());
+      if (pruned > 0) this.log.info({ pruned }, 'pruned spent tickets of expired days');
+    });
+  }
+}
