@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(
   litecoind # solo mining source and its integration tests (regtest)
+  clang     # rebuilds the WebAssembly kernels (wasm/build.sh --check in CI)
+  lld       # wasm-ld for the same
 )
 
 as_root() {
