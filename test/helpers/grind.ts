@@ -14,7 +14,7 @@ export interface GroundShare {
 }
 
 /**
- * Search nonces for a share meeting `difficulty` (slow, hash-wasm; for tests only — the
+ * Search nonces for a share meeting `difficulty` (one hash at a time; for tests only — the
  * miner has its own kernels). Skips `skip` qualifying nonces so successive calls find
  * different shares.
  */
