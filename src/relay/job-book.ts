@@ -1,4 +1,5 @@
 import type { SourceJob } from '../sources/work-source.js';
+import { type PreparedJob, prepareJob } from '../work/header.js';
 import { parseU32Hex } from '../work/hex.js';
 import type { Job } from '../work/job.js';
 import { nbitsToTarget } from '../work/target.js';
@@ -28,9 +29,19 @@ export interface BookedJob {
   upstreamDifficulty: number;
   networkTarget: bigint;
   ntime: number;
+  /** The client job's fields parsed once. */
+  prepared: PreparedJob;
+  /**
+   * Merkle roots by `extranonce1:extranonce2`. A miner scans many nonces under one
+   * extranonce2, so most shares skip the coinbase hash and the branch fold. Bounded.
+   */
+  roots: Map<string, Uint8Array>;
   /** Duplicate keys of shares seen for this job; freed with the job. */
   seen: Set<string>;
 }
+
+/** Merkle roots cached per job before the cache starts over. */
+export const MAX_CACHED_ROOTS = 4096;
 
 export class JobBook {
   private readonly jobs = new Map<string, BookedJob>();
@@ -40,14 +51,20 @@ export class JobBook {
   /** `maxJobs` bounds memory when an upstream never sends a clean job. */
   constructor(private readonly maxJobs = 64) {}
 
+  /** Book a job. Throws (HexError/HeaderError naming the field) on a malformed job. */
   add(source: SourceJob, terms: JobTerms): BookedJob {
+    const clientJob = { ...source, jobId: '', coinb1: source.coinb1 + terms.extranonce1 };
+    const prepared = prepareJob(clientJob);
     if (source.clean) this.jobs.clear();
     this.counter = (this.counter + 1) % 2 ** 32;
     const id = this.counter.toString(16);
+    clientJob.jobId = id;
     const booked: BookedJob = {
       id,
       source,
-      clientJob: { ...source, jobId: id, coinb1: source.coinb1 + terms.extranonce1 },
+      clientJob,
+      prepared,
+      roots: new Map(),
       upstreamDifficulty: terms.difficulty,
       networkTarget: nbitsToTarget(parseU32Hex(source.nbits, 'nbits')),
       ntime: parseU32Hex(source.ntime, 'ntime'),

@@ -1,12 +1,12 @@
 import type { Algorithm } from '../work/algorithm.js';
-import { headerFromJob } from '../work/header.js';
-import { isHex } from '../work/hex.js';
+import { coinbaseAndRoot, shareHeader, shareVersion } from '../work/header.js';
+import { isHex, parseHex } from '../work/hex.js';
 import type { ShareSubmission } from '../work/job.js';
 import type { PowHasher } from '../work/pow.js';
 import { difficultyToTarget, hashMeetsTarget } from '../work/target.js';
 import { versionBitsWithinMask } from '../work/version.js';
 import { RpcErrorCode } from '../protocol/errors.js';
-import type { BookedJob, JobBook } from './job-book.js';
+import { type BookedJob, type JobBook, MAX_CACHED_ROOTS } from './job-book.js';
 
 /** What the share checks need to know about the submitting client. */
 export interface ShareClient {
@@ -38,6 +38,21 @@ export const MAX_NTIME_ROLL_SECONDS = 7000;
 
 function reject(code: number, message: string): ShareVerdict {
   return { ok: false, code, message };
+}
+
+function merkleRoot(job: BookedJob, extranonce1: string, extranonce2: string): Uint8Array {
+  const key = `${extranonce1}:${extranonce2}`;
+  let root = job.roots.get(key);
+  if (!root) {
+    root = coinbaseAndRoot(
+      job.prepared,
+      parseHex(extranonce1, 'extranonce1'),
+      parseHex(extranonce2, 'extranonce2'),
+    ).merkleRoot;
+    if (job.roots.size >= MAX_CACHED_ROOTS) job.roots.clear();
+    job.roots.set(key, root);
+  }
+  return root;
 }
 
 /**
@@ -86,7 +101,12 @@ export async function checkShare(
   if (job.seen.has(key)) return reject(RpcErrorCode.duplicateShare, 'duplicate share');
   job.seen.add(key);
 
-  const { header } = headerFromJob(job.clientJob, client.extranonce1, share, client.versionMask);
+  const header = shareHeader(
+    job.prepared,
+    merkleRoot(job, client.extranonce1, share.extranonce2.toLowerCase()),
+    share,
+    shareVersion(job.prepared, share.versionBits, client.versionMask),
+  );
   const hash = await hasher(header);
   if (!hashMeetsTarget(hash, difficultyToTarget(difficulty, algorithm))) {
     return reject(RpcErrorCode.lowDifficulty, 'low difficulty share');

@@ -356,7 +356,14 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
       this.log.warn({ session: job.session }, 'job from an unknown upstream session dropped');
       return;
     }
-    const booked = this.book.add(job, this.terms);
+    let booked;
+    try {
+      booked = this.book.add(job, this.terms);
+    } catch (err) {
+      // The sources validate jobs already; this is the last line before clients see it.
+      this.log.error({ err: (err as Error).message }, 'malformed upstream job dropped');
+      return;
+    }
     const keep = (id: string) => this.book.get(id) !== undefined;
     for (const session of this.sessions.values()) session.sendJob(booked.clientJob, keep);
     this.emit('job', { jobId: booked.id, clean: job.clean, clients: this.sessions.size });

@@ -69,6 +69,70 @@ export function parseHeader(header: Uint8Array): HeaderFields {
   };
 }
 
+/** A job's fields parsed once, so each share only adds its own bytes. */
+export interface PreparedJob {
+  coinb1: Uint8Array;
+  coinb2: Uint8Array;
+  branches: Uint8Array[];
+  version: number;
+  prevhash: Uint8Array;
+  nbits: number;
+}
+
+/** Parse and validate a job's fields (HeaderError/HexError name the bad field). */
+export function prepareJob(job: Job): PreparedJob {
+  return {
+    coinb1: parseHex(job.coinb1, 'coinb1'),
+    coinb2: parseHex(job.coinb2, 'coinb2'),
+    branches: job.merkleBranch.map((b, i) => parseHex(b, `merkleBranch[${i}]`, 32)),
+    version: parseU32Hex(job.version, 'version'),
+    prevhash: prevhashFromStratum(job.prevhash),
+    nbits: parseU32Hex(job.nbits, 'nbits'),
+  };
+}
+
+/** Coinbase and merkle root for one (extranonce1, extranonce2): the costly part of a share. */
+export function coinbaseAndRoot(
+  job: PreparedJob,
+  extranonce1: Uint8Array,
+  extranonce2: Uint8Array,
+): { coinbase: Uint8Array; merkleRoot: Uint8Array } {
+  const coinbase = assembleCoinbase(job.coinb1, extranonce1, extranonce2, job.coinb2);
+  return { coinbase, merkleRoot: merkleRootFromBranches(sha256d(coinbase), job.branches) };
+}
+
+/** The version a share mines: job version with its bits rolled under the mask. */
+export function shareVersion(
+  job: PreparedJob,
+  versionBits: string | undefined,
+  versionMask: number | null,
+): number {
+  if (versionBits === undefined) return job.version;
+  const bits = parseU32Hex(versionBits, 'versionBits');
+  const mask = versionMask ?? 0;
+  if (!versionBitsWithinMask(bits, mask)) {
+    throw new HeaderError('versionBits: bits outside the negotiated version mask');
+  }
+  return rollVersion(job.version, bits, mask);
+}
+
+/** The 80-byte header of a share, given its merkle root. */
+export function shareHeader(
+  job: PreparedJob,
+  merkleRoot: Uint8Array,
+  share: Pick<ShareSubmission, 'ntime' | 'nonce'>,
+  version: number,
+): Uint8Array {
+  return serializeHeader({
+    version,
+    prevhash: job.prevhash,
+    merkleRoot,
+    ntime: parseU32Hex(share.ntime, 'ntime'),
+    nbits: job.nbits,
+    nonce: parseU32Hex(share.nonce, 'nonce'),
+  });
+}
+
 export interface BuiltHeader {
   header: Uint8Array;
   coinbase: Uint8Array;
@@ -87,29 +151,12 @@ export function headerFromJob(
   share: ShareSubmission,
   versionMask: number | null,
 ): BuiltHeader {
-  const coinbase = assembleCoinbase(
-    parseHex(job.coinb1, 'coinb1'),
+  const prepared = prepareJob(job);
+  const { coinbase, merkleRoot } = coinbaseAndRoot(
+    prepared,
     parseHex(extranonce1, 'extranonce1'),
     parseHex(share.extranonce2, 'extranonce2'),
-    parseHex(job.coinb2, 'coinb2'),
   );
-  const branches = job.merkleBranch.map((b, i) => parseHex(b, `merkleBranch[${i}]`, 32));
-  let version = parseU32Hex(job.version, 'version');
-  if (share.versionBits !== undefined) {
-    const bits = parseU32Hex(share.versionBits, 'versionBits');
-    const mask = versionMask ?? 0;
-    if (!versionBitsWithinMask(bits, mask)) {
-      throw new HeaderError('versionBits: bits outside the negotiated version mask');
-    }
-    version = rollVersion(version, bits, mask);
-  }
-  const header = serializeHeader({
-    version,
-    prevhash: prevhashFromStratum(job.prevhash),
-    merkleRoot: merkleRootFromBranches(sha256d(coinbase), branches),
-    ntime: parseU32Hex(share.ntime, 'ntime'),
-    nbits: parseU32Hex(job.nbits, 'nbits'),
-    nonce: parseU32Hex(share.nonce, 'nonce'),
-  });
-  return { header, coinbase, version };
+  const version = shareVersion(prepared, share.versionBits, versionMask);
+  return { header: shareHeader(prepared, merkleRoot, share, version), coinbase, version };
 }
