@@ -1,11 +1,12 @@
 import { parseArgs } from 'node:util';
-import { medianRate, Report } from './lib/report.js';
+import { median, medianRate, Report } from './lib/report.js';
 import { startTsWorker } from './lib/worker.js';
 import { issuanceOp, verificationOp } from './tickets-ops.js';
+import { redemptionRate } from './tickets-redeem.js';
 
 /**
- * Ticket throughput (issue 4): signer-side issuances per second and verifications per second,
- * with and without the precomputed window tables (y once, z per day), on one thread and on
+ * Ticket throughput (issue 4): signer-side issuances, verifications and durable redemptions
+ * (verify + fsync'd SQLite check-and-insert) per second, with and without the precomputed window tables (y once, z per day), on one thread and on
  * two worker threads (both cores). Baselines are the no-table rates of the same run.
  *
  *   npm run bench -- tickets [--json] [--reps 5] [--slice 1]
@@ -64,6 +65,28 @@ async function main(): Promise<void> {
     'verification 1 thread, tables',
     verifyTables,
   ]);
+
+  // Redemption commits each serial with synchronous=FULL before granting: disk-bound. Many
+  // circuits redeeming at once share one fsync per round (group commit).
+  const redeem = async (tables: boolean, concurrent: number) => {
+    const rates: number[] = [];
+    for (let i = 0; i < REPS; i++) rates.push(await redemptionRate(200, tables, concurrent));
+    return median(rates);
+  };
+  const redeemNoTables = await redeem(false, 1);
+  const redeemTables = await redeem(true, 1);
+  report.figure('redemption (fsync) 1 at a time, no tables', redeemNoTables, 'tickets/s');
+  report.figure('redemption (fsync) 1 at a time, tables', redeemTables, 'tickets/s', [
+    'redemption 1 at a time, no tables',
+    redeemNoTables,
+  ]);
+  const redeemConcurrent = await redeem(true, 16);
+  report.figure(
+    'redemption (fsync) 16 concurrent, group commit, tables',
+    redeemConcurrent,
+    'tickets/s',
+    ['redemption 1 at a time, tables', redeemTables],
+  );
 }
 
 await main();

@@ -4,7 +4,13 @@ import { GrantBook } from './grant-book.js';
 import { type RandomBytes, TicketFormatError } from './group.js';
 import { type Keyring, type KeyValidity, utcDay } from './keyring.js';
 import { InfoPointCache, ticketMessage, verifySignature } from './scheme.js';
-import { type SpendResult, SpentStoreBusyError, type SpentStore } from './spent-store.js';
+import { SpendBatcher } from './spend-batcher.js';
+import {
+  type SpendRequest,
+  type SpendResult,
+  SpentStoreBusyError,
+  type SpentStore,
+} from './spent-store.js';
 import { decodeTicket, type Ticket } from './ticket.js';
 
 /**
@@ -74,6 +80,7 @@ export class Redeemer {
   readonly windowSeconds: number;
   private readonly keyring: Keyring;
   private readonly store: SpentStore;
+  private readonly batcher: SpendBatcher;
   private readonly infoPoints: InfoPointCache;
   private readonly random: RandomBytes;
   private readonly tally: RedeemCounts = {
@@ -93,6 +100,7 @@ export class Redeemer {
     this.windowSeconds = window;
     this.keyring = options.keyring;
     this.store = options.store;
+    this.batcher = new SpendBatcher(options.store);
     this.grants = options.grants ?? new GrantBook();
     this.infoPoints = options.infoPoints ?? new InfoPointCache();
     this.random = options.random ?? ((n) => new Uint8Array(randomBytes(n)));
@@ -100,6 +108,27 @@ export class Redeemer {
 
   /** Verify and spend one ticket; throws RpcError 30/31/32/33/35 on refusal. */
   redeem(ticketText: unknown, nowSeconds: number): Grant {
+    const request = this.check(ticketText, nowSeconds);
+    return this.grantFor(this.spendNow(request), request.at);
+  }
+
+  /**
+   * The same, with the spend group-committed with other redemptions of the same moment (one
+   * fsync for all of them); the grant still comes only after the commit.
+   */
+  async redeemBatched(ticketText: unknown, nowSeconds: number): Promise<Grant> {
+    const request = this.check(ticketText, nowSeconds);
+    let spend: SpendResult;
+    try {
+      spend = await this.batcher.spend(request);
+    } catch (err) {
+      throw busyAsRetry(err);
+    }
+    return this.grantFor(spend, request.at);
+  }
+
+  /** Everything but the spend: format, key, day, signature. Throws RpcError 30/31/35. */
+  private check(ticketText: unknown, nowSeconds: number): SpendRequest {
     if (!Number.isFinite(nowSeconds) || nowSeconds < 0) throw new RangeError('bad time');
     const now = Math.floor(nowSeconds);
 
@@ -131,22 +160,23 @@ export class Redeemer {
       this.tally.badSignature++;
       throw new RpcError(RpcErrorCode.badTicketSignature, 'bad ticket signature');
     }
+    return { serial, keyId: accepted.key.keyId, day: ticket.day, at: now };
+  }
 
-    let spend: SpendResult;
+  private spendNow(request: SpendRequest): SpendResult {
     try {
-      spend = this.store.trySpend({ serial, keyId: accepted.key.keyId, day: ticket.day, at: now });
+      return this.store.trySpend(request);
     } catch (err) {
-      // Nothing was recorded, so the ticket is still good: the client may simply retry.
-      if (err instanceof SpentStoreBusyError) {
-        throw new RpcError(RpcErrorCode.issuerBusy, 'relay busy, retry', { retryAfter: 1 });
-      }
-      throw err;
+      throw busyAsRetry(err);
     }
+  }
+
+  /** Only a recorded spend earns a grant. */
+  private grantFor(spend: SpendResult, now: number): Grant {
     if (!spend.spent) {
       this.tally.spent++;
       throw new RpcError(RpcErrorCode.ticketSpent, 'ticket already spent');
     }
-
     const grant: Grant = {
       token: Buffer.from(this.random(32)).toString('base64url'),
       class: 'paid',
@@ -166,4 +196,11 @@ export class Redeemer {
   counts(): Readonly<RedeemCounts> {
     return { ...this.tally };
   }
+}
+
+/** Nothing was recorded, so the ticket is still good: the client may simply retry. */
+function busyAsRetry(err: unknown): unknown {
+  return err instanceof SpentStoreBusyError
+    ? new RpcError(RpcErrorCode.issuerBusy, 'relay busy, retry', { retryAfter: 1 })
+    : err;
 }

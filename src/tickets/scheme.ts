@@ -85,7 +85,22 @@ function lp(bytes: Uint8Array): Uint8Array {
   return out;
 }
 
-/** H(α, β, z, y, info, msg) → scalar (RFC 9380 hash_to_field with our DST). */
+/**
+ * Encodings of the long-lived points (y per key, z per day). Encoding a ristretto point costs
+ * an inverse square root (~90 µs here), and every H needs y and z again.
+ */
+const staticEncodings = new WeakMap<Point, Uint8Array>();
+
+function encodeStatic(point: Point): Uint8Array {
+  let bytes = staticEncodings.get(point);
+  if (!bytes) {
+    bytes = encodePoint(point);
+    staticEncodings.set(point, bytes);
+  }
+  return bytes;
+}
+
+/** H(α, β, z, y, info, msg) → scalar (RFC 9497 HashToScalar with our DST). */
 export function challengeHash(
   alpha: Point,
   beta: Point,
@@ -94,7 +109,7 @@ export function challengeHash(
   info: Uint8Array,
   msg: Uint8Array,
 ): bigint {
-  const parts = [alpha, beta, z, y].map((p) => lp(encodePoint(p)));
+  const parts = [encodePoint(alpha), encodePoint(beta), encodeStatic(z), encodeStatic(y)].map(lp);
   parts.push(lp(info), lp(msg));
   const input = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;

@@ -156,6 +156,24 @@ export class SpentStore {
    * recorded it and the record is durable; only then may the caller grant anything.
    */
   trySpend(request: SpendRequest): SpendResult {
+    return this.busyAware(() => this.spendOne(request));
+  }
+
+  /**
+   * Group commit: several check-and-inserts in one transaction, so one fsync covers them
+   * all. Each serial is still decided by its own statement inside the transaction (a serial
+   * twice in one batch is spent once), and nothing is durable, or returned, before COMMIT.
+   */
+  trySpendMany(requests: readonly SpendRequest[]): SpendResult[] {
+    return this.busyAware(() => this.spendAll(requests));
+  }
+
+  private readonly spendAll = (requests: readonly SpendRequest[]): SpendResult[] =>
+    this.db.transaction((all: readonly SpendRequest[]) => all.map((r) => this.spendOne(r)))(
+      requests,
+    );
+
+  private spendOne(request: SpendRequest): SpendResult {
     const { serial, keyId, day, at } = request;
     const origin = request.origin ?? 'local';
     if (serial.length !== 32) throw new RangeError('serial must be 32 bytes');
@@ -165,19 +183,28 @@ export class SpentStore {
     if (origin.length === 0 || origin.length > MAX_ORIGIN_LENGTH) {
       throw new RangeError('bad origin');
     }
-    let result: Database.RunResult;
+    // run() steps the statement to completion, so the autocommit (and its fsync) has
+    // happened, or thrown, before we look at the result.
+    const result = this.insert.run({
+      serial: buffer(serial),
+      keyId: buffer(keyId),
+      day,
+      at,
+      origin,
+    });
+    if (result.changes === 0) return { spent: false };
+    return { spent: true, seq: Number(result.lastInsertRowid) };
+  }
+
+  private busyAware<T>(write: () => T): T {
     try {
-      // run() steps the statement to completion, so the autocommit (and its fsync) has
-      // happened, or thrown, before we look at the result.
-      result = this.insert.run({ serial: buffer(serial), keyId: buffer(keyId), day, at, origin });
+      return write();
     } catch (err) {
       if (err instanceof Database.SqliteError && err.code.startsWith('SQLITE_BUSY')) {
         throw new SpentStoreBusyError('spent store is busy');
       }
       throw err;
     }
-    if (result.changes === 0) return { spent: false };
-    return { spent: true, seq: Number(result.lastInsertRowid) };
   }
 
   isSpent(serial: Uint8Array): boolean {

@@ -50,7 +50,7 @@ export class TicketDesk {
       terms: () => this.terms(),
       open: (account) => issuer.open(account),
       finish: (account, session, e) => issuer.finish(account, session, e),
-      redeem: (ticket) => redeemer.redeem(ticket, this.now()),
+      redeem: (ticket) => redeemer.redeemBatched(ticket, this.now()),
       circuitClosed: (account) => issuer.circuitClosed(account),
     };
   }

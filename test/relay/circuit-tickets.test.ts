@@ -58,9 +58,7 @@ beforeEach(async () => {
     terms: () => ({ ...terms, day: utcDay(Date.now() / 1000), price: 2, windowSeconds: 600 }),
     open: (account) => issuer.open(account),
     finish: (account, session, e) => issuer.finish(account, session, e),
-    redeem: () => {
-      throw new RpcError(RpcErrorCode.internalError, 'not in this test');
-    },
+    redeem: () => Promise.reject(new RpcError(RpcErrorCode.internalError, 'not in this test')),
     circuitClosed: (account) => issuer.circuitClosed(account),
   };
   connector = new CircuitConnector(stratifier, { tickets });

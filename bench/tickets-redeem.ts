@@ -1,0 +1,67 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { encodePoint, Point } from '../src/tickets/group.js';
+import { type AcceptedKey, type Keyring, utcDay } from '../src/tickets/keyring.js';
+import { Redeemer } from '../src/tickets/redeemer.js';
+import { generateSignerKey, InfoPointCache, infoPoint, ticketInfo } from '../src/tickets/scheme.js';
+import { SpentStore } from '../src/tickets/spent-store.js';
+import { csprng, issueTicket } from '../test/helpers/ticket-issue.js';
+
+/** Redemption throughput for bench/tickets.ts: verify + fsync'd check-and-insert per ticket. */
+
+/** A cache that hands out z without its window table (the "no tables" case). */
+class UntabledInfoPoints extends InfoPointCache {
+  override get(keyId: Uint8Array, day: number) {
+    const info = ticketInfo(keyId, day);
+    return { info, z: infoPoint(info) };
+  }
+}
+
+/** Tickets/s; `concurrent` > 1 redeems that many at once (group commit: one fsync each round). */
+export async function redemptionRate(
+  count: number,
+  tables: boolean,
+  concurrent = 1,
+): Promise<number> {
+  const key = generateSignerKey(csprng);
+  const today = utcDay(Date.now() / 1000);
+  const publicKey = encodePoint(key.y);
+  const keyring: Keyring = {
+    issuingKey: () => null,
+    acceptedKey: (): AcceptedKey => ({
+      // Without tables y is decoded afresh, as if nothing were cached.
+      key: tables
+        ? { y: key.y, keyId: key.keyId }
+        : { y: Point.fromBytes(publicKey), keyId: key.keyId },
+      owner: 'self',
+      notBeforeDay: today - 1,
+      notAfterDay: today + 1,
+    }),
+  };
+  const tickets = Array.from({ length: count }, () => issueTicket(key, today).text);
+  const dir = mkdtempSync(join(tmpdir(), 'powbridge-bench-'));
+  const store = SpentStore.open(join(dir, 'spent.sqlite'));
+  try {
+    const redeemer = new Redeemer({
+      keyring,
+      store,
+      ...(tables ? {} : { infoPoints: new UntabledInfoPoints() }),
+    });
+    const now = Date.now() / 1000;
+    const start = performance.now();
+    if (concurrent === 1) {
+      for (const ticket of tickets) redeemer.redeem(ticket, now);
+    } else {
+      for (let i = 0; i < tickets.length; i += concurrent) {
+        await Promise.all(
+          tickets.slice(i, i + concurrent).map((t) => redeemer.redeemBatched(t, now)),
+        );
+      }
+    }
+    return (count * 1000) / (performance.now() - start);
+  } finally {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
