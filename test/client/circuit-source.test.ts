@@ -1,0 +1,110 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CircuitSource } from '../../src/client/circuit-source.js';
+import { parseRelayConfig } from '../../src/relay/config.js';
+import { type Relay, startRelay } from '../../src/relay/relay.js';
+import type { SourceJob, UpstreamTerms } from '../../src/sources/work-source.js';
+import { MIN_DIFFICULTY } from '../../src/work/target.js';
+import { waitFor } from '../helpers/litecoind.js';
+import { ManualSource } from '../helpers/manual-source.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function relayOn(
+  listen: string,
+  dataDir: string,
+): Promise<{ relay: Relay; upstream: ManualSource }> {
+  const upstream = new ManualSource('sha256d');
+  const relay = await startRelay(
+    parseRelayConfig({
+      relay: { listen, dataDir },
+      source: {
+        type: 'node',
+        algorithm: 'sha256d',
+        node: { rpcUrl: 'http://127.0.0.1:1', rpcUser: 'u', rpcPassword: 'p', payoutAddress: 'a' },
+      },
+      difficulty: {
+        initial: MIN_DIFFICULTY,
+        min: MIN_DIFFICULTY,
+        ticketDifficulty: MIN_DIFFICULTY,
+      },
+    }),
+    { source: upstream },
+  );
+  upstream.goLive({ difficulty: 1e12 });
+  return { relay, upstream };
+}
+
+describe('CircuitSource: the relay as a work source', () => {
+  it('registers, follows terms and jobs, submits shares for credit, and reconnects', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'powbridge-csrc-'));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    let { relay } = await relayOn('127.0.0.1:0', dataDir);
+    const listen = relay.url.replace('http://', '');
+    const source = new CircuitSource({
+      url: `${relay.url.replace('http', 'ws')}/v1/circuit`,
+      mode: 'tickets',
+      backoff: { minMs: 50, maxMs: 200 },
+    });
+    cleanups.push(() => source.stop());
+    const terms: UpstreamTerms[] = [];
+    const jobs: SourceJob[] = [];
+    source.on('terms', (t) => terms.push(t));
+    source.on('job', (j) => jobs.push(j));
+    source.start();
+    await waitFor('live', () => Promise.resolve(source.status().state === 'live'));
+    expect(source.algorithm).toBe('sha256d');
+    expect(source.registered?.ticket?.price).toBeGreaterThan(0);
+    const first = terms.at(-1) as UpstreamTerms;
+    expect(first).toMatchObject({ session: 1, extranonce2Size: 6, difficulty: MIN_DIFFICULTY });
+    const job = jobs.at(-1) as SourceJob;
+    expect(job.session).toBe(1);
+
+    const outcome = await source.submit({
+      session: 1,
+      jobId: job.jobId,
+      extranonce2: '000000000001',
+      ntime: job.ntime,
+      nonce: '00000000',
+    });
+    expect(outcome).toEqual({ accepted: true });
+    expect(source.credit).toBeCloseTo(1, 9);
+    const duplicate = await source.submit({
+      session: 1,
+      jobId: job.jobId,
+      extranonce2: '000000000001',
+      ntime: job.ntime,
+      nonce: '00000000',
+    });
+    expect(duplicate).toMatchObject({ accepted: false, code: 22 });
+
+    // The relay restarts on the same port: the source reconnects as a new session and a
+    // share for the old session's job is refused locally.
+    await relay.close();
+    await waitFor('down', () => Promise.resolve(source.status().state === 'down'));
+    ({ relay } = await relayOn(listen, dataDir));
+    cleanups.push(() => relay.close());
+    await waitFor(
+      'live again',
+      () =>
+        Promise.resolve(
+          source.status().state === 'live' && (source.status().terms?.session ?? 0) === 2,
+        ),
+      10_000,
+    );
+    const stale = await source.submit({
+      session: 1,
+      jobId: job.jobId,
+      extranonce2: '000000000002',
+      ntime: job.ntime,
+      nonce: '00000000',
+    });
+    expect(stale).toMatchObject({ accepted: false, code: 21 });
+    expect(source.status().job?.session).toBe(2);
+  }, 30_000);
+});
