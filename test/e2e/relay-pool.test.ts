@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as tcpConnect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CircuitClient } from '../../src/client/circuit-client.js';
 import type { JobParams, RegisterResult } from '../../src/protocol/messages.js';
@@ -11,6 +10,7 @@ import { hashDifficulty } from '../../src/work/target.js';
 import { type GroundShare, grindShare } from '../helpers/grind.js';
 import { waitFor } from '../helpers/litecoind.js';
 import { notifyParams, ScriptedPool } from '../helpers/scripted-pool.js';
+import { handshake, TestMiner } from '../helpers/stratum-miner.js';
 
 /**
  * Pool mode end to end: the relay's Stratum client talks to the scripted pool in test/
@@ -167,56 +167,19 @@ describe('relay in pool mode against the scripted pool', () => {
   }, 20_000);
 
   it('a standard miner on the Stratum port mines as a donor through the relay to the pool', async () => {
-    const [host, port] = (relay.stratumAddress ?? '').split(':') as [string, string];
-    const socket = tcpConnect(Number(port), host);
-    const lines: Record<string, unknown>[] = [];
-    let buffer = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      buffer += chunk;
-      let at: number;
-      while ((at = buffer.indexOf('\n')) !== -1) {
-        lines.push(JSON.parse(buffer.slice(0, at)) as Record<string, unknown>);
-        buffer = buffer.slice(at + 1);
-      }
-    });
-    const send = (m: object) => socket.write(`${JSON.stringify(m)}\n`);
-    const answer = (id: number) =>
-      waitFor(`answer ${id}`, () => Promise.resolve(lines.some((l) => l.id === id))).then(
-        () => lines.find((l) => l.id === id) as { result: unknown; error: unknown },
-      );
+    const port = Number((relay.stratumAddress ?? '').split(':')[1]);
+    const miner = await TestMiner.connect(port);
     try {
-      send({ id: 1, method: 'mining.subscribe', params: ['cpuminer/2.5.1'] });
-      const subscribed = (await answer(1)).result as [unknown, string, number];
-      send({ id: 2, method: 'mining.authorize', params: ['donor', 'x'] });
-      expect((await answer(2)).result).toBe(true);
-      await waitFor('notify', () =>
-        Promise.resolve(lines.some((l) => l.method === 'mining.notify')),
-      );
-      const difficulty = (
-        lines.find((l) => l.method === 'mining.set_difficulty')?.params as number[]
-      )[0] as number;
-      const p = lines.find((l) => l.method === 'mining.notify')?.params as unknown[];
-      const minerJob: JobParams = {
-        jobId: p[0] as string,
-        prevhash: p[1] as string,
-        coinb1: p[2] as string,
-        coinb2: p[3] as string,
-        merkleBranch: p[4] as string[],
-        version: p[5] as string,
-        nbits: p[6] as string,
-        ntime: p[7] as string,
-        clean: p[8] as boolean,
-      };
+      const work = await handshake(miner);
       const before = pool.received('mining.submit').length;
       pool.handlers['mining.submit'] = (m, c) => c.reply(m.id, true);
       for (let start = 5_000_000; ;) {
         const share = await grindShare(
           'sha256d',
-          minerJob,
-          subscribed[1],
-          subscribed[2],
-          difficulty,
+          work.job,
+          work.extranonce1,
+          work.extranonce2Size,
+          work.difficulty,
           {
             startNonce: start,
             extranonce2: 7,
@@ -225,21 +188,23 @@ describe('relay in pool mode against the scripted pool', () => {
         );
         start = Number.parseInt(share.nonce, 16) + 1;
         if (hashDifficulty(share.hash, 'sha256d') < POOL_DIFFICULTY) continue;
-        send({
-          id: 3,
-          method: 'mining.submit',
-          params: ['donor', share.jobId, share.extranonce2, share.ntime, share.nonce],
-        });
-        expect((await answer(3)).result).toBe(true);
+        const reply = await miner.request('mining.submit', [
+          'donor',
+          share.jobId,
+          share.extranonce2,
+          share.ntime,
+          share.nonce,
+        ]);
+        expect(reply.result).toBe(true);
         await waitFor('forwarded', () =>
           Promise.resolve(pool.received('mining.submit').length > before),
         );
         const sent = pool.received('mining.submit').at(-1);
-        expect((sent?.params as string[])[2]).toBe(subscribed[1] + share.extranonce2);
+        expect((sent?.params as string[])[2]).toBe(work.extranonce1 + share.extranonce2);
         break;
       }
     } finally {
-      socket.destroy();
+      await miner.close();
     }
   }, 20_000);
 });

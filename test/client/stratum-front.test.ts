@@ -1,0 +1,87 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CircuitSource } from '../../src/client/circuit-source.js';
+import { startStratumFront } from '../../src/client/stratum-front.js';
+import { parseRelayConfig } from '../../src/relay/config.js';
+import { startRelay } from '../../src/relay/relay.js';
+import { MIN_DIFFICULTY } from '../../src/work/target.js';
+import { grindShare } from '../helpers/grind.js';
+import { waitFor } from '../helpers/litecoind.js';
+import { ManualSource } from '../helpers/manual-source.js';
+import { handshake, TestMiner } from '../helpers/stratum-miner.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe('client Stratum front (--stratum-listen)', () => {
+  it("a standard miner's shares go up the circuit and earn this client credit", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'powbridge-front-'));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const upstream = new ManualSource('sha256d');
+    const relay = await startRelay(
+      parseRelayConfig({
+        relay: { listen: '127.0.0.1:0', dataDir },
+        source: {
+          type: 'node',
+          algorithm: 'sha256d',
+          node: {
+            rpcUrl: 'http://127.0.0.1:1',
+            rpcUser: 'u',
+            rpcPassword: 'p',
+            payoutAddress: 'a',
+          },
+        },
+        difficulty: { initial: 2 ** -28, min: MIN_DIFFICULTY, ticketDifficulty: 2 ** -28 },
+      }),
+      { source: upstream },
+    );
+    cleanups.push(() => relay.close());
+    upstream.goLive({ difficulty: 1e12 });
+
+    const source = new CircuitSource({
+      url: `${relay.url.replace('http', 'ws')}/v1/circuit`,
+      mode: 'tickets',
+    });
+    cleanups.push(() => source.stop());
+    source.start();
+    await waitFor('registered', () => Promise.resolve(source.status().state === 'live'));
+    const front = await startStratumFront({ source, host: '127.0.0.1', port: 0 });
+    cleanups.push(() => front.close());
+
+    const miner = await TestMiner.connect(front.address.port);
+    cleanups.push(() => miner.close());
+    const work = await handshake(miner);
+    // Local miners mine at most at the relay's difficulty, in a slot of our extranonce2.
+    expect(work.difficulty).toBeLessThanOrEqual(2 ** -28);
+    expect(work.extranonce2Size).toBe(4);
+    const share = await grindShare(
+      'sha256d',
+      work.job,
+      work.extranonce1,
+      work.extranonce2Size,
+      2 ** -28,
+      {
+        maxHashes: 100_000,
+      },
+    );
+    const reply = await miner.request('mining.submit', [
+      'worker',
+      share.jobId,
+      share.extranonce2,
+      share.ntime,
+      share.nonce,
+    ]);
+    expect(reply.result).toBe(true);
+    // The relay credited our circuit for the share the local miner found.
+    await waitFor('credit', () => Promise.resolve(source.credit > 0));
+    expect(source.credit).toBeCloseTo(1, 6);
+    const status = (await (await fetch(`${relay.url}/v1/status`)).json()) as {
+      shares: { accepted: number };
+    };
+    expect(status.shares.accepted).toBe(1);
+  }, 30_000);
+});
