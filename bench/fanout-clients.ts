@@ -6,7 +6,8 @@ import WebSocket from 'ws';
  * plain ws baseline server), registers them, and timestamps every `mining.job` frame. It is
  * a child process so its CPU work does not run on the relay's event loop.
  *
- * Not a benchmark on its own: run bench/fanout.ts.
+ * Not a benchmark on its own (bench/run.ts skips <name>-<part>.ts helpers): run
+ * bench/fanout.ts.
  */
 
 /** Parent → clients. One request at a time; each gets exactly one answer. */
@@ -22,7 +23,13 @@ export type FromClients =
   | { type: 'connected'; ready: number; failed: number; firstError: string | null; ms: number }
   | { type: 'clock'; t: number }
   | { type: 'count'; received: number }
-  | { type: 'report'; receipts: Map<string, number[]>; unexpectedCloses: number }
+  | {
+      type: 'report';
+      receipts: Map<string, number[]>;
+      unexpectedCloses: number;
+      /** CPU this process used since the last clock request (the jobs follow it). */
+      cpuMs: number;
+    }
   | { type: 'closed'; ms: number };
 
 /**
@@ -54,6 +61,7 @@ const sockets = new Set<WebSocket>();
 const receipts = new Map<string, number[]>();
 let closing = false;
 let unexpectedCloses = 0;
+let cpuMark = process.cpuUsage();
 
 function onFrame(data: WebSocket.RawData): void {
   const t = wallClockMs(); // first, before any work of ours
@@ -161,11 +169,14 @@ async function handle(msg: ToClients): Promise<FromClients> {
     case 'connect':
       return connectAll(msg);
     case 'clock':
+      cpuMark = process.cpuUsage();
       return { type: 'clock', t: wallClockMs() };
     case 'count':
       return { type: 'count', received: receipts.get(msg.jobId)?.length ?? 0 };
-    case 'report':
-      return { type: 'report', receipts, unexpectedCloses };
+    case 'report': {
+      const { user, system } = process.cpuUsage(cpuMark);
+      return { type: 'report', receipts, unexpectedCloses, cpuMs: (user + system) / 1000 };
+    }
     case 'close':
       return closeAll();
   }

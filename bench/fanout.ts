@@ -31,7 +31,10 @@ import type { FromClients, ToClients } from './fanout-clients.js';
  * (loopback, syscalls, one client process standing in for N machines on a 2-core box), so
  * the ratio isolates what the stratifier and connector add.
  *
+ *   npm run bench -- fanout [--json] [--clients N] [--jobs K] [--interval MS]
  *   npx tsx bench/fanout.ts [--json] [--clients N] [--jobs K] [--interval MS]
+ *
+ * Results and where the time goes: BENCHMARKS.md, "fanout".
  */
 
 const TIME_LIMIT_MS = 115_000;
@@ -185,6 +188,11 @@ interface PhaseResult {
   rssConnected: number;
   rssAfterJobs: number;
   bytes: number;
+  /** Per job: first and last receipt relative to publish (the client process's drain). */
+  firstMs: number[];
+  spanMs: number[];
+  /** CPU of the client process per job: it stands in for N machines on the other core. */
+  clientCpuMs: number;
 }
 
 interface PhaseTarget {
@@ -241,10 +249,22 @@ async function runPhase(clients: Clients, target: PhaseTarget): Promise<PhaseRes
   const latencies = new Float64Array(JOBS * CLIENTS);
   let n = 0;
   let missing = 0;
+  const firstMs: number[] = [];
+  const spanMs: number[] = [];
   for (const job of published) {
     const times = report.receipts.get(job.jobId) ?? [];
     missing += Math.max(0, CLIENTS - times.length);
-    for (const t of times) latencies[n++] = t - job.at;
+    let first = Number.POSITIVE_INFINITY;
+    let lastSeen = Number.NEGATIVE_INFINITY;
+    for (const t of times) {
+      latencies[n++] = t - job.at;
+      first = Math.min(first, t);
+      lastSeen = Math.max(lastSeen, t);
+    }
+    if (times.length > 0) {
+      firstMs.push(first - job.at);
+      spanMs.push(lastSeen - first);
+    }
   }
   await clients.ask({ type: 'close' }, 'closed', 30_000);
   await waitFor(() => target.size() === 0, 10_000, 'server to see every client leave');
@@ -258,6 +278,10 @@ async function runPhase(clients: Clients, target: PhaseTarget): Promise<PhaseRes
     rssConnected,
     rssAfterJobs,
     bytes,
+    firstMs,
+    spanMs,
+    // The count polls after the last job cost next to nothing; the rest is receiving.
+    clientCpuMs: report.cpuMs / JOBS,
   };
 }
 
@@ -442,6 +466,15 @@ function report(relay: PhaseResult, plain: PhaseResult, rssBefore: number): void
   say(line('plain ws broadcast      ', b, plain));
   say(`relay send loop per job: ${loops(relay)}`);
   say(`plain ws send loop:      ${loops(plain)}`);
+  const drain = (r: PhaseResult) => {
+    const median = (xs: number[]) => percentile(Float64Array.from(xs).sort(), 0.5).toFixed(1);
+    return (
+      `first client after ${median(r.firstMs)} ms, first→last ${median(r.spanMs)} ms (medians), ` +
+      `client process CPU ${r.clientCpuMs.toFixed(1)} ms per job`
+    );
+  };
+  say(`relay phase receipts:    ${drain(relay)}`);
+  say(`plain ws receipts:       ${drain(plain)}`);
   say(
     `connect+register ${(relay.connectMs / 1000).toFixed(1)} s, ` +
       `plain connect ${(plain.connectMs / 1000).toFixed(1)} s`,
