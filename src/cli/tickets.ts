@@ -1,0 +1,294 @@
+import { existsSync } from 'node:fs';
+import { Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
+import { circuitUrl, type RedeemOutcome, redeemFromWallet } from '../client/redeem.js';
+import { isolatedSocksAgents, parseSocksProxy, resolvesLocally } from '../client/socks-agent.js';
+import {
+  defaultWalletPath,
+  TICKET_STATES,
+  type TicketState,
+  Wallet,
+  type WalletCounts,
+  type WalletTicket,
+} from '../client/wallet.js';
+import { dayDate } from '../tickets/key-store.js';
+import { fail } from './output.js';
+
+/**
+ * `powbridge tickets list | redeem | prune`: the client's ticket wallet. A ticket string is a
+ * bearer token and a grant token is priority for whoever holds it, so neither is printed
+ * unless asked for by flag.
+ */
+
+interface WalletFlags {
+  wallet?: string;
+}
+
+const now = () => Date.now() / 1000;
+const DEFAULT_WALLET_TEXT = '~/.powbridge/wallet.sqlite';
+const DEFAULT_KEEP_DAYS = 30;
+const MAX_COUNT = 100;
+/** Tickets refused or settled without a grant in one redeem run before giving up on the relay. */
+const MAX_SETBACKS = 3;
+
+function exitTwoOnError(err: CommanderError): never {
+  process.exit(err.exitCode === 0 ? 0 : 2);
+}
+
+function wholeNumber(min: number, max: number) {
+  return (value: string): number => {
+    const n = /^\d{1,6}$/.test(value) ? Number(value) : NaN;
+    if (!(n >= min && n <= max)) {
+      throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
+/** A validating parser as a commander argument parser (its errors exit with 2). */
+function argument<T>(parse: (value: string) => T): (value: string) => T {
+  return (value) => {
+    try {
+      return parse(value);
+    } catch (err) {
+      throw new InvalidArgumentError(err instanceof Error ? err.message : String(err));
+    }
+  };
+}
+
+/** An explicit --wallet must exist (a typo must not start an empty wallet); the default is created. */
+function openWallet(flags: WalletFlags): { wallet: Wallet; path: string } {
+  if (flags.wallet) {
+    if (!existsSync(flags.wallet)) {
+      throw new Error(
+        `no wallet at ${flags.wallet} (the miner creates its wallet with its first ticket)`,
+      );
+    }
+    return { wallet: Wallet.open(flags.wallet, { create: false }), path: flags.wallet };
+  }
+  const path = defaultWalletPath();
+  return { wallet: Wallet.open(path), path };
+}
+
+/** Open the wallet for one command, always close it, and report failures as that command's. */
+async function withWallet(
+  command: string,
+  flags: WalletFlags,
+  use: (wallet: Wallet, path: string) => void | Promise<void>,
+): Promise<void> {
+  try {
+    const { wallet, path } = openWallet(flags);
+    try {
+      await use(wallet, path);
+    } finally {
+      wallet.close();
+    }
+  } catch (err) {
+    fail(`tickets ${command}`, err);
+  }
+}
+
+function subcommand(name: string, summary: string, details = ''): Command {
+  return new Command(name)
+    .summary(summary)
+    .description(details ? `${summary}\n\n${details}` : summary)
+    .option(
+      '-w, --wallet <file>',
+      `wallet file, must exist (default ${DEFAULT_WALLET_TEXT}, created if missing)`,
+    )
+    .showHelpAfterError()
+    .exitOverride(exitTwoOnError);
+}
+
+const isoTime = (unix: number | null) =>
+  unix === null ? '-' : new Date(unix * 1000).toISOString().replace('.000Z', 'Z');
+const countsText = (c: WalletCounts) =>
+  `${c.unspent} unspent, ${c.spent} spent, ${c.expired} expired`;
+
+function listCommand(): Command {
+  return subcommand(
+    'list',
+    'list the tickets in the wallet',
+    'Unspent tickets past their last redeemable day are marked expired first. Ticket strings ' +
+      'are bearer tokens (anyone holding one can spend it): shown only with --show-tickets.',
+  )
+    .addOption(new Option('--state <state>', 'only tickets in this state').choices(TICKET_STATES))
+    .option('--json', 'print one JSON object')
+    .option('--show-tickets', 'include the ticket strings (bearer tokens: anyone can spend them)')
+    .action((flags: ListFlags) =>
+      withWallet('list', flags, (wallet, path) => {
+        wallet.expire(now());
+        const tickets = wallet
+          .list(flags.state ? { state: flags.state } : {})
+          .map(({ ticket, ...rest }): Listed => (flags.showTickets ? { ...rest, ticket } : rest));
+        const counts = wallet.counts();
+        process.stdout.write(
+          flags.json
+            ? `${JSON.stringify({ wallet: path, counts, tickets })}\n`
+            : listText(path, counts, tickets, flags.state),
+        );
+      }),
+    );
+}
+
+type Listed = Omit<WalletTicket, 'ticket'> & { ticket?: string };
+
+interface ListFlags extends WalletFlags {
+  state?: TicketState;
+  json?: boolean;
+  showTickets?: boolean;
+}
+
+function listText(
+  path: string,
+  counts: WalletCounts,
+  tickets: readonly Listed[],
+  state?: TicketState,
+): string {
+  const lines = [`wallet ${path}: ${countsText(counts)}`];
+  for (const t of tickets) {
+    const settled = t.state === 'spent' ? `  spent ${isoTime(t.spentAt)}` : '';
+    lines.push(
+      `  ${t.id}  ${t.state.padEnd(7)}  day ${dayDate(t.day)}  key ${t.keyId}  ` +
+        `${t.relay}  received ${isoTime(t.receivedAt)}${settled}`,
+    );
+    if (t.ticket !== undefined) lines.push(`      ${t.ticket}`);
+  }
+  if (tickets.length === 0) lines.push(state ? `  no ${state} tickets` : '  no tickets');
+  return `${lines.join('\n')}\n`;
+}
+
+/** One line per attempt; the token only with --show-token. */
+function outcomeLine(outcome: RedeemOutcome, showToken: boolean): string {
+  switch (outcome.kind) {
+    case 'granted': {
+      const { grant } = outcome;
+      const line = `ticket ${outcome.ticketId}: granted class ${grant.class} until ${isoTime(grant.expiresAt)}`;
+      return showToken ? `${line}\n  token ${grant.token}` : line;
+    }
+    case 'none':
+      return 'no unspent ticket for this relay that is redeemable today';
+    case 'already-spent':
+      return `ticket ${outcome.ticketId}: already spent (${outcome.message}); marked spent`;
+    case 'expired':
+      return `ticket ${outcome.ticketId}: refused as expired (${outcome.message}); marked expired`;
+    case 'busy': {
+      const after = outcome.retryAfter === undefined ? 'later' : `in ${outcome.retryAfter} s`;
+      return `ticket ${outcome.ticketId}: relay busy (${outcome.message}); kept, try again ${after}`;
+    }
+    case 'refused':
+      return `ticket ${outcome.ticketId}: refused, code ${outcome.code} (${outcome.message}); kept unspent`;
+    case 'unreachable':
+      return `ticket ${outcome.ticketId}: no answer from the relay (${outcome.message}); kept unspent`;
+  }
+}
+
+interface RedeemFlags extends WalletFlags {
+  relay: string;
+  proxy?: URL;
+  count: number;
+  showToken?: boolean;
+}
+
+function redeemCommand(): Command {
+  return subcommand(
+    'redeem',
+    'spend tickets at their relay for priority grants, each over a fresh circuit',
+    'Tickets are spent oldest day first. The grant (class and expiry) is printed; the token ' +
+      'only with --show-token. Exit status: 0 when every requested grant came, 1 when not ' +
+      '(no tickets left, relay unreachable or refusing), 2 on bad input.',
+  )
+    .requiredOption(
+      '-r, --relay <url>',
+      'the relay (ws://, wss://, http:// or https://)',
+      argument(circuitUrl),
+    )
+    .option(
+      '--proxy <url>',
+      'reach the relay through SOCKS5, e.g. Tor at socks5h://127.0.0.1:9050 (socks5h: DNS through the proxy)',
+      argument(parseSocksProxy),
+    )
+    .option('-n, --count <n>', `grants to obtain, 1 to ${MAX_COUNT}`, wholeNumber(1, MAX_COUNT), 1)
+    .option('--show-token', 'print the grant tokens (whoever holds one has the priority)')
+    .action(async (flags: RedeemFlags) => {
+      if (flags.proxy && resolvesLocally(flags.proxy)) {
+        process.stderr.write(
+          'powbridge tickets redeem: note: socks5:// resolves the relay name locally; ' +
+            'with Tor use socks5h://\n',
+        );
+      }
+      await withWallet('redeem', flags, async (wallet, path) => {
+        wallet.expire(now());
+        const granted = await redeemLoop(wallet, flags);
+        process.stdout.write(
+          `redeemed ${granted} of ${flags.count}; wallet ${path}: ${countsText(wallet.counts())}\n`,
+        );
+        if (granted < flags.count) process.exitCode = 1;
+      });
+    });
+}
+
+/**
+ * Redeem until `count` grants, no ticket left, or the relay fails us: unreachable or busy at
+ * once, or MAX_SETBACKS tickets refused or settled without a grant (a relay answering "spent"
+ * or "expired" to everything must not make us burn through the whole wallet).
+ */
+async function redeemLoop(wallet: Wallet, flags: RedeemFlags): Promise<number> {
+  const skip: number[] = [];
+  let granted = 0;
+  let setbacks = 0;
+  while (granted < flags.count) {
+    const outcome = await redeemFromWallet(wallet, {
+      relayUrl: flags.relay,
+      now,
+      skip,
+      ...(flags.proxy ? { agentFactory: isolatedSocksAgents(flags.proxy) } : {}),
+    });
+    process.stdout.write(`${outcomeLine(outcome, flags.showToken === true)}\n`);
+    if (outcome.kind === 'granted') {
+      granted++;
+      continue;
+    }
+    if (outcome.kind === 'none' || outcome.kind === 'busy' || outcome.kind === 'unreachable') break;
+    // Refused tickets stay unspent: skip them for the rest of this run.
+    if (outcome.kind === 'refused') skip.push(outcome.ticketId);
+    if (++setbacks >= MAX_SETBACKS) break;
+  }
+  return granted;
+}
+
+function pruneCommand(): Command {
+  return subcommand(
+    'prune',
+    'expire old tickets and delete long-settled ones',
+    'Marks unspent tickets past their last redeemable day (issue day + 1, UTC) expired, then ' +
+      'deletes spent and expired tickets settled more than --keep-days ago. Unspent tickets ' +
+      'are never deleted.',
+  )
+    .option(
+      '--keep-days <n>',
+      `days to keep settled tickets (default ${DEFAULT_KEEP_DAYS})`,
+      wholeNumber(0, 3650),
+      DEFAULT_KEEP_DAYS,
+    )
+    .action((flags: WalletFlags & { keepDays: number }) =>
+      withWallet('prune', flags, (wallet, path) => {
+        const at = now();
+        const expired = wallet.expire(at);
+        const deleted = wallet.prune(at, flags.keepDays);
+        process.stdout.write(
+          `marked ${expired} expired, deleted ${deleted} settled more than ` +
+            `${flags.keepDays} days ago; wallet ${path}: ${countsText(wallet.counts())}\n`,
+        );
+      }),
+    );
+}
+
+export function ticketsCommand(): Command {
+  return new Command('tickets')
+    .description(`the client's ticket wallet (default ${DEFAULT_WALLET_TEXT})`)
+    .showHelpAfterError()
+    .exitOverride(exitTwoOnError)
+    .addCommand(listCommand())
+    .addCommand(redeemCommand())
+    .addCommand(pruneCommand());
+}

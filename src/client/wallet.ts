@@ -1,0 +1,290 @@
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import Database from 'better-sqlite3';
+import { utcDay } from '../tickets/keyring.js';
+import { decodeTicket } from '../tickets/ticket.js';
+import type { IssuedTicket } from './ticket-client.js';
+
+/**
+ * The client's ticket wallet (DESIGN §9): every ticket the miner earned, on disk, with its
+ * state. A ticket is money, so the one rule is that none is ever lost once acknowledged: `add`
+ * commits (WAL, `synchronous = FULL`) before it returns, and the miner acknowledges a ticket
+ * (log line, status count) only after that. Rows leave the table only through `prune`, and
+ * only once spent or expired.
+ *
+ * The file is as private as a key file: a ticket is a bearer token (whoever holds the string
+ * can spend it) and the rows say when, and at which relay, this user mined. So the file and
+ * SQLite's -wal and -shm beside it are 0600, and a file that others can read is refused
+ * rather than silently fixed: its tickets may already have been copied.
+ */
+
+export type TicketState = 'unspent' | 'spent' | 'expired';
+export const TICKET_STATES: readonly TicketState[] = ['unspent', 'spent', 'expired'];
+
+export interface WalletTicket {
+  id: number;
+  /** The base64url ticket: a bearer token, never print it unasked. */
+  ticket: string;
+  /** Where it was earned (the relay's circuit URL), and so where it is redeemed. */
+  relay: string;
+  keyId: string;
+  day: number;
+  state: TicketState;
+  /** Unix seconds. */
+  receivedAt: number;
+  spentAt: number | null;
+  grantExpiresAt: number | null;
+}
+
+export type WalletCounts = Record<TicketState, number>;
+
+export interface WalletOptions {
+  /** Create the file (and its directory, 0700) if missing; default true. */
+  create?: boolean;
+  /** How long a write waits for another process's lock (the miner and the CLI share the file). */
+  busyTimeoutMs?: number;
+}
+
+/** A ticket is redeemable on its issue day and the next (DESIGN §6.3). */
+const REDEEMABLE_DAYS = 2;
+const MAX_RELAY_LENGTH = 512;
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS tickets (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    ticket           TEXT    NOT NULL UNIQUE,
+    relay            TEXT    NOT NULL,
+    key_id           TEXT    NOT NULL CHECK (length(key_id) = 16),
+    day              INTEGER NOT NULL,
+    state            TEXT    NOT NULL CHECK (state IN ('unspent', 'spent', 'expired')),
+    received_at      INTEGER NOT NULL,
+    spent_at         INTEGER,
+    grant_expires_at INTEGER
+  ) STRICT;
+  CREATE INDEX IF NOT EXISTS tickets_redeemable ON tickets (relay, state, day, received_at);
+`;
+
+interface Row {
+  id: number;
+  ticket: string;
+  relay: string;
+  key_id: string;
+  day: number;
+  state: TicketState;
+  received_at: number;
+  spent_at: number | null;
+  grant_expires_at: number | null;
+}
+
+interface ListParams {
+  state: TicketState | null;
+  relay: string | null;
+}
+
+const COLUMNS = 'id, ticket, relay, key_id, day, state, received_at, spent_at, grant_expires_at';
+
+/** `~/.powbridge/wallet.sqlite`. */
+export function defaultWalletPath(home: string = homedir()): string {
+  return join(home, '.powbridge', 'wallet.sqlite');
+}
+
+export class Wallet {
+  private readonly insert: Database.Statement<[string, string, string, number, number]>;
+  private readonly byTicket: Database.Statement<[string], Row>;
+  private readonly listed: Database.Statement<[ListParams], Row>;
+  private readonly next: Database.Statement<[string, number, number, string], Row>;
+  private readonly settle: Database.Statement<[TicketState, number | null, number | null, number]>;
+  private readonly expireBefore: Database.Statement<[number]>;
+  private readonly deleteSettled: Database.Statement<[number]>;
+  private readonly perState: Database.Statement<[], { state: TicketState; n: number }>;
+
+  private constructor(private readonly db: Database.Database) {
+    this.insert = db.prepare(
+      `INSERT INTO tickets (ticket, relay, key_id, day, state, received_at)
+       VALUES (?, ?, ?, ?, 'unspent', ?) ON CONFLICT (ticket) DO NOTHING`,
+    );
+    this.byTicket = db.prepare(`SELECT ${COLUMNS} FROM tickets WHERE ticket = ?`);
+    this.listed = db.prepare(
+      `SELECT ${COLUMNS} FROM tickets
+       WHERE (@state IS NULL OR state = @state) AND (@relay IS NULL OR relay = @relay)
+       ORDER BY id`,
+    );
+    // Earliest day first: that ticket expires first. `skip` is a JSON array of ids the caller
+    // already tried in this run (a relay that refuses one ticket must not stall the rest).
+    this.next = db.prepare(
+      `SELECT ${COLUMNS} FROM tickets
+       WHERE relay = ? AND state = 'unspent' AND day BETWEEN ? AND ?
+         AND id NOT IN (SELECT value FROM json_each(?))
+       ORDER BY day, received_at, id LIMIT 1`,
+    );
+    // Only from unspent: a settled ticket keeps the first outcome recorded for it.
+    this.settle = db.prepare(
+      `UPDATE tickets SET state = ?, spent_at = ?, grant_expires_at = ?
+       WHERE id = ? AND state = 'unspent'`,
+    );
+    this.expireBefore = db.prepare(
+      `UPDATE tickets SET state = 'expired' WHERE state = 'unspent' AND day < ?`,
+    );
+    // A spent row ages from its spend; an expired one from the end of its last redeemable
+    // day. Unspent rows are never deleted, whatever their age.
+    this.deleteSettled = db.prepare(
+      `DELETE FROM tickets WHERE state IN ('spent', 'expired')
+       AND coalesce(spent_at, (day + ${REDEEMABLE_DAYS}) * 86400) < ?`,
+    );
+    this.perState = db.prepare('SELECT state, count(*) AS n FROM tickets GROUP BY state');
+  }
+
+  /**
+   * Open (or create) a wallet. Refuses a file that group or others may access: fixing the
+   * mode would hide that the tickets in it may have leaked.
+   */
+  static open(file: string, options: WalletOptions = {}): Wallet {
+    if (file === '' || file === ':memory:' || file.startsWith('file:')) {
+      throw new RangeError('wallet: needs a plain file path (durability is the point)');
+    }
+    if (existsSync(file)) {
+      checkPrivate(file);
+    } else {
+      if (options.create === false) throw new Error(`no wallet at ${file}`);
+      mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+      closeSync(openSync(file, 'a', 0o600));
+      chmodSync(file, 0o600); // the umask can only narrow the mode; this makes it exact
+    }
+    const db = new Database(file, { timeout: options.busyTimeoutMs ?? 5_000 });
+    try {
+      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      if (mode !== 'wal') throw new Error(`wallet: journal_mode is ${String(mode)}, not wal`);
+      db.pragma('synchronous = FULL');
+      // Read back: a silently ignored pragma would make acknowledged tickets losable.
+      if (db.pragma('synchronous', { simple: true }) !== 2) {
+        throw new Error('wallet: could not set synchronous = FULL');
+      }
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version > SCHEMA_VERSION) {
+        throw new Error(`wallet: schema version ${version} is newer than this powbridge`);
+      }
+      db.exec(SCHEMA);
+      if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      // SQLite gives -wal and -shm the database's mode; these may be left by an older run.
+      for (const side of [`${file}-wal`, `${file}-shm`]) {
+        if (existsSync(side)) chmodSync(side, 0o600);
+      }
+      return new Wallet(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Store a ticket earned at `relay`. Durable when it returns: only then may the caller
+   * acknowledge the ticket anywhere. Adding a ticket already held returns the stored row.
+   */
+  add(relay: string, issued: IssuedTicket, now: number): WalletTicket {
+    if (typeof relay !== 'string' || relay.length === 0 || relay.length > MAX_RELAY_LENGTH) {
+      throw new RangeError(`wallet: relay must be 1..${MAX_RELAY_LENGTH} characters`);
+    }
+    // The stored key id and day must be the ticket's own, or nextUnspent would misjudge it.
+    const decoded = decodeTicket(issued.ticket);
+    const keyId = Buffer.from(decoded.keyId).toString('hex');
+    if (keyId !== issued.keyId || decoded.day !== issued.day) {
+      throw new RangeError('wallet: key id or day does not match the ticket');
+    }
+    // run() steps the statement to completion: the autocommit and its fsync are done here.
+    this.insert.run(issued.ticket, relay, keyId, decoded.day, seconds(now));
+    const row = this.byTicket.get(issued.ticket);
+    if (!row) throw new Error('wallet: ticket vanished after insert');
+    return fromRow(row);
+  }
+
+  list(filter: { state?: TicketState; relay?: string } = {}): WalletTicket[] {
+    if (filter.state !== undefined && !TICKET_STATES.includes(filter.state)) {
+      throw new RangeError('wallet: unknown state');
+    }
+    return this.listed
+      .all({ state: filter.state ?? null, relay: filter.relay ?? null })
+      .map(fromRow);
+  }
+
+  /**
+   * The unspent ticket for `relay` that expires first among those still redeemable at `now`
+   * (issued today or yesterday, UTC), skipping the ids in `skip`; undefined if none.
+   */
+  nextUnspent(relay: string, now: number, skip: readonly number[] = []): WalletTicket | undefined {
+    const today = utcDay(seconds(now));
+    const row = this.next.get(relay, today - (REDEEMABLE_DAYS - 1), today, JSON.stringify(skip));
+    return row ? fromRow(row) : undefined;
+  }
+
+  /** The relay took the ticket (or had already): it is worth nothing now. False if not unspent. */
+  markSpent(id: number, now: number, grantExpiresAt?: number): boolean {
+    const grant = grantExpiresAt === undefined ? null : seconds(grantExpiresAt);
+    return this.settle.run('spent', seconds(now), grant, checkId(id)).changes === 1;
+  }
+
+  /** The relay called the ticket expired (its clock may differ from ours). False if not unspent. */
+  markExpired(id: number): boolean {
+    return this.settle.run('expired', null, null, checkId(id)).changes === 1;
+  }
+
+  /** Mark unspent tickets of days no relay accepts any more as expired; returns how many. */
+  expire(now: number): number {
+    return this.expireBefore.run(utcDay(seconds(now)) - (REDEEMABLE_DAYS - 1)).changes;
+  }
+
+  /** Delete spent and expired rows settled more than `keepDays` ago; returns how many. */
+  prune(now: number, keepDays: number): number {
+    if (!Number.isInteger(keepDays) || keepDays < 0) {
+      throw new RangeError('wallet: keepDays must be a whole number ≥ 0');
+    }
+    return this.deleteSettled.run(seconds(now) - keepDays * 86_400).changes;
+  }
+
+  counts(): WalletCounts {
+    const counts: WalletCounts = { unspent: 0, spent: 0, expired: 0 };
+    for (const { state, n } of this.perState.all()) counts[state] = n;
+    return counts;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+function checkPrivate(file: string): void {
+  const stats = statSync(file);
+  if (!stats.isFile()) throw new Error(`wallet: ${file} is not a regular file`);
+  const mode = stats.mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    throw new Error(
+      `wallet: ${file} is accessible to group or others (mode ${mode.toString(8).padStart(4, '0')}); ` +
+        `its tickets may have been copied. If you are sure they were not: chmod 600 ${file}`,
+    );
+  }
+}
+
+function seconds(unix: number): number {
+  if (!Number.isFinite(unix) || unix < 0) throw new RangeError('wallet: bad time');
+  return Math.floor(unix);
+}
+
+function checkId(id: number): number {
+  if (!Number.isSafeInteger(id) || id < 1) throw new RangeError('wallet: bad ticket id');
+  return id;
+}
+
+function fromRow(row: Row): WalletTicket {
+  return {
+    id: row.id,
+    ticket: row.ticket,
+    relay: row.relay,
+    keyId: row.key_id,
+    day: row.day,
+    state: row.state,
+    receivedAt: row.received_at,
+    spentAt: row.spent_at,
+    grantExpiresAt: row.grant_expires_at,
+  };
+}

@@ -1,0 +1,256 @@
+import { randomBytes } from 'node:crypto';
+import { Agent } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { WebSocketServer } from 'ws';
+import { circuitUrl, redeemFromWallet } from '../../src/client/redeem.js';
+import type { IssuedTicket } from '../../src/client/ticket-client.js';
+import { Wallet } from '../../src/client/wallet.js';
+import { encodeError } from '../../src/protocol/jsonrpc.js';
+import { parseRelayConfig } from '../../src/relay/config.js';
+import { type Relay, startRelay } from '../../src/relay/relay.js';
+import { utcDay } from '../../src/tickets/keyring.js';
+import { generateSignerKey, type SignerKey } from '../../src/tickets/scheme.js';
+import { MIN_DIFFICULTY } from '../../src/work/target.js';
+import { ManualSource } from '../helpers/manual-source.js';
+import { csprng, issueTicket } from '../helpers/ticket-issue.js';
+
+const dataDir = mkdtempSync(join(tmpdir(), 'powbridge-redeem-relay-'));
+let relay: Relay;
+let relayUrl: string;
+let dir: string;
+let wallet: Wallet;
+
+const now = () => Date.now() / 1000;
+const today = () => utcDay(now());
+
+beforeAll(async () => {
+  const source = new ManualSource('sha256d');
+  relay = await startRelay(
+    parseRelayConfig({
+      relay: { listen: '127.0.0.1:0', dataDir },
+      source: {
+        type: 'node',
+        algorithm: 'sha256d',
+        node: { rpcUrl: 'http://127.0.0.1:1', rpcUser: 'u', rpcPassword: 'p', payoutAddress: 'a' },
+      },
+      difficulty: {
+        initial: MIN_DIFFICULTY,
+        min: MIN_DIFFICULTY,
+        ticketDifficulty: MIN_DIFFICULTY,
+      },
+      tickets: { price: 1 },
+    }),
+    { source },
+  );
+  source.goLive({ difficulty: MIN_DIFFICULTY });
+  relayUrl = circuitUrl(relay.url);
+}, 30_000);
+
+afterAll(async () => {
+  await relay?.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'powbridge-redeem-'));
+  wallet = Wallet.open(join(dir, 'wallet.sqlite'));
+});
+
+afterEach(() => {
+  wallet.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function relayKey(): SignerKey {
+  const issuing = relay.tickets.keys.issuingKey(today());
+  if (!issuing) throw new Error('relay has no issuing key today');
+  return issuing.key;
+}
+
+function issued(key: SignerKey, day = today()): IssuedTicket {
+  return {
+    ticket: issueTicket(key, day).text,
+    keyId: Buffer.from(key.keyId).toString('hex'),
+    day,
+  };
+}
+
+describe('redeemFromWallet against a relay', () => {
+  it('redeems the next ticket over a fresh circuit and marks it spent with the grant expiry', async () => {
+    const stored = wallet.add(relayUrl, issued(relayKey()), now());
+    let agents = 0;
+    const outcome = await redeemFromWallet(wallet, {
+      relayUrl,
+      now,
+      agentFactory: () => {
+        agents++;
+        return new Agent();
+      },
+    });
+    expect(outcome).toMatchObject({
+      kind: 'granted',
+      ticketId: stored.id,
+      grant: { class: 'paid' },
+    });
+    if (outcome.kind !== 'granted') throw new Error('not granted');
+    expect(outcome.grant.expiresAt).toBeGreaterThan(now());
+    expect(agents).toBe(1);
+    expect(wallet.list()).toMatchObject([
+      { id: stored.id, state: 'spent', grantExpiresAt: outcome.grant.expiresAt },
+    ]);
+    expect(wallet.list()[0]?.spentAt).toBeGreaterThan(0);
+    expect(await redeemFromWallet(wallet, { relayUrl, now })).toEqual({ kind: 'none' });
+  });
+
+  it('marks a ticket the relay already spent as spent (32): it is worth nothing', async () => {
+    const ticket = issued(relayKey());
+    const first = wallet.add(relayUrl, ticket, now());
+    expect((await redeemFromWallet(wallet, { relayUrl, now })).kind).toBe('granted');
+    // The same ticket in a second wallet (a restored backup, a copy on another machine).
+    const copy = Wallet.open(join(dir, 'copy.sqlite'));
+    try {
+      const again = copy.add(relayUrl, ticket, now());
+      const outcome = await redeemFromWallet(copy, { relayUrl, now });
+      expect(outcome).toMatchObject({ kind: 'already-spent', ticketId: again.id });
+      expect(copy.list()).toMatchObject([{ state: 'spent', grantExpiresAt: null }]);
+    } finally {
+      copy.close();
+    }
+    expect(wallet.list()).toMatchObject([{ id: first.id, state: 'spent' }]);
+  });
+
+  it('keeps a ticket of an unknown key (35) unspent, and skipping it reaches the next', async () => {
+    const foreign = wallet.add(relayUrl, issued(generateSignerKey(csprng), today() - 1), now());
+    const good = wallet.add(relayUrl, issued(relayKey()), now());
+    const refused = await redeemFromWallet(wallet, { relayUrl, now });
+    expect(refused).toMatchObject({ kind: 'refused', ticketId: foreign.id, code: 35 });
+    expect(wallet.counts()).toEqual({ unspent: 2, spent: 0, expired: 0 });
+    const next = await redeemFromWallet(wallet, { relayUrl, now, skip: [foreign.id] });
+    expect(next).toMatchObject({ kind: 'granted', ticketId: good.id });
+    expect(wallet.list({ state: 'unspent' }).map((t) => t.id)).toEqual([foreign.id]);
+  });
+
+  it('marks a ticket the relay calls expired (31) as expired, whatever our clock says', async () => {
+    // Our clock runs a day ahead: tomorrow's ticket looks redeemable here, from the future there.
+    const tomorrow = today() + 1;
+    const stored = wallet.add(relayUrl, issued(relayKey(), tomorrow), now());
+    const outcome = await redeemFromWallet(wallet, { relayUrl, now: () => now() + 86_400 });
+    expect(outcome).toMatchObject({ kind: 'expired', ticketId: stored.id });
+    expect(wallet.list()).toMatchObject([{ id: stored.id, state: 'expired' }]);
+  });
+
+  it('keeps the ticket unspent when the relay cannot be reached', async () => {
+    const closed = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    await new Promise((resolve) => closed.once('listening', resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise((resolve) => closed.close(resolve));
+    const deadUrl = `ws://127.0.0.1:${port}/v1/circuit`;
+    const stored = wallet.add(deadUrl, issued(relayKey()), now());
+    const outcome = await redeemFromWallet(wallet, { relayUrl: deadUrl, now });
+    expect(outcome).toMatchObject({ kind: 'unreachable', ticketId: stored.id });
+    expect(wallet.list()).toMatchObject([{ state: 'unspent' }]);
+  });
+});
+
+describe('redeemFromWallet against a scripted relay', () => {
+  let server: WebSocketServer;
+  let url: string;
+  /** What the scripted relay does with each request. */
+  let behave: (id: number, send: (text: string) => void, hangUp: () => void) => void;
+
+  beforeEach(async () => {
+    server = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    await new Promise((resolve) => server.once('listening', resolve));
+    url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/v1/circuit`;
+    server.on('connection', (ws) =>
+      ws.on('message', (data: Buffer) => {
+        const { id } = JSON.parse(data.toString()) as { id: number };
+        behave(
+          id,
+          (text) => ws.send(text),
+          () => ws.terminate(),
+        );
+      }),
+    );
+  });
+
+  afterEach(async () => {
+    for (const ws of server.clients) ws.terminate();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('keeps the ticket unspent when the issuer is busy (33) and passes retryAfter on', async () => {
+    behave = (id, send) =>
+      send(encodeError(id, { code: 33, message: 'issuer busy', data: { retryAfter: 7 } }));
+    const stored = wallet.add(url, issued(relayKey()), now());
+    expect(await redeemFromWallet(wallet, { relayUrl: url, now })).toEqual({
+      kind: 'busy',
+      ticketId: stored.id,
+      message: 'issuer busy',
+      retryAfter: 7,
+    });
+    expect(wallet.counts().unspent).toBe(1);
+  });
+
+  it('keeps the ticket unspent when the answer is lost (the relay may have spent it)', async () => {
+    behave = (_id, _send, hangUp) => hangUp();
+    const stored = wallet.add(url, issued(relayKey()), now());
+    const outcome = await redeemFromWallet(wallet, { relayUrl: url, now });
+    expect(outcome).toMatchObject({ kind: 'unreachable', ticketId: stored.id });
+    expect(wallet.counts().unspent).toBe(1);
+  });
+
+  it('uses a new connection and a new agent for every redemption', async () => {
+    behave = (id, send) =>
+      send(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id,
+          result: {
+            token: randomBytes(32).toString('base64url'),
+            class: 'paid',
+            expiresAt: Math.floor(now()) + 600,
+          },
+        }),
+      );
+    let connections = 0;
+    server.on('connection', () => connections++);
+    const agents = new Set<Agent>();
+    for (let i = 0; i < 3; i++) wallet.add(url, issued(relayKey()), now());
+    for (let i = 0; i < 3; i++) {
+      const outcome = await redeemFromWallet(wallet, {
+        relayUrl: url,
+        now,
+        agentFactory: () => {
+          const agent = new Agent();
+          agents.add(agent);
+          return agent;
+        },
+      });
+      expect(outcome.kind).toBe('granted');
+    }
+    expect(connections).toBe(3);
+    expect(agents.size).toBe(3);
+    expect(wallet.counts()).toEqual({ unspent: 0, spent: 3, expired: 0 });
+  });
+});
+
+describe('circuitUrl', () => {
+  it('files a relay under one canonical circuit URL', () => {
+    expect(circuitUrl('http://127.0.0.1:8080')).toBe('ws://127.0.0.1:8080/v1/circuit');
+    expect(circuitUrl('https://Relay.Example/')).toBe('wss://relay.example/v1/circuit');
+    expect(circuitUrl('ws://relay.example:80/v1/circuit/')).toBe('ws://relay.example/v1/circuit');
+    expect(circuitUrl('wss://x.onion/prefix/v1/circuit')).toBe('wss://x.onion/prefix/v1/circuit');
+  });
+
+  it('refuses what is not a relay URL', () => {
+    expect(() => circuitUrl('relay.example')).toThrow(/not a URL/);
+    expect(() => circuitUrl('ftp://relay.example')).toThrow(/ws:\/\//);
+    expect(() => circuitUrl('ws://u:p@relay.example')).toThrow(/credentials/);
+    expect(() => circuitUrl('ws://relay.example/?a=1')).toThrow(/query/);
+  });
+});
