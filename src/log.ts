@@ -7,24 +7,31 @@ export type { Logger };
  * passwords, ticket blinding factors) or client network addresses; pass such values through
  * `redact` paths if they can appear in objects.
  */
-export function createLogger(options: { level?: string; name?: string } = {}): Logger {
-  return pino({
-    name: options.name ?? 'powbridge',
-    level: options.level ?? process.env.POWBRIDGE_LOG_LEVEL ?? 'info',
-    redact: {
-      paths: [
-        'password',
-        '*.password',
-        'rpcPassword',
-        '*.rpcPassword',
-        'secret',
-        '*.secret',
-        'secretKey',
-        '*.secretKey',
-      ],
-      censor: '[redacted]',
+export function createLogger(
+  options: { level?: string; name?: string; stderr?: boolean } = {},
+): Logger {
+  // Commands that print their own output on stdout (the miner's status line) log to stderr.
+  const destination = pino.destination(options.stderr ? 2 : 1);
+  return pino(
+    {
+      name: options.name ?? 'powbridge',
+      level: options.level ?? process.env.POWBRIDGE_LOG_LEVEL ?? 'info',
+      redact: {
+        paths: [
+          'password',
+          '*.password',
+          'rpcPassword',
+          '*.rpcPassword',
+          'secret',
+          '*.secret',
+          'secretKey',
+          '*.secretKey',
+        ],
+        censor: '[redacted]',
+      },
     },
-  });
+    destination,
+  );
 }
 
 /** A logger that drops everything; the default for library code used from tests. */

@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { hashCommand } from './hash.js';
 import { keysCommand } from './keys.js';
+import { mineCommand } from './mine.js';
 import { relayCommand } from './relay.js';
+import { ticketsCommand } from './tickets.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -13,7 +15,9 @@ const program = new Command('powbridge')
   .version(pkg.version)
   .showHelpAfterError()
   .addCommand(relayCommand())
+  .addCommand(mineCommand())
   .addCommand(hashCommand())
-  .addCommand(keysCommand());
+  .addCommand(keysCommand())
+  .addCommand(ticketsCommand());
 
 await program.parseAsync(process.argv);

@@ -74,6 +74,11 @@ export class CircuitSource extends EventEmitter<WorkSourceEvents> implements Wor
     return this.currentCredit;
   }
 
+  /** The relay deducted `amount` (a ticket session opened): keep our view in step with it. */
+  noteSpent(amount: number): void {
+    this.currentCredit = Math.max(0, this.currentCredit - amount);
+  }
+
   get registered(): RegisterResult | null {
     return this.registration;
   }

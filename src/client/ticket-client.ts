@@ -58,9 +58,13 @@ export class TicketClient {
     this.skew = options.midnightSkewSeconds ?? 300;
   }
 
-  /** Run ticket.open / ticket.finish and return a verified ticket. */
-  async obtain(circuit: CircuitClient): Promise<IssuedTicket> {
+  /**
+   * Run ticket.open / ticket.finish and return a verified ticket. `onOpened` runs once the
+   * relay has opened the session (and so deducted the price).
+   */
+  async obtain(circuit: CircuitClient, onOpened?: () => void): Promise<IssuedTicket> {
     const opened = await circuit.request('ticket.open', {});
+    onOpened?.();
     if (opened.keyId !== this.keyIdHex) {
       throw new SignatureError('relay signed with a key other than the pinned one');
     }

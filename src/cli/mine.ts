@@ -1,0 +1,123 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { MineApp } from '../client/mine-app.js';
+import { formatStatus } from '../client/status-line.js';
+import { Wallet } from '../client/wallet.js';
+import { createLogger } from '../log.js';
+import { splitHostPort } from '../relay/config.js';
+import { fail } from './output.js';
+
+interface MineFlags {
+  relay: string;
+  threads: number;
+  cpu: number;
+  jitter: number;
+  donate?: boolean;
+  proxy?: string;
+  wallet: string;
+  relayIdentity?: string;
+  stratumListen?: string;
+  logLevel: string;
+  statusInterval: number;
+}
+
+function intIn(min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`expected an integer ${min}..${max}`);
+    }
+    return n;
+  };
+}
+
+export function mineCommand(): Command {
+  return new Command('mine')
+    .description('mine for a relay: earn priority tickets (or donate) with proof of work')
+    .requiredOption('--relay <url>', 'the relay circuit endpoint, e.g. ws://…onion/v1/circuit')
+    .option('--threads <n>', 'mining threads (0: only the Stratum front)', intIn(0, 256), 1)
+    .option('--cpu <pct>', 'duty cycle per thread, percent', intIn(1, 100), 100)
+    .option('--jitter <pct>', 'random drift of the hash rate, percent (0 = off)', intIn(0, 90), 20)
+    .option('--donate', 'donation mode: shares only, no tickets')
+    .option('--proxy <url>', "reach the relay through SOCKS5, e.g. Tor's socks5h://127.0.0.1:9050")
+    .option('--wallet <file>', 'ticket wallet', join(homedir(), '.powbridge', 'wallet.sqlite'))
+    .option('--relay-identity <hex>', "the relay's identity key: its descriptor must match")
+    .option('--stratum-listen <host:port>', 'let standard Stratum miners mine through this client')
+    .option('--log-level <level>', 'log level (logs go to stderr)', 'warn')
+    .option(
+      '--status-interval <s>',
+      'seconds between status lines when not on a TTY',
+      intIn(1, 3600),
+      15,
+    )
+    .action((flags: MineFlags) => {
+      let stratumListen: { host: string; port: number } | undefined;
+      let wallet: Wallet | undefined;
+      try {
+        const url = new URL(flags.relay);
+        if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+          throw new Error('--relay: expected a ws:// or wss:// URL (the relay circuit endpoint)');
+        }
+        if (flags.relayIdentity !== undefined && !/^[0-9a-f]{64}$/i.test(flags.relayIdentity)) {
+          throw new Error('--relay-identity: expected 64 hex characters');
+        }
+        if (flags.stratumListen) {
+          stratumListen = splitHostPort(flags.stratumListen);
+          if (!stratumListen.host || !Number.isInteger(stratumListen.port)) {
+            throw new Error('--stratum-listen: expected host:port');
+          }
+        }
+        if (!flags.donate) wallet = Wallet.open(flags.wallet);
+      } catch (err) {
+        return fail('mine', err);
+      }
+      const logger = createLogger({ level: flags.logLevel, stderr: true });
+      let app: MineApp;
+      try {
+        app = new MineApp({
+          relayUrl: flags.relay,
+          mode: flags.donate ? 'donate' : 'tickets',
+          threads: flags.threads,
+          cpuPercent: flags.cpu,
+          jitterPercent: flags.jitter,
+          ...(flags.proxy ? { proxy: flags.proxy } : {}),
+          ...(wallet ? { wallet } : {}),
+          ...(flags.relayIdentity ? { relayIdentity: flags.relayIdentity.toLowerCase() } : {}),
+          ...(stratumListen ? { stratumListen } : {}),
+          logger,
+        });
+      } catch (err) {
+        wallet?.close();
+        return fail('mine', err);
+      }
+      app.start();
+      const tty = process.stdout.isTTY;
+      const show = () => {
+        const line = formatStatus(app.status());
+        process.stdout.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
+      };
+      const timer = setInterval(show, tty ? 1000 : flags.statusInterval * 1000);
+      app.on('ticket', () => {
+        if (!tty) process.stdout.write('ticket stored in the wallet\n');
+      });
+      let stopping = false;
+      const stop = () => {
+        if (stopping) return;
+        stopping = true;
+        clearInterval(timer);
+        // A last status line: what this run did, even if it was shorter than an interval.
+        show();
+        if (tty) process.stdout.write('\n');
+        app
+          .stop()
+          .catch((err: unknown) => logger.error({ err: String(err) }, 'error while stopping'))
+          .finally(() => {
+            wallet?.close();
+            process.exit(0);
+          });
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+}
