@@ -133,6 +133,40 @@ describe('powbridge mine against a relay in solo mode', () => {
     w2.close();
   }, 120_000);
 
+  it('SIGKILL while tickets arrive loses no acknowledged ticket', async () => {
+    const wallet = join(dir, 'kill-wallet.sqlite');
+    const circuit = `${relay.url.replace('http', 'ws')}/v1/circuit`;
+    let acknowledged = 0;
+    for (let round = 0; round < 3; round++) {
+      const child = spawn(
+        process.execPath,
+        [BIN, 'mine', '--relay', circuit, '--threads', '2', '--wallet', wallet],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      children.push(child);
+      let acks = 0;
+      child.stdout?.on('data', (d: Buffer) => {
+        acks += d.toString().split('ticket stored in the wallet').length - 1;
+      });
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      // Kill at a random moment once tickets are flowing.
+      await waitFor('tickets flowing', () => Promise.resolve(acks >= 1), 40_000);
+      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 400)));
+      child.kill('SIGKILL');
+      await exited;
+      acknowledged += acks;
+    }
+    const w = Wallet.open(wallet);
+    const held = w.counts().unspent;
+    w.close();
+    // Every ticket the miner reported is in the wallet (a few more may have been stored
+    // right before a kill, before their line was printed).
+    expect(acknowledged).toBeGreaterThanOrEqual(3);
+    expect(held).toBeGreaterThanOrEqual(acknowledged);
+  }, 150_000);
+
   it('--donate: shares accepted, no tickets and no wallet', async () => {
     const wallet = join(dir, 'donor-wallet.sqlite');
     const before = await status();
