@@ -1,7 +1,8 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { checkDurablePath, openDurableDb } from '../tickets/durable-db.js';
 import { utcDay } from '../tickets/keyring.js';
 import { decodeTicket } from '../tickets/ticket.js';
 import type { IssuedTicket } from './ticket-client.js';
@@ -141,9 +142,7 @@ export class Wallet {
    * mode would hide that the tickets in it may have leaked.
    */
   static open(file: string, options: WalletOptions = {}): Wallet {
-    if (file === '' || file === ':memory:' || file.startsWith('file:')) {
-      throw new RangeError('wallet: needs a plain file path (durability is the point)');
-    }
+    checkDurablePath(file, 'wallet');
     if (existsSync(file)) {
       checkPrivate(file);
     } else {
@@ -152,30 +151,14 @@ export class Wallet {
       closeSync(openSync(file, 'a', 0o600));
       chmodSync(file, 0o600); // the umask can only narrow the mode; this makes it exact
     }
-    const db = new Database(file, { timeout: options.busyTimeoutMs ?? 5_000 });
-    try {
-      const mode = db.pragma('journal_mode = WAL', { simple: true });
-      if (mode !== 'wal') throw new Error(`wallet: journal_mode is ${String(mode)}, not wal`);
-      db.pragma('synchronous = FULL');
-      // Read back: a silently ignored pragma would make acknowledged tickets losable.
-      if (db.pragma('synchronous', { simple: true }) !== 2) {
-        throw new Error('wallet: could not set synchronous = FULL');
-      }
-      const version = db.pragma('user_version', { simple: true }) as number;
-      if (version > SCHEMA_VERSION) {
-        throw new Error(`wallet: schema version ${version} is newer than this powbridge`);
-      }
-      db.exec(SCHEMA);
-      if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
-      // SQLite gives -wal and -shm the database's mode; these may be left by an older run.
-      for (const side of [`${file}-wal`, `${file}-shm`]) {
-        if (existsSync(side)) chmodSync(side, 0o600);
-      }
-      return new Wallet(db);
-    } catch (err) {
-      db.close();
-      throw err;
-    }
+    return new Wallet(
+      openDurableDb(file, {
+        what: 'wallet',
+        schema: SCHEMA,
+        schemaVersion: SCHEMA_VERSION,
+        ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
+      }),
+    );
   }
 
   /**

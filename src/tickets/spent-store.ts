@@ -1,5 +1,6 @@
-import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
+import { chmodSync, closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import { checkDurablePath, openDurableDb } from './durable-db.js';
 
 /**
  * The spent-ticket store (DESIGN §6.3): every redeemed serial, on disk, before any grant.
@@ -121,34 +122,17 @@ export class SpentStore {
    * files left by an older run with a wider mode.
    */
   static open(file: string, options: SpentStoreOptions = {}): SpentStore {
-    if (file === '' || file === ':memory:' || file.startsWith('file:')) {
-      throw new RangeError('spent store: needs a plain file path (durability is the point)');
-    }
+    checkDurablePath(file, 'spent store');
     closeSync(openSync(file, 'a', 0o600));
     chmodSync(file, 0o600);
-    const db = new Database(file, { timeout: options.busyTimeoutMs ?? 5_000 });
-    try {
-      const mode = db.pragma('journal_mode = WAL', { simple: true });
-      if (mode !== 'wal') throw new Error(`spent store: journal_mode is ${String(mode)}, not wal`);
-      db.pragma('synchronous = FULL');
-      // Read back: a silently ignored pragma would mean grants without durable spends.
-      if (db.pragma('synchronous', { simple: true }) !== 2) {
-        throw new Error('spent store: could not set synchronous = FULL');
-      }
-      const version = db.pragma('user_version', { simple: true }) as number;
-      if (version > SCHEMA_VERSION) {
-        throw new Error(`spent store: schema version ${version} is newer than this relay`);
-      }
-      db.exec(SCHEMA);
-      if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
-      for (const side of [`${file}-wal`, `${file}-shm`]) {
-        if (existsSync(side)) chmodSync(side, 0o600);
-      }
-      return new SpentStore(db);
-    } catch (err) {
-      db.close();
-      throw err;
-    }
+    return new SpentStore(
+      openDurableDb(file, {
+        what: 'spent store',
+        schema: SCHEMA,
+        schemaVersion: SCHEMA_VERSION,
+        ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
+      }),
+    );
   }
 
   /**
