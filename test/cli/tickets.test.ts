@@ -5,13 +5,11 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { circuitUrl } from '../../src/client/redeem.js';
 import type { IssuedTicket } from '../../src/client/ticket-client.js';
 import { Wallet } from '../../src/client/wallet.js';
-import { parseRelayConfig } from '../../src/relay/config.js';
-import { type Relay, startRelay } from '../../src/relay/relay.js';
+import type { Relay } from '../../src/relay/relay.js';
 import { utcDay } from '../../src/tickets/keyring.js';
-import { MIN_DIFFICULTY } from '../../src/work/target.js';
 import { runCli } from '../helpers/cli.js';
 import { fakeIssued } from '../helpers/fake-ticket.js';
-import { ManualSource } from '../helpers/manual-source.js';
+import { startTestRelay } from '../helpers/test-relay.js';
 import { type Socks5Server, startSocks5Server } from '../helpers/socks5-server.js';
 import { issueTicket } from '../helpers/ticket-issue.js';
 
@@ -28,25 +26,7 @@ const today = () => utcDay(now());
 const mode = (path: string) => statSync(path).mode & 0o777;
 
 beforeAll(async () => {
-  const source = new ManualSource('sha256d');
-  relay = await startRelay(
-    parseRelayConfig({
-      relay: { listen: '127.0.0.1:0', dataDir },
-      source: {
-        type: 'node',
-        algorithm: 'sha256d',
-        node: { rpcUrl: 'http://127.0.0.1:1', rpcUser: 'u', rpcPassword: 'p', payoutAddress: 'a' },
-      },
-      difficulty: {
-        initial: MIN_DIFFICULTY,
-        min: MIN_DIFFICULTY,
-        ticketDifficulty: MIN_DIFFICULTY,
-      },
-      tickets: { price: 1 },
-    }),
-    { source },
-  );
-  source.goLive({ difficulty: MIN_DIFFICULTY });
+  ({ relay } = await startTestRelay({ dataDir }));
 }, 30_000);
 
 afterAll(async () => {

@@ -3,41 +3,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CircuitSource } from '../../src/client/circuit-source.js';
-import { parseRelayConfig } from '../../src/relay/config.js';
-import { type Relay, startRelay } from '../../src/relay/relay.js';
 import type { SourceJob, UpstreamTerms } from '../../src/sources/work-source.js';
 import { MIN_DIFFICULTY } from '../../src/work/target.js';
+import { startTestRelay } from '../helpers/test-relay.js';
 import { waitFor } from '../helpers/litecoind.js';
-import { ManualSource } from '../helpers/manual-source.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function relayOn(
-  listen: string,
-  dataDir: string,
-): Promise<{ relay: Relay; upstream: ManualSource }> {
-  const upstream = new ManualSource('sha256d');
-  const relay = await startRelay(
-    parseRelayConfig({
-      relay: { listen, dataDir },
-      source: {
-        type: 'node',
-        algorithm: 'sha256d',
-        node: { rpcUrl: 'http://127.0.0.1:1', rpcUser: 'u', rpcPassword: 'p', payoutAddress: 'a' },
-      },
-      difficulty: {
-        initial: MIN_DIFFICULTY,
-        min: MIN_DIFFICULTY,
-        ticketDifficulty: MIN_DIFFICULTY,
-      },
-    }),
-    { source: upstream },
-  );
-  upstream.goLive({ difficulty: 1e12 });
-  return { relay, upstream };
+function relayOn(listen: string, dataDir: string) {
+  return startTestRelay({ dataDir, listen, upstreamDifficulty: 1e12 });
 }
 
 describe('CircuitSource: the relay as a work source', () => {

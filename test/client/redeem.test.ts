@@ -10,12 +10,10 @@ import { circuitUrl, redeemFromWallet } from '../../src/client/redeem.js';
 import type { IssuedTicket } from '../../src/client/ticket-client.js';
 import { Wallet } from '../../src/client/wallet.js';
 import { encodeError } from '../../src/protocol/jsonrpc.js';
-import { parseRelayConfig } from '../../src/relay/config.js';
-import { type Relay, startRelay } from '../../src/relay/relay.js';
+import type { Relay } from '../../src/relay/relay.js';
 import { utcDay } from '../../src/tickets/keyring.js';
 import { generateSignerKey, type SignerKey } from '../../src/tickets/scheme.js';
-import { MIN_DIFFICULTY } from '../../src/work/target.js';
-import { ManualSource } from '../helpers/manual-source.js';
+import { startTestRelay } from '../helpers/test-relay.js';
 import { csprng, issueTicket } from '../helpers/ticket-issue.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'powbridge-redeem-relay-'));
@@ -28,25 +26,7 @@ const now = () => Date.now() / 1000;
 const today = () => utcDay(now());
 
 beforeAll(async () => {
-  const source = new ManualSource('sha256d');
-  relay = await startRelay(
-    parseRelayConfig({
-      relay: { listen: '127.0.0.1:0', dataDir },
-      source: {
-        type: 'node',
-        algorithm: 'sha256d',
-        node: { rpcUrl: 'http://127.0.0.1:1', rpcUser: 'u', rpcPassword: 'p', payoutAddress: 'a' },
-      },
-      difficulty: {
-        initial: MIN_DIFFICULTY,
-        min: MIN_DIFFICULTY,
-        ticketDifficulty: MIN_DIFFICULTY,
-      },
-      tickets: { price: 1 },
-    }),
-    { source },
-  );
-  source.goLive({ difficulty: MIN_DIFFICULTY });
+  ({ relay } = await startTestRelay({ dataDir }));
   relayUrl = circuitUrl(relay.url);
 }, 30_000);
 

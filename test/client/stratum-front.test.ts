@@ -4,12 +4,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CircuitSource } from '../../src/client/circuit-source.js';
 import { startStratumFront } from '../../src/client/stratum-front.js';
-import { parseRelayConfig } from '../../src/relay/config.js';
-import { startRelay } from '../../src/relay/relay.js';
-import { MIN_DIFFICULTY } from '../../src/work/target.js';
 import { grindShare } from '../helpers/grind.js';
 import { waitFor } from '../helpers/litecoind.js';
-import { ManualSource } from '../helpers/manual-source.js';
+import { startTestRelay } from '../helpers/test-relay.js';
 import { handshake, TestMiner } from '../helpers/stratum-miner.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -21,26 +18,12 @@ describe('client Stratum front (--stratum-listen)', () => {
   it("a standard miner's shares go up the circuit and earn this client credit", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'powbridge-front-'));
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-    const upstream = new ManualSource('sha256d');
-    const relay = await startRelay(
-      parseRelayConfig({
-        relay: { listen: '127.0.0.1:0', dataDir },
-        source: {
-          type: 'node',
-          algorithm: 'sha256d',
-          node: {
-            rpcUrl: 'http://127.0.0.1:1',
-            rpcUser: 'u',
-            rpcPassword: 'p',
-            payoutAddress: 'a',
-          },
-        },
-        difficulty: { initial: 2 ** -28, min: MIN_DIFFICULTY, ticketDifficulty: 2 ** -28 },
-      }),
-      { source: upstream },
-    );
+    const { relay } = await startTestRelay({
+      dataDir,
+      clientDifficulty: 2 ** -28,
+      upstreamDifficulty: 1e12,
+    });
     cleanups.push(() => relay.close());
-    upstream.goLive({ difficulty: 1e12 });
 
     const source = new CircuitSource({
       url: `${relay.url.replace('http', 'ws')}/v1/circuit`,

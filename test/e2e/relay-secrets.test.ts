@@ -7,12 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CircuitClient } from '../../src/client/circuit-client.js';
 import { TicketClient } from '../../src/client/ticket-client.js';
 import type { JobParams } from '../../src/protocol/messages.js';
-import { parseRelayConfig } from '../../src/relay/config.js';
-import { type Relay, startRelay } from '../../src/relay/relay.js';
+import type { Relay } from '../../src/relay/relay.js';
 import { ticketMessage } from '../../src/tickets/scheme.js';
 import { decodeTicket } from '../../src/tickets/ticket.js';
-import { MIN_DIFFICULTY } from '../../src/work/target.js';
-import { ManualSource } from '../helpers/manual-source.js';
+import { startTestRelay } from '../helpers/test-relay.js';
 
 /**
  * Nothing secret reaches the relay's log, even at trace level: not the identity or ticket
@@ -22,7 +20,6 @@ import { ManualSource } from '../helpers/manual-source.js';
 const dir = mkdtempSync(join(tmpdir(), 'powbridge-secrets-'));
 let log = '';
 let relay: Relay;
-let source: ManualSource;
 
 beforeAll(async () => {
   const sink = new Writable({
@@ -31,30 +28,7 @@ beforeAll(async () => {
       done();
     },
   });
-  source = new ManualSource('sha256d');
-  relay = await startRelay(
-    parseRelayConfig({
-      relay: { listen: '127.0.0.1:0', dataDir: dir },
-      source: {
-        type: 'node',
-        algorithm: 'sha256d',
-        node: {
-          rpcUrl: 'http://127.0.0.1:1',
-          rpcUser: 'u',
-          rpcPassword: 'rpc-secret-pw',
-          payoutAddress: 'a',
-        },
-      },
-      difficulty: {
-        initial: MIN_DIFFICULTY,
-        min: MIN_DIFFICULTY,
-        ticketDifficulty: MIN_DIFFICULTY,
-      },
-      tickets: { price: 1 },
-    }),
-    { logger: pino({ level: 'trace' }, sink), source },
-  );
-  source.goLive({ difficulty: MIN_DIFFICULTY });
+  ({ relay } = await startTestRelay({ dataDir: dir, logger: pino({ level: 'trace' }, sink) }));
 }, 30_000);
 
 afterAll(async () => {

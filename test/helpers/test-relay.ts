@@ -1,0 +1,43 @@
+import type { Logger } from '../../src/log.js';
+import { parseRelayConfig } from '../../src/relay/config.js';
+import { type Relay, startRelay } from '../../src/relay/relay.js';
+import { MIN_DIFFICULTY } from '../../src/work/target.js';
+import { ManualSource } from './manual-source.js';
+
+/**
+ * A whole relay (stratifier, connectors, HTTP, tickets) on loopback, fed by a ManualSource
+ * instead of a pool or node: for tests of what sits on top of the relay (clients, wallet,
+ * CLI). The configured node source is never contacted; difficulties default to the floor so
+ * any nonce is a valid share.
+ */
+export async function startTestRelay(options: {
+  dataDir: string;
+  listen?: string;
+  clientDifficulty?: number;
+  ticketDifficulty?: number;
+  price?: number;
+  /** Upstream difficulty once live (default: the floor, so shares are forwarded). */
+  upstreamDifficulty?: number;
+  logger?: Logger;
+}): Promise<{ relay: Relay; upstream: ManualSource }> {
+  const upstream = new ManualSource('sha256d');
+  const relay = await startRelay(
+    parseRelayConfig({
+      relay: { listen: options.listen ?? '127.0.0.1:0', dataDir: options.dataDir },
+      source: {
+        type: 'node',
+        algorithm: 'sha256d',
+        node: { rpcUrl: 'http://127.0.0.1:1', rpcUser: 'u', rpcPassword: 'p', payoutAddress: 'a' },
+      },
+      difficulty: {
+        initial: options.clientDifficulty ?? MIN_DIFFICULTY,
+        min: MIN_DIFFICULTY,
+        ticketDifficulty: options.ticketDifficulty ?? options.clientDifficulty ?? MIN_DIFFICULTY,
+      },
+      tickets: { price: options.price ?? 1 },
+    }),
+    { source: upstream, ...(options.logger ? { logger: options.logger } : {}) },
+  );
+  upstream.goLive({ difficulty: options.upstreamDifficulty ?? MIN_DIFFICULTY });
+  return { relay, upstream };
+}
