@@ -21,7 +21,8 @@ import type { FromClients, ToClients } from './fanout-clients.js';
  * Job fan-out latency (issue target: p99 < 100 ms at 10,000 clients) and relay RSS.
  *
  * The relay (Stratifier + CircuitConnector on an http server, ManualSource upstream) runs in
- * this process; N registered clients run in a forked child (bench/fanout-clients.ts). K clean
+ * this process; N registered clients run in a forked child (bench/fanout-clients.ts, a
+ * minimal WebSocket client on bare sockets so that it costs little per frame). K clean
  * jobs are published ~interval apart; latency of a (job, client) pair is the child's receive
  * time minus the publish time here, both on the wall clock (see wallClockMs; the residual
  * offset between the processes is measured over IPC and printed).
@@ -193,6 +194,8 @@ interface PhaseResult {
   spanMs: number[];
   /** CPU of the client process per job: it stands in for N machines on the other core. */
   clientCpuMs: number;
+  /** Frames the clients received over more than one read (timed when complete). */
+  splitFrames: number;
 }
 
 interface PhaseTarget {
@@ -282,6 +285,7 @@ async function runPhase(clients: Clients, target: PhaseTarget): Promise<PhaseRes
     spanMs,
     // The count polls after the last job cost next to nothing; the rest is receiving.
     clientCpuMs: report.cpuMs / JOBS,
+    splitFrames: report.splitFrames,
   };
 }
 
@@ -470,7 +474,7 @@ function report(relay: PhaseResult, plain: PhaseResult, rssBefore: number): void
     const median = (xs: number[]) => percentile(Float64Array.from(xs).sort(), 0.5).toFixed(1);
     return (
       `first client after ${median(r.firstMs)} ms, first→last ${median(r.spanMs)} ms (medians), ` +
-      `client process CPU ${r.clientCpuMs.toFixed(1)} ms per job`
+      `client process CPU ${r.clientCpuMs.toFixed(1)} ms per job, ${r.splitFrames} split frames`
     );
   };
   say(`relay phase receipts:    ${drain(relay)}`);

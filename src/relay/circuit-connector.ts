@@ -88,6 +88,8 @@ export class CircuitConnector {
   private readonly connections = new Set<CircuitConnection>();
   /** A job goes to every client as the same bytes: encode it once. */
   private readonly encodedJobs = new WeakMap<Job, string>();
+  /** …and frame it once: server frames are unmasked, so the frame is the same for all. */
+  private readonly framedJobs = new WeakMap<Job, Buffer>();
 
   readonly tickets: TicketService | null;
 
@@ -112,7 +114,7 @@ export class CircuitConnector {
 
   /** Take over an HTTP upgrade to /v1/circuit (the upgrade router calls this). */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws));
+    this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, socket));
   }
 
   /** Serve /v1/circuit on `server` when it is the only WebSocket endpoint (tests). */
@@ -129,8 +131,26 @@ export class CircuitConnector {
     return text;
   }
 
-  accept(ws: WebSocket): void {
-    const connection = new CircuitConnection(ws, this.stratifier, this, this.limits, this.log);
+  /** The job's complete WebSocket text frame (RFC 6455 §5.2), built once per job. */
+  frameJob(job: Job): Buffer {
+    let frame = this.framedJobs.get(job);
+    if (frame === undefined) {
+      frame = textFrame(this.encodeJob(job));
+      this.framedJobs.set(job, frame);
+    }
+    return frame;
+  }
+
+  /** `socket`: the one ws was set up on; with it, jobs are written as pre-built frames. */
+  accept(ws: WebSocket, socket: Duplex | null = null): void {
+    const connection = new CircuitConnection(
+      ws,
+      socket,
+      this.stratifier,
+      this,
+      this.limits,
+      this.log,
+    );
     this.connections.add(connection);
     ws.once('close', () => this.connections.delete(connection));
   }
@@ -153,6 +173,7 @@ class CircuitConnection implements ClientChannel {
 
   constructor(
     private readonly ws: WebSocket,
+    private readonly socket: Duplex | null,
     private readonly stratifier: Stratifier,
     private readonly connector: CircuitConnector,
     private readonly limits: CircuitLimits,
@@ -174,7 +195,13 @@ class CircuitConnection implements ClientChannel {
   // ---- ClientChannel: what the stratifier sends ------------------------------------------
 
   sendJob(job: Job): void {
-    this.send(this.connector.encodeJob(job));
+    if (!this.socket) return this.send(this.connector.encodeJob(job));
+    if (!this.writable()) return;
+    // One write of the shared frame instead of ws.send's per-client framing, cork and
+    // writev. Safe to interleave with ws's own writes: without permessage-deflate (off) or
+    // Blob payloads (never sent) ws writes each frame synchronously, so order is kept, and
+    // ws.bufferedAmount still counts these bytes (it reads the socket's writable length).
+    this.socket.write(this.connector.frameJob(job));
   }
 
   sendDifficulty(difficulty: number): void {
@@ -209,13 +236,17 @@ class CircuitConnection implements ClientChannel {
   // ---- incoming -----------------------------------------------------------------------------
 
   private send(text: string): void {
-    if (this.ws.readyState !== this.ws.OPEN) return;
+    if (this.writable()) this.ws.send(text);
+  }
+
+  private writable(): boolean {
+    if (this.ws.readyState !== this.ws.OPEN) return false;
     // A reader that does not keep up would make us buffer without bound: drop it instead.
     if (this.ws.bufferedAmount > this.limits.maxBufferedBytes) {
       this.ws.terminate();
-      return;
+      return false;
     }
-    this.ws.send(text);
+    return true;
   }
 
   private onFrame(data: unknown, isBinary: boolean): void {
@@ -355,4 +386,23 @@ class CircuitConnection implements ClientChannel {
     }
     this.session = null;
   }
+}
+
+/** A final, unmasked text frame: the bytes ws.send(text) puts on the wire from a server. */
+function textFrame(text: string): Buffer {
+  const payload = Buffer.from(text, 'utf8');
+  const n = payload.length;
+  const header = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(header + n);
+  frame[0] = 0x81; // FIN, opcode 1 (text)
+  if (n < 126) frame[1] = n;
+  else if (n < 65536) {
+    frame[1] = 126;
+    frame.writeUInt16BE(n, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeBigUInt64BE(BigInt(n), 2);
+  }
+  payload.copy(frame, header);
+  return frame;
 }

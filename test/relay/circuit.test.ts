@@ -335,3 +335,307 @@ describe('share errors over a circuit', () => {
     }
   });
 });
+
+// ---- pre-built job frames (CircuitConnection.sendJob writes the job's frame to the socket) ----
+
+import { type MockInstance, vi } from 'vitest';
+import { jobParams } from '../../src/protocol/messages.js';
+import type { Job } from '../../src/work/job.js';
+
+describe('pre-built job frames', () => {
+  /** Its own relay: a start difficulty above the upstream's later one, so set_difficulty goes out. */
+  async function frameRelay(): Promise<{
+    source: ManualSource;
+    stratifier: Stratifier;
+    connector: CircuitConnector;
+    frames: MockInstance<(job: Job) => Buffer>;
+    url: string;
+    close: () => Promise<void>;
+  }> {
+    const relaySource = new ManualSource('sha256d');
+    const relayStratifier = new Stratifier({
+      source: relaySource,
+      algorithm: 'sha256d',
+      hasher: await createPowHasher('sha256d'),
+      initialDifficulty: 1024,
+      ticketDifficulty: MIN_DIFFICULTY,
+      vardiff: { minDifficulty: MIN_DIFFICULTY },
+    });
+    relayStratifier.start();
+    const relayConnector = new CircuitConnector(relayStratifier);
+    const frames = vi.spyOn(relayConnector, 'frameJob');
+    const relayServer = createServer();
+    relayConnector.attach(relayServer); // upgrades go through handleUpgrade: the socket path
+    await new Promise<void>((resolve) => relayServer.listen(0, '127.0.0.1', resolve));
+    return {
+      source: relaySource,
+      stratifier: relayStratifier,
+      connector: relayConnector,
+      frames,
+      url: `ws://127.0.0.1:${(relayServer.address() as AddressInfo).port}/v1/circuit`,
+      close: async () => {
+        relayConnector.close();
+        relayStratifier.stop();
+        relayServer.closeAllConnections();
+        await new Promise<void>((resolve) => relayServer.close(() => resolve()));
+      },
+    };
+  }
+
+  const terms = {
+    session: 1,
+    extranonce1: 'f000000d',
+    extranonce2Size: 8,
+    difficulty: 1e12,
+    versionMask: 0x1fffe000,
+  };
+
+  /**
+   * Work the relay sends in one synchronous burst, so its ws.send writes (notifications) and
+   * pre-built job frames land back to back on each socket. Returns the job ids it produced.
+   */
+  function burst(relay: Awaited<ReturnType<typeof frameRelay>>): string[] {
+    const ids: string[] = [];
+    const current = () => relay.stratifier.currentJobId ?? 'none';
+    relay.source.newJob({ clean: true });
+    ids.push(current()); // job A
+    relay.source.setTerms({ ...terms, difficulty: 256 }); // set_difficulty 256
+    relay.source.newJob({ clean: false });
+    ids.push(current()); // job B
+    relay.source.setTerms({ ...terms, difficulty: 256, versionMask: null }); // set_version_mask
+    // 80 kB of payload: the frame needs the 64-bit length form.
+    relay.source.newJob({ clean: false, coinb2: 'ab'.repeat(40_000) });
+    ids.push(current()); // job C
+    // New extranonce2 size: set_extranonce, then job C again as clean work.
+    relay.source.setTerms({ ...terms, difficulty: 256, versionMask: null, extranonce2Size: 7 });
+    return ids;
+  }
+
+  /** Every frame the spy built carries exactly the job's encoding behind a valid header. */
+  function checkFrames(relay: Awaited<ReturnType<typeof frameRelay>>): void {
+    expect(relay.frames).toHaveBeenCalled();
+    relay.frames.mock.calls.forEach(([job], i) => {
+      const result = relay.frames.mock.results[i];
+      expect(result?.type).toBe('return');
+      const frame = result?.value as Buffer;
+      const payload = Buffer.from(relay.connector.encodeJob(job), 'utf8');
+      expect(frame[0]).toBe(0x81); // FIN, text, no RSV bits
+      const lengthByte = frame[1] ?? 0;
+      expect(lengthByte & 0x80).toBe(0); // unmasked (server → client)
+      const header = lengthByte === 127 ? 10 : lengthByte === 126 ? 4 : 2;
+      const length =
+        header === 10
+          ? Number(frame.readBigUInt64BE(2))
+          : header === 4
+            ? frame.readUInt16BE(2)
+            : lengthByte;
+      expect(length).toBe(payload.length);
+      expect(frame.subarray(header).equals(payload)).toBe(true);
+    });
+  }
+
+  it('a ws client gets every job intact and in order with the replies and notifications', async () => {
+    const { default: WebSocket } = await import('ws');
+    const relay = await frameRelay();
+    try {
+      relay.source.goLive(terms);
+      const ws = new WebSocket(relay.url, { perMessageDeflate: false });
+      const messages: {
+        id?: number;
+        method?: string;
+        params?: Record<string, unknown>;
+        error?: { code: number };
+      }[] = [];
+      let binary = 0;
+      let arrived: (() => void) | null = null;
+      ws.on('message', (data, isBinary) => {
+        if (isBinary) binary += 1;
+        messages.push(JSON.parse((data as Buffer).toString('utf8')) as (typeof messages)[number]);
+        arrived?.();
+      });
+      const count = (n: number) =>
+        new Promise<void>((resolve) => {
+          arrived = () => {
+            if (messages.length < n) return;
+            arrived = null;
+            resolve();
+          };
+          arrived();
+        });
+      await new Promise((resolve) => ws.once('open', resolve));
+      const request = (id: number, method: string, params: object) =>
+        ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }));
+
+      request(1, 'mining.register', { agent: 'frames', mode: 'donate' });
+      await count(2); // the reply, then the current job right behind it
+      const first = relay.stratifier.currentJobId;
+      const ids = burst(relay);
+      await count(9);
+      request(2, 'mining.submit', {
+        jobId: 'gone',
+        extranonce2: '00000000000001',
+        ntime: '00000000',
+        nonce: '00000000',
+      });
+      await count(10);
+      relay.source.newJob({ clean: true });
+      ids.push(relay.stratifier.currentJobId ?? 'none'); // job D
+      await count(11);
+
+      expect(binary).toBe(0);
+      expect(messages.map((m) => m.method ?? `reply ${m.id}`)).toEqual([
+        'reply 1',
+        'mining.job',
+        'mining.job', // A
+        'mining.set_difficulty',
+        'mining.job', // B
+        'mining.set_version_mask',
+        'mining.job', // C (64-bit length)
+        'mining.set_extranonce',
+        'mining.job', // C again, clean
+        'reply 2',
+        'mining.job', // D
+      ]);
+      const jobs = messages.filter((m) => m.method === 'mining.job').map((m) => m.params);
+      // Every job frame holds a valid job: the schema the clients use accepts it.
+      for (const params of jobs) expect(jobParams.safeParse(params).success).toBe(true);
+      const [a, b, c] = ids;
+      expect(jobs.map((p) => [p?.jobId, p?.clean])).toEqual([
+        [first, true],
+        [a, true],
+        [b, false],
+        [c, false],
+        [c, true],
+        [ids[3], true],
+      ]);
+      expect((jobs[3]?.coinb2 as string).length).toBe(80_000);
+      expect(messages[3]?.params).toEqual({ difficulty: 256 });
+      expect(messages[5]?.params).toEqual({ versionMask: null });
+      expect(messages[9]?.error?.code).toBe(RpcErrorCode.jobNotFound);
+      // The jobs went out as pre-built frames (one per job send), each a correct frame.
+      expect(relay.frames).toHaveBeenCalledTimes(6);
+      checkFrames(relay);
+      ws.terminate();
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('CircuitClients parse the same stream, and a job is framed once for all of them', async () => {
+    const relay = await frameRelay();
+    try {
+      relay.source.goLive(terms);
+      const logs: string[][] = [];
+      const receivers = await Promise.all(
+        [0, 1].map(async () => {
+          const client = await CircuitClient.connect(relay.url, { timeoutMs: 5_000 });
+          clients.push(client); // closed by the file's afterEach
+          const log: string[] = [];
+          logs.push(log);
+          client.on('job', (p) => log.push(`job ${p.jobId} ${p.clean}`));
+          client.on('difficulty', (d) => log.push(`difficulty ${d}`));
+          client.on('versionMask', (p) => log.push(`versionMask ${p.versionMask}`));
+          client.on('extranonce', (p) => log.push(`extranonce ${p.extranonce2Size}`));
+          client.on('relayState', (p) => log.push(`relayState ${p.upstream}`));
+          client.on('protocolError', (message) => log.push(`protocolError ${message}`));
+          return { client, log };
+        }),
+      );
+      const until = (n: number) =>
+        vi.waitFor(() => {
+          for (const { log } of receivers) expect(log.length).toBeGreaterThanOrEqual(n);
+        });
+      for (const { client } of receivers) {
+        const session = await client.request('mining.register', { agent: 'f', mode: 'donate' });
+        expect(session.difficulty).toBe(1024);
+      }
+      await until(1);
+      const first = relay.stratifier.currentJobId;
+      const [a, b, c] = burst(relay);
+      relay.source.setState('down');
+      relay.source.setState('live');
+      relay.source.newJob({ clean: true });
+      const d = relay.stratifier.currentJobId;
+      await until(11);
+      // Replies still find their requests in between.
+      await expect(
+        receivers[0]?.client.request('mining.submit', {
+          jobId: 'gone',
+          extranonce2: '00000000000001',
+          ntime: '00000000',
+          nonce: '00000000',
+        }),
+      ).rejects.toMatchObject({ code: RpcErrorCode.jobNotFound });
+      const expected = [
+        `job ${first} true`,
+        `job ${a} true`,
+        'difficulty 256',
+        `job ${b} false`,
+        'versionMask null',
+        `job ${c} false`,
+        'extranonce 5', // 7 upstream bytes less the 2-byte slot
+        `job ${c} true`,
+        'relayState down',
+        'relayState live',
+        `job ${d} true`,
+      ];
+      for (const { log } of receivers) expect(log).toEqual(expected);
+      // Built once per job object: the two clients were sent the very same Buffer.
+      const byJob = new Map<Job, Set<Buffer>>();
+      relay.frames.mock.calls.forEach(([job], i) => {
+        const set = byJob.get(job) ?? new Set<Buffer>();
+        set.add(relay.frames.mock.results[i]?.value as Buffer);
+        byJob.set(job, set);
+      });
+      expect(relay.frames).toHaveBeenCalledTimes(2 * 6);
+      for (const set of byJob.values()) expect(set.size).toBe(1);
+      checkFrames(relay);
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('a slow reader on the pre-built path is dropped, the others keep their jobs', async () => {
+    const { default: WebSocket } = await import('ws');
+    const relay = await frameRelay();
+    const slowConnector = relay.connector;
+    try {
+      relay.source.goLive(terms);
+      const good = await CircuitClient.connect(relay.url, { timeoutMs: 5_000 });
+      clients.push(good);
+      await good.request('mining.register', { agent: 'good', mode: 'donate' });
+      const ws = new WebSocket(relay.url, { perMessageDeflate: false });
+      await new Promise((resolve) => ws.once('open', resolve));
+      const registered = new Promise((resolve) => ws.once('message', resolve));
+      ws.send(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'mining.register',
+          params: { agent: 's', mode: 'donate' },
+        }),
+      );
+      await registered;
+      expect(relay.stratifier.clientCount).toBe(2);
+      (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+      let received = 0;
+      good.on('job', () => (received += 1));
+      const big = 'ab'.repeat(8_000);
+      let sent = 0;
+      // The default limit (1 MiB) is what a relay runs with; jobs of ~16 kB get there quickly.
+      for (; sent < 2_000 && relay.stratifier.clientCount > 1; sent++) {
+        relay.source.newJob({ clean: false, coinb2: big });
+        if (sent % 20 === 0) await new Promise((r) => setImmediate(r));
+      }
+      expect(relay.stratifier.clientCount).toBe(1);
+      expect(slowConnector.size).toBe(1);
+      expect(relay.frames).toHaveBeenCalled(); // the jobs went out as pre-built frames
+      // The reader that kept up got every job that was sent.
+      await vi.waitFor(() => expect(received).toBeGreaterThanOrEqual(sent));
+      expect(good.open).toBe(true);
+      ws.terminate();
+    } finally {
+      await relay.close();
+    }
+  });
+});
