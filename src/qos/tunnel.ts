@@ -1,0 +1,406 @@
+import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+import { type Logger, silentLogger } from '../log.js';
+import { routeUpgrades } from '../relay/upgrade-router.js';
+import type { GrantBook, GrantEntry } from '../tickets/grant-book.js';
+import {
+  DEFAULT_EXIT_POLICY,
+  type Destination,
+  ExitChecker,
+  type ExitPolicy,
+  type ExitRefusal,
+  parseDestination,
+  type Resolver,
+  systemResolver,
+} from './exit-policy.js';
+import { type Shaper, UnshapedShaper } from './shaper.js';
+import { drained, Pump, type PumpSink } from './tunnel-pump.js';
+
+/**
+ * The priority tunnel (DESIGN §5, §8): WebSocket `/v1/tunnel?to=host:port`, one WebSocket =
+ * one TCP stream, binary frames both ways. A grant token in `authorization: Priority <token>`
+ * puts the stream in the paid class until the grant expires; then it carries on, free.
+ * Every chunk waits for the shaper before it is forwarded, and a direction whose sink or
+ * shaper is not ready pauses its source, so a stream never holds more than about one frame
+ * plus `maxBufferedBytes` per direction, whatever the peers do.
+ *
+ * Nothing here logs a destination or a client address: the relay learns where anonymous
+ * clients go only as counts.
+ */
+
+export const TUNNEL_PATH = '/v1/tunnel';
+
+export interface TunnelLimits {
+  /** Open streams per relay; more upgrades are answered 503. */
+  maxStreams: number;
+  /** Largest WebSocket frame accepted from a client (ws closes with 1009 above it). */
+  maxFrameBytes: number;
+  /** Bytes a sink (the client's WebSocket, the destination's TCP socket) may have queued
+   *  before the other side is paused. */
+  maxBufferedBytes: number;
+  /** A stream with no bytes moving either way for this long is closed. */
+  idleTimeoutMs: number;
+  connectTimeoutMs: number;
+}
+
+export const DEFAULT_TUNNEL_LIMITS: TunnelLimits = {
+  maxStreams: 256,
+  maxFrameBytes: 64 * 1024,
+  maxBufferedBytes: 256 * 1024,
+  idleTimeoutMs: 5 * 60_000,
+  connectTimeoutMs: 10_000,
+};
+
+export interface TunnelOptions {
+  /** Where redeemed grants are looked up; without it every token is refused. */
+  grants?: GrantBook | null;
+  policy?: Partial<ExitPolicy>;
+  resolve?: Resolver;
+  shaper?: Shaper;
+  limits?: Partial<TunnelLimits>;
+  logger?: Logger;
+  /** Unix seconds, for grant expiry. */
+  now?: () => number;
+}
+
+export interface TunnelCounts {
+  active: number;
+  opened: number;
+  /** Streams that started with a live grant. */
+  paid: number;
+  /** Paid streams whose grant expired while they ran (they went on in the free class). */
+  downgraded: number;
+  refusedBusy: number;
+  refusedRequest: number;
+  refusedGrant: number;
+  refusedPort: number;
+  refusedAddress: number;
+  refusedName: number;
+  connectFailed: number;
+  bytesUp: number;
+  bytesDown: number;
+}
+
+/** Close codes (RFC 6455 §7.4). */
+const NORMAL = 1000;
+const GOING_AWAY = 1001;
+const UNSUPPORTED_DATA = 1003;
+const POLICY_VIOLATION = 1008;
+const INTERNAL_ERROR = 1011;
+
+/** Once the client has gone, how long its last bytes may take to reach the destination. */
+const CLOSE_GRACE_MS = 5_000;
+
+const REFUSAL_COUNT: Record<ExitRefusal, keyof TunnelCounts> = {
+  'port not allowed': 'refusedPort',
+  'address not allowed': 'refusedAddress',
+  'name not resolved': 'refusedName',
+};
+
+const TOKEN = /^Priority ([A-Za-z0-9_-]{1,128})$/i;
+
+export class TunnelConnector {
+  readonly limits: TunnelLimits;
+  readonly checker: ExitChecker;
+  readonly shaper: Shaper;
+  readonly grants: GrantBook | null;
+  readonly now: () => number;
+  readonly log: Logger;
+  readonly tally: TunnelCounts = {
+    active: 0,
+    opened: 0,
+    paid: 0,
+    downgraded: 0,
+    refusedBusy: 0,
+    refusedRequest: 0,
+    refusedGrant: 0,
+    refusedPort: 0,
+    refusedAddress: 0,
+    refusedName: 0,
+    connectFailed: 0,
+    bytesUp: 0,
+    bytesDown: 0,
+  };
+  private readonly wss: WebSocketServer;
+  private readonly streams = new Set<TunnelStream>();
+
+  constructor(options: TunnelOptions = {}) {
+    this.limits = { ...DEFAULT_TUNNEL_LIMITS, ...options.limits };
+    this.checker = new ExitChecker(
+      { ...DEFAULT_EXIT_POLICY, ...options.policy },
+      options.resolve ?? systemResolver,
+    );
+    this.shaper = options.shaper ?? new UnshapedShaper();
+    this.grants = options.grants ?? null;
+    this.now = options.now ?? (() => Date.now() / 1000);
+    this.log = options.logger ?? silentLogger;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: this.limits.maxFrameBytes,
+      // Compression would let a small frame inflate into a large buffer, and costs CPU on
+      // bytes that are usually encrypted anyway.
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+  }
+
+  get size(): number {
+    return this.streams.size;
+  }
+
+  counts(): Readonly<TunnelCounts> {
+    return { ...this.tally, active: this.streams.size };
+  }
+
+  /** Bytes the relay holds for all streams: queued chunks plus both sockets' write buffers. */
+  bufferedBytes(): number {
+    let total = 0;
+    for (const stream of this.streams) total += stream.bufferedBytes();
+    return total;
+  }
+
+  /** Take over an HTTP upgrade to /v1/tunnel (the upgrade router calls this). */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {}); // a peer resetting mid-handshake is not our error
+    if (this.streams.size >= this.limits.maxStreams) {
+      this.tally.refusedBusy++;
+      return refuse(socket, 503, 'too many streams');
+    }
+    const query = new URLSearchParams((request.url ?? '').split('?')[1] ?? '');
+    const to = query.get('to');
+    const destination = to === null ? null : parseDestination(to);
+    if (!destination) {
+      this.tally.refusedRequest++;
+      return refuse(socket, 400, 'expected ?to=host:port');
+    }
+    let token: string | null = null;
+    const authorization = request.headers.authorization;
+    if (authorization !== undefined) {
+      token = TOKEN.exec(authorization)?.[1] ?? null;
+      if (token === null || this.grant(token) === undefined) {
+        // One answer for every failure: a probe learns nothing about which tokens exist.
+        this.tally.refusedGrant++;
+        return refuse(socket, 401, 'invalid or expired grant');
+      }
+    }
+    // Without verifyClient or compression ws completes the upgrade synchronously, so the
+    // stream count above cannot be overtaken by a concurrent upgrade.
+    this.wss.handleUpgrade(request, socket, head, (ws) => {
+      this.accept(ws, socket, destination, token);
+    });
+  }
+
+  /** Serve /v1/tunnel on `server` when it is the only WebSocket endpoint (tests). */
+  attach(server: Server): void {
+    routeUpgrades(server, new Map([[TUNNEL_PATH, this.handleUpgrade.bind(this)]]));
+  }
+
+  /** The live grant for a token, if any. */
+  grant(token: string): Readonly<GrantEntry> | undefined {
+    return this.grants?.lookup(token, this.now());
+  }
+
+  /** Close every stream (shutdown). */
+  close(): void {
+    for (const stream of this.streams) stream.fail(GOING_AWAY, 'relay shutting down');
+    this.wss.close();
+  }
+
+  private accept(ws: WebSocket, socket: Duplex, to: Destination, token: string | null): void {
+    const stream = new TunnelStream(ws, socket, token, this);
+    this.streams.add(stream);
+    this.tally.opened++;
+    if (token !== null) this.tally.paid++;
+    ws.once('close', () => this.streams.delete(stream));
+    void stream.open(to);
+  }
+}
+
+function refuse(socket: Duplex, status: number, message: string): void {
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\n` +
+      `Content-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(message)}\r\n\r\n${message}`,
+  );
+}
+
+/** One tunnel: a client's WebSocket and the TCP connection it asked for. */
+class TunnelStream {
+  private tcp: Socket | null = null;
+  private readonly idle: NodeJS.Timeout;
+  /** client → destination */
+  private readonly up: Pump;
+  /** destination → client */
+  private readonly down: Pump;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly socket: Duplex,
+    private token: string | null,
+    private readonly connector: TunnelConnector,
+  ) {
+    const { limits, tally } = connector;
+    this.up = new Pump(
+      ws,
+      (bytes) => {
+        tally.bytesUp += bytes;
+        return this.shape(bytes);
+      },
+      (err) => this.fail(INTERNAL_ERROR, 'shaper failed', err),
+    );
+    this.down = new Pump(
+      // The TCP socket does not exist yet; nothing is pushed downstream before it does.
+      { pause: () => this.tcp?.pause(), resume: () => this.tcp?.resume() },
+      (bytes) => {
+        tally.bytesDown += bytes;
+        return this.shape(bytes);
+      },
+      (err) => this.fail(INTERNAL_ERROR, 'shaper failed', err),
+    );
+    this.idle = setTimeout(() => this.fail(GOING_AWAY, 'idle timeout'), limits.idleTimeoutMs);
+    // Hold the client's bytes in the kernel until the destination is connected.
+    this.up.hold();
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      if (!isBinary) return this.fail(UNSUPPORTED_DATA, 'binary frames only');
+      this.up.push(toBuffer(data));
+    });
+    ws.on('error', (err) => connector.log.debug({ err: err.message }, 'tunnel socket error'));
+    ws.once('close', () => this.onClientClosed());
+  }
+
+  bufferedBytes(): number {
+    return (
+      this.up.buffered +
+      this.down.buffered +
+      (this.tcp?.writableLength ?? 0) +
+      this.ws.bufferedAmount
+    );
+  }
+
+  async open(to: Destination): Promise<void> {
+    const { checker, tally, limits } = this.connector;
+    const decision = await checker.check(to.host, to.port);
+    // Closed or closing (client gone, idle, shutdown) while DNS was answering.
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    if (!decision.ok) {
+      tally[REFUSAL_COUNT[decision.refusal]]++;
+      return this.fail(POLICY_VIOLATION, `exit policy: ${decision.refusal}`);
+    }
+    // The checked address, not the name: a second lookup could answer differently.
+    const tcp = connect({ host: decision.address, port: to.port, family: decision.family });
+    this.tcp = tcp;
+    tcp.setNoDelay(true);
+    const timer = setTimeout(() => {
+      tcp.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
+    }, limits.connectTimeoutMs);
+    tcp.once('connect', () => {
+      clearTimeout(timer);
+      this.down.start(this.clientSink());
+      this.up.start(this.destinationSink(tcp));
+    });
+    tcp.on('data', (chunk: Buffer) => this.down.push(chunk));
+    // The destination finished: deliver what is queued, then close the WebSocket normally.
+    tcp.once('end', () => this.down.end());
+    tcp.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (!this.down.started) tally.connectFailed++;
+      this.fail(INTERNAL_ERROR, failure(err));
+    });
+    tcp.once('close', () => clearTimeout(timer));
+  }
+
+  /** End the stream with a close code; both sides are torn down, nothing more is sent. */
+  fail(code: number, reason: string, err?: unknown): void {
+    if (err !== undefined) {
+      this.connector.log.warn({ err: err instanceof Error ? err.message : typeof err }, reason);
+    }
+    this.up.stop();
+    this.down.stop();
+    this.tcp?.destroy();
+    this.closeClient(code, reason);
+  }
+
+  /** The client's close frame must be read for the handshake to finish: unpause first. */
+  private closeClient(code: number, reason: string): void {
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    this.ws.resume();
+    this.ws.close(code, reason);
+  }
+
+  /** Re-classified per chunk, so an expired grant drops the stream to the free class at once. */
+  private shape(bytes: number): Promise<void> | void {
+    this.idle.refresh();
+    let grant: Readonly<GrantEntry> | null = null;
+    if (this.token !== null) {
+      grant = this.connector.grant(this.token) ?? null;
+      if (grant === null) {
+        this.token = null;
+        this.connector.tally.downgraded++;
+      }
+    }
+    const { shaper } = this.connector;
+    return shaper.request(shaper.classify(grant), bytes);
+  }
+
+  private clientSink(): PumpSink {
+    const { ws, socket } = this;
+    const limit = this.connector.limits.maxBufferedBytes;
+    return {
+      write: (chunk) => ws.send(chunk, { binary: true }),
+      // bufferedAmount is what the socket under ws has queued; its 'drain' is ours.
+      settle: () => (ws.bufferedAmount > limit ? drained(socket) : null),
+      end: () => {
+        this.up.stop(); // the destination has gone: nothing the client sends can arrive
+        this.closeClient(NORMAL, 'destination closed');
+      },
+    };
+  }
+
+  private destinationSink(tcp: Socket): PumpSink {
+    const limit = this.connector.limits.maxBufferedBytes;
+    return {
+      write: (chunk) => tcp.write(chunk),
+      settle: () => (tcp.writableLength > limit ? drained(tcp) : null),
+      end: () => tcp.end(),
+    };
+  }
+
+  private onClientClosed(): void {
+    clearTimeout(this.idle);
+    this.down.stop();
+    const tcp = this.tcp;
+    if (!tcp) return;
+    if (tcp.connecting) {
+      tcp.destroy();
+      return;
+    }
+    // Deliver what the client sent before closing, then half-close; keep reading (and
+    // discarding) so the destination's FIN is seen and the socket can close.
+    this.up.end();
+    tcp.resume();
+    setTimeout(() => tcp.destroy(), CLOSE_GRACE_MS).unref();
+  }
+}
+
+function failure(err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return 'connection refused';
+    case 'ETIMEDOUT':
+      return 'connect timeout';
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return 'destination unreachable';
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return 'connection reset';
+    default:
+      return 'connection failed';
+  }
+}
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  return Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+}
