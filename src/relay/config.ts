@@ -125,6 +125,25 @@ export const relayConfigSchema = z.strictObject({
       keyLifetimeDays: z.number().int().min(1).max(366).default(30),
     })
     .prefault({}),
+  tunnel: z
+    .strictObject({
+      // Destination ports the priority tunnel may reach: numbers or [from, to] ranges.
+      ports: z
+        .array(
+          z.union([
+            z.number().int().min(1).max(65535),
+            z.tuple([z.number().int().min(1).max(65535), z.number().int().min(1).max(65535)]),
+          ]),
+        )
+        .default([80, 443]),
+      // Loopback, private, link-local and other non-public addresses are refused after DNS
+      // resolution unless allowed here (a private test network, or single CIDRs).
+      allowPrivate: z.boolean().default(false),
+      allowCidrs: z.array(z.string().min(3).max(64)).default([]),
+      maxStreams: z.number().int().min(1).max(100_000).default(256),
+      idleTimeoutSeconds: positive.default(300),
+    })
+    .prefault({}),
   verify: z.strictObject({ threads: z.number().int().min(1).max(64).default(1) }).prefault({}),
 });
 

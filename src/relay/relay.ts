@@ -6,9 +6,10 @@ import { type Logger, silentLogger } from '../log.js';
 import { GbtSource } from '../sources/gbt-source.js';
 import { StratumPool } from '../sources/stratum-pool.js';
 import type { WorkSource } from '../sources/work-source.js';
+import { TUNNEL_PATH, TunnelConnector } from '../qos/tunnel.js';
 import { TicketDesk } from '../tickets/ticket-desk.js';
 import { BIP320_MASK } from '../work/version.js';
-import { CircuitConnector } from './circuit-connector.js';
+import { CIRCUIT_PATH, CircuitConnector } from './circuit-connector.js';
 import { type RelayConfig, splitHostPort } from './config.js';
 import { createHttpApi, relayDescriptor } from './http-api.js';
 import { RelayMetrics } from './metrics.js';
@@ -16,6 +17,7 @@ import { createShareHasher, type ShareHasher } from './share-hasher.js';
 import { RelayStats } from './stats.js';
 import { Stratifier } from './stratifier.js';
 import { StratumConnector } from './stratum-connector.js';
+import { routeUpgrades } from './upgrade-router.js';
 
 /**
  * The relay bridge assembled from its parts, in data-flow order: work source → stratifier →
@@ -135,7 +137,26 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     logger: logger.child({ component: 'circuit' }),
     tickets: tickets.service,
   });
-  circuits.attach(app.server);
+  const tunnels = new TunnelConnector({
+    grants: tickets.redeemer.grants,
+    policy: {
+      ports: config.tunnel.ports,
+      allowPrivate: config.tunnel.allowPrivate,
+      allowCidrs: config.tunnel.allowCidrs,
+    },
+    limits: {
+      maxStreams: config.tunnel.maxStreams,
+      idleTimeoutMs: config.tunnel.idleTimeoutSeconds * 1000,
+    },
+    logger: logger.child({ component: 'tunnel' }),
+  });
+  routeUpgrades(
+    app.server,
+    new Map([
+      [CIRCUIT_PATH, circuits.handleUpgrade.bind(circuits)],
+      [TUNNEL_PATH, tunnels.handleUpgrade.bind(tunnels)],
+    ]),
+  );
 
   const miners = config.relay.stratumListen
     ? new StratumConnector(stratifier, { logger: logger.child({ component: 'stratum' }) })
@@ -155,6 +176,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     }
   } catch (err) {
     circuits.close();
+    tunnels.close();
     await app.close();
     await miners?.close();
     stratifier.stop();
@@ -183,6 +205,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     async close() {
       await miners?.close();
       circuits.close();
+      tunnels.close();
       await app.close();
       stratifier.stop();
       stats.detach();

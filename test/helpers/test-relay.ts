@@ -18,6 +18,8 @@ export async function startTestRelay(options: {
   price?: number;
   /** Upstream difficulty once live (default: the floor, so shares are forwarded). */
   upstreamDifficulty?: number;
+  /** Tunnel policy overrides (e.g. allow 127.0.0.1 and a test port). */
+  tunnel?: { ports?: (number | [number, number])[]; allowCidrs?: string[] };
   logger?: Logger;
 }): Promise<{ relay: Relay; upstream: ManualSource }> {
   const upstream = new ManualSource('sha256d');
@@ -35,6 +37,7 @@ export async function startTestRelay(options: {
         ticketDifficulty: options.ticketDifficulty ?? options.clientDifficulty ?? MIN_DIFFICULTY,
       },
       tickets: { price: options.price ?? 1 },
+      ...(options.tunnel ? { tunnel: options.tunnel } : {}),
     }),
     { source: upstream, ...(options.logger ? { logger: options.logger } : {}) },
   );
