@@ -142,6 +142,9 @@ export const relayConfigSchema = z.strictObject({
       allowCidrs: z.array(z.string().min(3).max(64)).default([]),
       maxStreams: z.number().int().min(1).max(100_000).default(256),
       idleTimeoutSeconds: positive.default(300),
+      // The bandwidth the tunnel shapes, Mbit/s: DESIGN §8's class tree is scaled to it
+      // (free 20% guaranteed, 40% ceiling; paid 80%, split into ticket groups).
+      linkMbit: positive.max(100_000).default(10),
     })
     .prefault({}),
   verify: z.strictObject({ threads: z.number().int().min(1).max(64).default(1) }).prefault({}),

@@ -6,6 +6,7 @@ import { type Logger, silentLogger } from '../log.js';
 import { GbtSource } from '../sources/gbt-source.js';
 import { StratumPool } from '../sources/stratum-pool.js';
 import type { WorkSource } from '../sources/work-source.js';
+import { HtbShaper } from '../qos/htb-shaper.js';
 import { TUNNEL_PATH, TunnelConnector } from '../qos/tunnel.js';
 import { TicketDesk } from '../tickets/ticket-desk.js';
 import { BIP320_MASK } from '../work/version.js';
@@ -137,8 +138,10 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     logger: logger.child({ component: 'circuit' }),
     tickets: tickets.service,
   });
+  const shaper = new HtbShaper({ linkBitsPerSecond: config.tunnel.linkMbit * 1e6 });
   const tunnels = new TunnelConnector({
     grants: tickets.redeemer.grants,
+    shaper,
     policy: {
       ports: config.tunnel.ports,
       allowPrivate: config.tunnel.allowPrivate,
@@ -177,6 +180,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   } catch (err) {
     circuits.close();
     tunnels.close();
+    shaper.close();
     await app.close();
     await miners?.close();
     stratifier.stop();
@@ -206,6 +210,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       await miners?.close();
       circuits.close();
       tunnels.close();
+      shaper.close();
       await app.close();
       stratifier.stop();
       stats.detach();
