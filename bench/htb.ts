@@ -1,7 +1,6 @@
-import { parseArgs } from 'node:util';
 import { Htb } from '../src/qos/htb.js';
 import type { ClassInput } from '../src/qos/htb.js';
-import { medianRate, Report } from './lib/report.js';
+import { medianRate, benchOptions } from './lib/report.js';
 
 /**
  * Decision cost of the hierarchical token bucket (DESIGN §8): one dequeue (pick a leaf by
@@ -12,16 +11,7 @@ import { medianRate, Report } from './lib/report.js';
  *   npm run bench -- htb [--json] [--reps 5] [--slice 1]
  */
 
-const { values: args } = parseArgs({
-  options: {
-    json: { type: 'boolean', default: false },
-    reps: { type: 'string', default: '5' },
-    slice: { type: 'string', default: '1' },
-  },
-});
-const REPS = Number(args.reps);
-const SLICE_MS = Number(args.slice) * 1000;
-const report = new Report('htb', args.json);
+const { report, reps: REPS, sliceMs: SLICE_MS } = benchOptions('htb');
 const PACKET = 1500;
 const LINK = 125_000_000; // 1 Gbit/s in bytes/s
 

@@ -1,5 +1,4 @@
-import { parseArgs } from 'node:util';
-import { median, medianRate, Report } from './lib/report.js';
+import { median, medianRate, benchOptions } from './lib/report.js';
 import { startTsWorker } from './lib/worker.js';
 import { issuanceOp, verificationOp } from './tickets-ops.js';
 import { redemptionRate } from './tickets-redeem.js';
@@ -12,16 +11,7 @@ import { redemptionRate } from './tickets-redeem.js';
  *   npm run bench -- tickets [--json] [--reps 5] [--slice 1]
  */
 
-const { values: args } = parseArgs({
-  options: {
-    json: { type: 'boolean', default: false },
-    reps: { type: 'string', default: '5' },
-    slice: { type: 'string', default: '1' },
-  },
-});
-const REPS = Number(args.reps);
-const SLICE_MS = Number(args.slice) * 1000;
-const report = new Report('tickets', args.json);
+const { report, reps: REPS, sliceMs: SLICE_MS } = benchOptions('tickets');
 
 function threaded(kind: 'issue' | 'verify', threads: number): Promise<number> {
   const url = new URL('./tickets-worker.ts', import.meta.url);

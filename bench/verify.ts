@@ -1,12 +1,11 @@
 import { createHash, scryptSync } from 'node:crypto';
-import { parseArgs } from 'node:util';
 import { createSHA256, scrypt as wasmScrypt } from 'hash-wasm';
 import { JobBook } from '../src/relay/job-book.js';
 import { checkShare, type ShareClient } from '../src/relay/share-check.js';
 import type { Algorithm } from '../src/work/algorithm.js';
 import { createPowHasher, type PowHasher } from '../src/work/pow.js';
 import { MIN_DIFFICULTY } from '../src/work/target.js';
-import { median, Report } from './lib/report.js';
+import { median, benchOptions } from './lib/report.js';
 
 /**
  * Share verification throughput per core (issue 3): the relay's whole check (duplicate key,
@@ -16,16 +15,7 @@ import { median, Report } from './lib/report.js';
  *   npm run bench -- verify [--json] [--reps 5] [--slice 1]
  */
 
-const { values: args } = parseArgs({
-  options: {
-    json: { type: 'boolean', default: false },
-    reps: { type: 'string', default: '5' },
-    slice: { type: 'string', default: '1' },
-  },
-});
-const REPS = Number(args.reps);
-const SLICE_MS = Number(args.slice) * 1000;
-const report = new Report('verify', args.json);
+const { report, reps: REPS, sliceMs: SLICE_MS } = benchOptions('verify');
 
 async function hashers(algorithm: Algorithm): Promise<Record<string, PowHasher>> {
   if (algorithm === 'sha256d') {

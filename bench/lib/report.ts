@@ -1,3 +1,5 @@
+import { parseArgs } from 'node:util';
+
 /**
  * Output of every benchmark (DESIGN §12): human-readable lines, and with --json one JSON
  * object per figure per line on stdout — {bench, figure, value, unit, baseline, ratio} where
@@ -74,4 +76,20 @@ export function rate(op: () => void, ms: number): number {
 /** Median of `reps` rate measurements. */
 export function medianRate(op: () => void, ms: number, reps: number): number {
   return median(Array.from({ length: reps }, () => rate(op, ms)));
+}
+
+/** The flags every measuring benchmark takes: --json, --reps N (median of N), --slice S (s). */
+export function benchOptions(bench: string): { report: Report; reps: number; sliceMs: number } {
+  const { values } = parseArgs({
+    options: {
+      json: { type: 'boolean', default: false },
+      reps: { type: 'string', default: '5' },
+      slice: { type: 'string', default: '1' },
+    },
+  });
+  const reps = Number(values.reps);
+  const slice = Number(values.slice);
+  if (!Number.isInteger(reps) || reps < 1) throw new Error('--reps: expected a positive integer');
+  if (!(slice > 0)) throw new Error('--slice: expected a positive number of seconds');
+  return { report: new Report(bench, values.json), reps, sliceMs: slice * 1000 };
 }
