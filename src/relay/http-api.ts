@@ -1,5 +1,7 @@
 import fastify, { type FastifyInstance } from 'fastify';
 import { type Logger, silentLogger } from '../log.js';
+import { MODE_NAMES } from '../qos/htb-bucket.js';
+import type { ClassStats } from '../qos/htb.js';
 import type { SourceState } from '../sources/work-source.js';
 import type { Algorithm } from '../work/algorithm.js';
 import { CIRCUIT_PATH } from './circuit-connector.js';
@@ -26,7 +28,27 @@ export interface HttpApiOptions {
    * does not expose its source's status, so the caller passes it; null when unknown.
    */
   upstreamUrl?: () => string | null;
+  /**
+   * Per-class state of the tunnel shaper (HtbShaper.stats()), read per request. Without it
+   * the status has no `qos` section.
+   */
+  qos?: () => ClassStats[];
   logger?: Logger;
+}
+
+/** One HTB class in the status: counters, buckets and the rate estimate. */
+export interface QosClassStatus {
+  name: string;
+  mode: ClassStats['mode'];
+  /** Send rate estimate in bits per second (the HTB keeps bytes per second). */
+  rateBps: number;
+  bytesSent: number;
+  bytesBorrowed: number;
+  bytesLent: number;
+  /** Bucket credit in seconds of sending at rate (tokens) and at ceil (ctokens); < 0 is debt. */
+  tokens: number;
+  ctokens: number;
+  queuedBytes: number;
 }
 
 export interface RelayStatus {
@@ -44,6 +66,25 @@ export interface RelayStatus {
   forwarded: { accepted: number; rejected: number; lastRejectReason: string | null };
   blocks: { found: number; accepted: number; rejected: number };
   jobs: number;
+  /** Present when the relay shapes tunnels; classes parents before children. */
+  qos?: { classes: QosClassStatus[] };
+}
+
+/** The status view of the shaper's class stats (bytes/s → bits/s, internal fields dropped). */
+export function qosStatus(classes: readonly ClassStats[]): { classes: QosClassStatus[] } {
+  return {
+    classes: classes.map((c) => ({
+      name: c.name,
+      mode: c.mode,
+      rateBps: c.rate * 8,
+      bytesSent: c.bytesSent,
+      bytesBorrowed: c.bytesBorrowed,
+      bytesLent: c.bytesLent,
+      tokens: c.tokens,
+      ctokens: c.ctokens,
+      queuedBytes: c.queuedBytes,
+    })),
+  };
 }
 
 /** The descriptor until the ticket issuer adds keys and signs it (DESIGN §6.4). */
@@ -76,38 +117,54 @@ export function relayDescriptor(terms: {
 const count = { type: 'integer', minimum: 0 } as const;
 const nullableNumber = { type: ['number', 'null'] } as const;
 
-function closedObject(properties: Record<string, object>): object {
+function closedObject(properties: Record<string, object>, optional: string[] = []): object {
   return {
     type: 'object',
     additionalProperties: false,
-    required: Object.keys(properties),
+    required: Object.keys(properties).filter((key) => !optional.includes(key)),
     properties,
   };
 }
 
-/** Response schema: fast-json-stringify serialises with it and drops anything not listed. */
-const statusSchema = closedObject({
-  upstream: closedObject({
-    state: { type: 'string', enum: ['connecting', 'live', 'down'] },
-    url: { type: ['string', 'null'] },
-    difficulty: nullableNumber,
-    extranonce2Size: { type: ['integer', 'null'] },
-    since: { type: 'number' },
-  }),
-  clients: count,
-  hashrate: closedObject({ hps: { type: 'number' }, windowSeconds: { type: 'number' } }),
-  shares: closedObject({
-    accepted: count,
-    rejected: closedObject(Object.fromEntries(SHARE_REJECT_REASONS.map((r) => [r, count]))),
-  }),
-  forwarded: closedObject({
-    accepted: count,
-    rejected: count,
-    lastRejectReason: { type: ['string', 'null'] },
-  }),
-  blocks: closedObject({ found: count, accepted: count, rejected: count }),
-  jobs: count,
+const qosClassSchema = closedObject({
+  name: { type: 'string' },
+  mode: { type: 'string', enum: [...MODE_NAMES] },
+  rateBps: { type: 'number' },
+  bytesSent: count,
+  bytesBorrowed: count,
+  bytesLent: count,
+  tokens: { type: 'number' },
+  ctokens: { type: 'number' },
+  queuedBytes: count,
 });
+
+/** Response schema: fast-json-stringify serialises with it and drops anything not listed. */
+const statusSchema = closedObject(
+  {
+    upstream: closedObject({
+      state: { type: 'string', enum: ['connecting', 'live', 'down'] },
+      url: { type: ['string', 'null'] },
+      difficulty: nullableNumber,
+      extranonce2Size: { type: ['integer', 'null'] },
+      since: { type: 'number' },
+    }),
+    clients: count,
+    hashrate: closedObject({ hps: { type: 'number' }, windowSeconds: { type: 'number' } }),
+    shares: closedObject({
+      accepted: count,
+      rejected: closedObject(Object.fromEntries(SHARE_REJECT_REASONS.map((r) => [r, count]))),
+    }),
+    forwarded: closedObject({
+      accepted: count,
+      rejected: count,
+      lastRejectReason: { type: ['string', 'null'] },
+    }),
+    blocks: closedObject({ found: count, accepted: count, rejected: count }),
+    jobs: count,
+    qos: closedObject({ classes: { type: 'array', items: qosClassSchema } }),
+  },
+  ['qos'],
+);
 
 const upstreamState = { type: 'string', enum: ['connecting', 'live', 'down'] } as const;
 const healthSchema = closedObject({ ok: { type: 'boolean' }, upstream: upstreamState });
@@ -116,6 +173,7 @@ const readySchema = closedObject({ ready: { type: 'boolean' }, upstream: upstrea
 export function createHttpApi(options: HttpApiOptions): FastifyInstance {
   const { stratifier, stats, metrics, descriptor } = options;
   const upstreamUrl = options.upstreamUrl ?? (() => null);
+  const qos = options.qos;
   const log = options.logger ?? silentLogger;
   // trustProxy off: X-Forwarded-For is never read, so no address reaches a handler.
   const app = fastify({ logger: false, trustProxy: false, return503OnClosing: true });
@@ -130,6 +188,7 @@ export function createHttpApi(options: HttpApiOptions): FastifyInstance {
       forwarded: snapshot.forwarded,
       blocks: snapshot.blocks,
       jobs: snapshot.jobs,
+      ...(qos ? { qos: qosStatus(qos()) } : {}),
     };
   });
 

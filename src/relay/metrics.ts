@@ -1,11 +1,13 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { ClassStats } from '../qos/htb.js';
 import { SHARE_REJECT_REASONS, type RelayStats, type RelayStatsSnapshot } from './stats.js';
 
 /**
  * Prometheus exposition of RelayStats. Every value is read from the stats at scrape time
  * (collect callbacks), so /metrics and /v1/status can never disagree. The registry is our
  * own, not prom-client's global one, so two relays (or many tests) in one process do not
- * collide. Labels are fixed enumerations; none identifies a client.
+ * collide. Labels are fixed enumerations or configured HTB class names; none identifies a
+ * client.
  */
 
 export const METRICS_PREFIX = 'powbridge_';
@@ -17,6 +19,11 @@ export interface RelayMetricsOptions {
    * turn them off.
    */
   processMetrics?: boolean;
+  /**
+   * Per-class state of the tunnel shaper (HtbShaper.stats()), read at scrape time. Without it
+   * no powbridge_qos_* metric is registered.
+   */
+  qos?: () => ClassStats[];
 }
 
 export class RelayMetrics {
@@ -120,6 +127,8 @@ export class RelayMetrics {
       },
     });
 
+    if (options.qos) registerQosMetrics(options.qos, registers);
+
     if (options.processMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry, prefix: METRICS_PREFIX });
     }
@@ -134,4 +143,55 @@ export class RelayMetrics {
   text(): Promise<string> {
     return this.registry.metrics();
   }
+}
+
+/** powbridge_qos_*: one series per HTB class (parents too), read from the shaper per scrape. */
+function registerQosMetrics(read: () => ClassStats[], registers: Registry[]): void {
+  new Gauge({
+    name: `${METRICS_PREFIX}qos_class_rate_bps`,
+    help: 'Send rate of each HTB class, exponentially weighted (bits/s).',
+    labelNames: ['class'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const c of read()) this.set({ class: c.name }, c.rate * 8);
+    },
+  });
+  new Counter({
+    name: `${METRICS_PREFIX}qos_class_bytes_total`,
+    help: 'Bytes through each HTB class: sent, sent above its rate on a lender (borrowed), and lent to borrowing descendants.',
+    labelNames: ['class', 'kind'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const c of read()) {
+        this.inc({ class: c.name, kind: 'sent' }, c.bytesSent);
+        this.inc({ class: c.name, kind: 'borrowed' }, c.bytesBorrowed);
+        this.inc({ class: c.name, kind: 'lent' }, c.bytesLent);
+      }
+    },
+  });
+  new Gauge({
+    name: `${METRICS_PREFIX}qos_class_tokens_seconds`,
+    help: 'Bucket credit of each HTB class in seconds of sending at rate (tokens) or ceil (ctokens); negative is debt.',
+    labelNames: ['class', 'bucket'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const c of read()) {
+        this.set({ class: c.name, bucket: 'tokens' }, c.tokens);
+        this.set({ class: c.name, bucket: 'ctokens' }, c.ctokens);
+      }
+    },
+  });
+  new Gauge({
+    name: `${METRICS_PREFIX}qos_class_queued_bytes`,
+    help: 'Bytes waiting in the leaf queues under each HTB class.',
+    labelNames: ['class'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const c of read()) this.set({ class: c.name }, c.queuedBytes);
+    },
+  });
 }

@@ -108,7 +108,8 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   });
   const stats = new RelayStats();
   stats.attach(stratifier);
-  const metrics = new RelayMetrics(stats);
+  const shaper = new HtbShaper({ linkBitsPerSecond: config.tunnel.linkMbit * 1e6 });
+  const metrics = new RelayMetrics(stats, { qos: () => shaper.stats() });
   const tickets = await TicketDesk.open({
     dataDir: config.relay.dataDir,
     ...config.tickets,
@@ -127,6 +128,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     metrics,
     descriptor: () => tickets.descriptor(),
     upstreamUrl: () => source.status().upstream,
+    qos: () => shaper.stats(),
     logger: logger.child({ component: 'http' }),
   });
   const circuits = new CircuitConnector(stratifier, {
@@ -138,7 +140,6 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     logger: logger.child({ component: 'circuit' }),
     tickets: tickets.service,
   });
-  const shaper = new HtbShaper({ linkBitsPerSecond: config.tunnel.linkMbit * 1e6 });
   const tunnels = new TunnelConnector({
     grants: tickets.redeemer.grants,
     shaper,
