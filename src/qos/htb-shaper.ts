@@ -27,6 +27,8 @@ export interface HtbShaperOptions {
   config?: HtbInput;
   /** Scales the default tree (ignored with `config`); default 10 Mbit/s as in the paper. */
   linkBitsPerSecond?: number;
+  /** Bucket size of the default tree in seconds of rate (default tc's 0.001; see defaultHtbConfig). */
+  burstSeconds?: number;
   /** The leaf for streams without a live grant; default 'free'. */
   freeLeaf?: string;
   /** Ticket thresholds; default 1 → 'group1', 4 → 'group4' (DESIGN §8's tree). */
@@ -49,21 +51,38 @@ export const DEFAULT_TICKET_GROUPS: readonly TicketGroup[] = [
  * free 2/4 prio 7; paid 8/10 split into group1 4/10 prio 0 and group4 1.5/10 prio 3 — in
  * Mbit/s at the default 10 Mbit/s link. Bursts and quanta keep sch_htb's defaults.
  */
+const MTU = 1600;
+
+/**
+ * DESIGN §8's tree scaled to the link. `burstSeconds` sizes the buckets: tc's default is
+ * 1 ms of rate (right for kernel timers); a relay should give its event-loop pump more
+ * (e.g. 20 ms), because timers fire milliseconds late under load and credit beyond the
+ * burst is lost, so a tiny burst turns timer lateness into lost rate.
+ */
 export function defaultHtbConfig(
   linkBitsPerSecond: number = DEFAULT_LINK_BITS_PER_SECOND,
+  burstSeconds = 0.001,
 ): HtbInput {
   if (!(linkBitsPerSecond > 0) || !Number.isFinite(linkBitsPerSecond)) {
     throw new RangeError(`link rate must be a positive number of bits/s, not ${linkBitsPerSecond}`);
   }
   // Bytes per second; the fractions are those of the 10 Mbit/s figure.
   const at = (fraction: number): number => (linkBitsPerSecond * fraction) / 8;
+  const cls = (name: string, rate: number, ceil: number, extra: object = {}) => ({
+    name,
+    rate,
+    ceil,
+    burst: Math.ceil(rate * burstSeconds + MTU),
+    cburst: Math.ceil(ceil * burstSeconds + MTU),
+    ...extra,
+  });
   return {
     classes: [
-      { name: 'root', rate: at(1), ceil: at(1) },
-      { name: FREE_CLASS, parent: 'root', rate: at(0.2), ceil: at(0.4), prio: 7 },
-      { name: 'paid', parent: 'root', rate: at(0.8), ceil: at(1) },
-      { name: 'group1', parent: 'paid', rate: at(0.4), ceil: at(1), prio: 0 },
-      { name: 'group4', parent: 'paid', rate: at(0.15), ceil: at(1), prio: 3 },
+      cls('root', at(1), at(1)),
+      cls(FREE_CLASS, at(0.2), at(0.4), { parent: 'root', prio: 7 }),
+      cls('paid', at(0.8), at(1), { parent: 'root' }),
+      cls('group1', at(0.4), at(1), { parent: 'paid', prio: 0 }),
+      cls('group4', at(0.15), at(1), { parent: 'paid', prio: 3 }),
     ],
   };
 }
@@ -94,7 +113,7 @@ export class HtbShaper implements Shaper {
 
   constructor(options: HtbShaperOptions = {}) {
     const spec: HtbSpec = parseHtbConfig(
-      options.config ?? defaultHtbConfig(options.linkBitsPerSecond),
+      options.config ?? defaultHtbConfig(options.linkBitsPerSecond, options.burstSeconds),
     );
     this.htb = new Htb<Grant>(spec, { rateWindow: options.rateWindow ?? 1 });
     this.clock = options.clock ?? (() => performance.now() / 1000);

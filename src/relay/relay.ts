@@ -108,7 +108,11 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   });
   const stats = new RelayStats();
   stats.attach(stratifier);
-  const shaper = new HtbShaper({ linkBitsPerSecond: config.tunnel.linkMbit * 1e6 });
+  const shaper = new HtbShaper({
+    linkBitsPerSecond: config.tunnel.linkMbit * 1e6,
+    // Buckets cover event-loop timer lateness (see defaultHtbConfig).
+    burstSeconds: 0.02,
+  });
   const metrics = new RelayMetrics(stats, { qos: () => shaper.stats() });
   const tickets = await TicketDesk.open({
     dataDir: config.relay.dataDir,

@@ -224,9 +224,10 @@ describe('qos wiring in startRelay', () => {
     const metricsText = (await relay.app.inject({ method: 'GET', url: '/metrics' })).body;
     const samples = qosSamples(metricsText);
     expect(samples['powbridge_qos_class_bytes_total{class="group4",kind="lent"}']).toBe(0);
-    // 10 Mbit/s default link: root's credit is its full burst, (1.25e6/1000 + 1600) / 1.25e6.
+    // 10 Mbit/s default link: root's credit is its full burst.
     expect(samples['powbridge_qos_class_tokens_seconds{class="root",bucket="tokens"}']).toBe(
-      (1250 + 1600) / 1.25e6,
+      // The relay's buckets hold 20 ms of rate + one MTU: (1.25e6 B/s × 0.02 + 1600) B.
+      (25_000 + 1600) / 1.25e6,
     );
   });
 });
