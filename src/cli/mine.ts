@@ -18,6 +18,8 @@ interface MineFlags {
   wallet: string;
   relayIdentity?: string;
   stratumListen?: string;
+  socksListen?: string;
+  autoRedeem: boolean;
   logLevel: string;
   statusInterval: number;
 }
@@ -44,6 +46,11 @@ export function mineCommand(): Command {
     .option('--wallet <file>', 'ticket wallet', join(homedir(), '.powbridge', 'wallet.sqlite'))
     .option('--relay-identity <hex>', "the relay's identity key: its descriptor must match")
     .option('--stratum-listen <host:port>', 'let standard Stratum miners mine through this client')
+    .option(
+      '--socks-listen <host:port>',
+      "a local SOCKS5 port whose streams use the relay's priority tunnel",
+    )
+    .option('--no-auto-redeem', 'do not redeem wallet tickets for SOCKS streams automatically')
     .option('--log-level <level>', 'log level (logs go to stderr)', 'warn')
     .option(
       '--status-interval <s>',
@@ -53,6 +60,7 @@ export function mineCommand(): Command {
     )
     .action((flags: MineFlags) => {
       let stratumListen: { host: string; port: number } | undefined;
+      let socksListen: { host: string; port: number } | undefined;
       let wallet: Wallet | undefined;
       try {
         const url = new URL(flags.relay);
@@ -66,6 +74,12 @@ export function mineCommand(): Command {
           stratumListen = splitHostPort(flags.stratumListen);
           if (!stratumListen.host || !Number.isInteger(stratumListen.port)) {
             throw new Error('--stratum-listen: expected host:port');
+          }
+        }
+        if (flags.socksListen) {
+          socksListen = splitHostPort(flags.socksListen);
+          if (!socksListen.host || !Number.isInteger(socksListen.port)) {
+            throw new Error('--socks-listen: expected host:port');
           }
         }
         if (!flags.donate) wallet = Wallet.open(flags.wallet);
@@ -85,6 +99,8 @@ export function mineCommand(): Command {
           ...(wallet ? { wallet } : {}),
           ...(flags.relayIdentity ? { relayIdentity: flags.relayIdentity.toLowerCase() } : {}),
           ...(stratumListen ? { stratumListen } : {}),
+          ...(socksListen ? { socksListen } : {}),
+          autoRedeem: flags.autoRedeem,
           logger,
         });
       } catch (err) {

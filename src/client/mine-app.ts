@@ -9,6 +9,7 @@ import type { MinerStats } from './miner-stats.js';
 import { circuitUrl } from './redeem.js';
 import { checkTerms } from './relay-descriptor.js';
 import { isolatedSocksAgents, parseSocksProxy } from './socks-agent.js';
+import { GrantKeeper, type SocksFront, startSocksFront, walletRedeemer } from './socks-front.js';
 import { type StratumFront, startStratumFront } from './stratum-front.js';
 import { TicketClient } from './ticket-client.js';
 import type { Wallet } from './wallet.js';
@@ -32,6 +33,10 @@ export interface MineOptions {
   /** The relay's Ed25519 identity (hex), pinned out of band: the descriptor must match. */
   relayIdentity?: string;
   stratumListen?: { host: string; port: number };
+  /** A local SOCKS5 port whose streams go through the relay's priority tunnel. */
+  socksListen?: { host: string; port: number };
+  /** Redeem wallet tickets automatically while SOCKS streams are active (default true). */
+  autoRedeem?: boolean;
   agent?: string;
   logger?: Logger;
 }
@@ -56,6 +61,8 @@ export class MineApp extends EventEmitter<MineEvents> {
   private readonly agent: Agent | undefined;
   private readonly log: Logger;
   private front: StratumFront | null = null;
+  private socks: SocksFront | null = null;
+  private keeper: GrantKeeper | null = null;
   private ticketsEarned = 0;
   private ticketBusy = false;
   private ticketError: string | null = null;
@@ -90,9 +97,12 @@ export class MineApp extends EventEmitter<MineEvents> {
   start(): void {
     this.source.start();
     this.miner?.start();
+    if (this.options.socksListen) void this.startSocks(this.options.socksListen);
   }
 
   async stop(): Promise<void> {
+    await this.socks?.close();
+    this.keeper?.close();
     await this.front?.close();
     await this.miner?.stop();
     await this.source.stop();
@@ -106,6 +116,37 @@ export class MineApp extends EventEmitter<MineEvents> {
       tickets: this.ticketsEarned,
       ticketError: this.ticketError,
     };
+  }
+
+  /** SOCKS5 → tunnel, one Tor circuit per stream with --proxy, tickets redeemed as needed. */
+  private async startSocks(at: { host: string; port: number }): Promise<void> {
+    const proxy = this.options.proxy ? parseSocksProxy(this.options.proxy) : null;
+    const agentFactory = proxy ? isolatedSocksAgents(proxy) : undefined;
+    const wallet = this.options.wallet;
+    if (wallet) {
+      this.keeper = new GrantKeeper({
+        redeem: walletRedeemer(wallet, {
+          relayUrl: circuitUrl(this.options.relayUrl),
+          now: () => Date.now() / 1000,
+          ...(agentFactory ? { agentFactory } : {}),
+          logger: this.log.child({ component: 'grants' }),
+        }),
+        autoRedeem: this.options.autoRedeem ?? true,
+        logger: this.log.child({ component: 'grants' }),
+      });
+    }
+    try {
+      this.socks = await startSocksFront({
+        ...at,
+        relayUrl: this.options.relayUrl,
+        ...(this.keeper ? { grant: this.keeper } : {}),
+        ...(agentFactory ? { agentFactory } : {}),
+        logger: this.log.child({ component: 'socks' }),
+      });
+      this.log.info({ port: this.socks.address.port }, 'SOCKS5 front listening');
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'SOCKS5 front failed to start');
+    }
   }
 
   private async onRegistered(result: RegisterResult): Promise<void> {

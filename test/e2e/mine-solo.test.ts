@@ -1,4 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  createServer as createHttpServer,
+  get as httpGet,
+  type Server as HttpServer,
+} from 'node:http';
+import { createServer as createTcpServer } from 'node:net';
+import { SocksProxyAgent } from 'socks-proxy-agent';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,7 +64,13 @@ async function mine(args: string[], done: () => Promise<boolean>, seconds = 40) 
   return { code, stdout, stderr };
 }
 
+let web: HttpServer;
+let webPort: number;
+
 beforeAll(async () => {
+  web = createHttpServer((_req, res) => res.end('hello through the tunnel'));
+  await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+  webPort = (web.address() as { port: number }).port;
   net = await startRegtestNetwork([{ auth: 'password' }, { auth: 'cookie' }]);
   node = net.nodes[0] as RegtestNode;
   await node.rpc('createwallet', 'relay');
@@ -81,6 +94,7 @@ beforeAll(async () => {
       // Regtest shares are worth ~32 credits at this ticket difficulty: a ticket every ~2 shares.
       difficulty: { ticketDifficulty: 2 ** -20 },
       tickets: { price: 64 },
+      tunnel: { ports: [webPort], allowCidrs: ['127.0.0.1/32'] },
     }),
   );
   await waitFor('relay live', () => Promise.resolve(relay.stratifier.upstreamState === 'live'));
@@ -90,6 +104,7 @@ afterAll(async () => {
   for (const child of children) child.kill('SIGKILL');
   await relay?.close();
   await net?.stop();
+  await new Promise<void>((resolve) => web?.close(() => resolve()));
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -166,6 +181,62 @@ describe('powbridge mine against a relay in solo mode', () => {
     expect(acknowledged).toBeGreaterThanOrEqual(3);
     expect(held).toBeGreaterThanOrEqual(acknowledged);
   }, 150_000);
+
+  it('--socks-listen: an HTTP request through the SOCKS port rides the paid tunnel', async () => {
+    const wallet = join(dir, 'socks-wallet.sqlite');
+    const probe = createTcpServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const socksPort = (probe.address() as { port: number }).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const grantsBefore = relay.tickets.redeemer.grants.size;
+    const circuit = `${relay.url.replace('http', 'ws')}/v1/circuit`;
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'mine',
+        '--relay',
+        circuit,
+        '--threads',
+        '1',
+        '--wallet',
+        wallet,
+        '--socks-listen',
+        `127.0.0.1:${socksPort}`,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    children.push(child);
+    try {
+      // Mine until the wallet holds a ticket the SOCKS streams can redeem.
+      await waitFor(
+        'a ticket in the wallet',
+        () => {
+          if (!existsSync(wallet)) return Promise.resolve(false);
+          const w = Wallet.open(wallet);
+          try {
+            return Promise.resolve(w.counts().unspent >= 1);
+          } finally {
+            w.close();
+          }
+        },
+        40_000,
+      );
+      const agent = new SocksProxyAgent(`socks5h://127.0.0.1:${socksPort}`);
+      const body = await new Promise<string>((resolve, reject) => {
+        httpGet(`http://127.0.0.1:${webPort}/`, { agent }, (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve(text));
+        }).on('error', reject);
+      });
+      expect(body).toBe('hello through the tunnel');
+      // The stream was paid: a wallet ticket was redeemed for it.
+      expect(relay.tickets.redeemer.grants.size).toBeGreaterThan(grantsBefore);
+    } finally {
+      child.kill('SIGINT');
+    }
+  }, 120_000);
 
   it('--donate: shares accepted, no tickets and no wallet', async () => {
     const wallet = join(dir, 'donor-wallet.sqlite');
