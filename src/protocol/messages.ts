@@ -111,6 +111,11 @@ export const ticketRedeemParams = z.strictObject({
   ticket: z
     .string({ error: 'ticket: expected a base64url string' })
     .max(256, { error: 'ticket: too long' }),
+  /** A live grant's token: the ticket tops it up (a higher group) instead of a new grant. */
+  grant: z
+    .string({ error: 'grant: expected the token of a grant' })
+    .regex(/^[A-Za-z0-9_-]{16,128}$/, { error: 'grant: not a grant token' })
+    .optional(),
 });
 export const ticketRedeemResult = z.strictObject({
   token: z.string().min(16).max(128),

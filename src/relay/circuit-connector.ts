@@ -331,7 +331,10 @@ class CircuitConnection implements ClientChannel {
       }
       case 'ticket.redeem':
         // No registration needed: a ticket is spent over a fresh circuit (unlinkability).
-        return this.ticketService().redeem((params as TicketRedeemParams).ticket);
+        return this.ticketService().redeem(
+          (params as TicketRedeemParams).ticket,
+          (params as TicketRedeemParams).grant,
+        );
     }
   }
 

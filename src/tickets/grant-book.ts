@@ -21,6 +21,16 @@ export class GrantBook {
     this.grants.set(token, { ...entry });
   }
 
+  /**
+   * Replace a grant's entry (a top-up: more tickets, a new expiry). Re-inserted at the back,
+   * which keeps the book in expiry order: the new expiry is now + window, the latest of all.
+   */
+  renew(token: string, entry: GrantEntry, now: number): void {
+    this.grants.delete(token);
+    this.dropExpiredFront(now);
+    this.grants.set(token, { ...entry });
+  }
+
   /** The live grant for `token`, or undefined; an expired one is removed on the way. */
   lookup(token: string, now: number): Readonly<GrantEntry> | undefined {
     const entry = this.grants.get(token);

@@ -116,7 +116,7 @@ export class Redeemer {
    * The same, with the spend group-committed with other redemptions of the same moment (one
    * fsync for all of them); the grant still comes only after the commit.
    */
-  async redeemBatched(ticketText: unknown, nowSeconds: number): Promise<Grant> {
+  async redeemBatched(ticketText: unknown, nowSeconds: number, topUp?: string): Promise<Grant> {
     const request = this.check(ticketText, nowSeconds);
     let spend: SpendResult;
     try {
@@ -124,7 +124,7 @@ export class Redeemer {
     } catch (err) {
       throw busyAsRetry(err);
     }
-    return this.grantFor(spend, request.at);
+    return this.grantFor(spend, request.at, topUp);
   }
 
   /** Everything but the spend: format, key, day, signature. Throws RpcError 30/31/35. */
@@ -171,18 +171,25 @@ export class Redeemer {
     }
   }
 
-  /** Only a recorded spend earns a grant. */
-  private grantFor(spend: SpendResult, now: number): Grant {
+  /**
+   * Only a recorded spend earns a grant. With `topUp`, the token of a live grant, the ticket
+   * is added to that grant instead (DESIGN §6.3: several tickets per window move the
+   * circuit to a higher group) and its window starts again.
+   */
+  private grantFor(spend: SpendResult, now: number, topUp?: string): Grant {
     if (!spend.spent) {
       this.tally.spent++;
       throw new RpcError(RpcErrorCode.ticketSpent, 'ticket already spent');
     }
+    const live = topUp === undefined ? undefined : this.grants.lookup(topUp, now);
     const grant: Grant = {
-      token: Buffer.from(this.random(32)).toString('base64url'),
+      token: live && topUp ? topUp : Buffer.from(this.random(32)).toString('base64url'),
       class: 'paid',
       expiresAt: now + this.windowSeconds,
     };
-    this.grants.add(grant.token, { expiresAt: grant.expiresAt, tickets: 1 }, now);
+    const entry = { expiresAt: grant.expiresAt, tickets: (live?.tickets ?? 0) + 1 };
+    if (live) this.grants.renew(grant.token, entry, now);
+    else this.grants.add(grant.token, entry, now);
     this.tally.redeemed++;
     return grant;
   }

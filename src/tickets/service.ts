@@ -11,6 +11,9 @@ export interface TicketService {
   open(account: CreditAccount): Promise<OpenedSession>;
   finish(account: CreditAccount, session: string, e: string): FinishedSession;
   /** Verify, mark spent, grant. Throws RpcError 30–32/35. */
-  redeem(ticket: string): Promise<{ token: string; class: string; expiresAt: number }>;
+  redeem(
+    ticket: string,
+    grant?: string,
+  ): Promise<{ token: string; class: string; expiresAt: number }>;
   circuitClosed(account: CreditAccount): void;
 }

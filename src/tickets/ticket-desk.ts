@@ -50,7 +50,7 @@ export class TicketDesk {
       terms: () => this.terms(),
       open: (account) => issuer.open(account),
       finish: (account, session, e) => issuer.finish(account, session, e),
-      redeem: (ticket) => redeemer.redeemBatched(ticket, this.now()),
+      redeem: (ticket, grant) => redeemer.redeemBatched(ticket, this.now(), grant),
       circuitClosed: (account) => issuer.circuitClosed(account),
     };
   }

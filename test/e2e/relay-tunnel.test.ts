@@ -96,3 +96,43 @@ describe('priority tunnel through the relay', () => {
     expect(code).toBe(1008);
   });
 });
+
+describe('several tickets per window', () => {
+  it('top up one grant and move its streams to a higher group', async () => {
+    const day = utcDay(Date.now() / 1000);
+    const issuing = relay.tickets.keys.issuingKey(day);
+    if (!issuing) throw new Error('no issuing key');
+    const circuit = await CircuitClient.connect(`${relay.url.replace('http', 'ws')}/v1/circuit`);
+    try {
+      const first = await circuit.request('ticket.redeem', {
+        ticket: issueTicket(issuing.key, day).text,
+      });
+      let grant = first;
+      for (let i = 0; i < 3; i++) {
+        grant = await circuit.request('ticket.redeem', {
+          ticket: issueTicket(issuing.key, day).text,
+          grant: grant.token,
+        });
+        expect(grant.token).toBe(first.token);
+      }
+      const entry = relay.tickets.redeemer.grants.lookup(first.token, Date.now() / 1000);
+      expect(entry?.tickets).toBe(4);
+      expect(grant.expiresAt).toBeGreaterThanOrEqual(first.expiresAt);
+      // An unknown token is not topped up: the ticket buys a grant of its own.
+      const fresh = await circuit.request('ticket.redeem', {
+        ticket: issueTicket(issuing.key, day).text,
+        grant: 'x'.repeat(43),
+      });
+      expect(fresh.token).not.toBe(first.token);
+      expect(relay.tickets.redeemer.grants.lookup(fresh.token, Date.now() / 1000)?.tickets).toBe(1);
+      await expect(
+        circuit.request('ticket.redeem', {
+          ticket: issueTicket(issuing.key, day).text,
+          grant: 'no!',
+        }),
+      ).rejects.toMatchObject({ code: -32602, message: /grant/ });
+    } finally {
+      await circuit.close();
+    }
+  });
+});

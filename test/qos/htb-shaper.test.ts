@@ -264,3 +264,13 @@ describe('HtbShaper through the tunnel on loopback (10 Mbit/s link)', () => {
     expect(((group1?.rate ?? 0) * 8) / 1e6).toBeGreaterThan(9);
   }, 15_000);
 });
+
+describe('grant tiers', () => {
+  it('a grant topped up to 4 tickets moves from group1 to group4', () => {
+    const shaper = new HtbShaper();
+    expect(shaper.classify({ tickets: 1 })).toBe('group1');
+    expect(shaper.classify({ tickets: 3 })).toBe('group1');
+    expect(shaper.classify({ tickets: 4 })).toBe('group4');
+    shaper.close();
+  });
+});
