@@ -145,6 +145,11 @@ export const relayConfigSchema = z.strictObject({
       // The bandwidth the tunnel shapes, Mbit/s: DESIGN §8's class tree is scaled to it
       // (free 20% guaranteed, 40% ceiling; paid 80%, split into ticket groups).
       linkMbit: positive.max(100_000).default(10),
+      // Optional: your own class tree instead of the scaled default (checked when the relay
+      // starts, with errors naming the class): [[tunnel.classes]] name, parent, rate, ceil
+      // ("10mbit" or bytes/s), burst, cburst, prio 0..7, quantum. Leaves 'free', 'group1'
+      // and 'group4' must exist (streams without a grant, 1+ tickets, 4+ tickets).
+      classes: z.array(z.record(z.string(), z.unknown())).max(256).optional(),
     })
     .prefault({}),
   verify: z.strictObject({ threads: z.number().int().min(1).max(64).default(1) }).prefault({}),

@@ -6,6 +6,7 @@ import { type Logger, silentLogger } from '../log.js';
 import { GbtSource } from '../sources/gbt-source.js';
 import { StratumPool } from '../sources/stratum-pool.js';
 import type { WorkSource } from '../sources/work-source.js';
+import type { HtbInput } from '../qos/htb-config.js';
 import { HtbShaper } from '../qos/htb-shaper.js';
 import { TUNNEL_PATH, TunnelConnector } from '../qos/tunnel.js';
 import { TicketDesk } from '../tickets/ticket-desk.js';
@@ -84,6 +85,17 @@ export function createSource(config: RelayConfig, logger: Logger): WorkSource {
 
 export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<Relay> {
   const logger = deps.logger ?? silentLogger;
+  // First, before anything holds a resource: a bad class tree fails the start cleanly.
+  const shaper = new HtbShaper({
+    // The tree from the file is checked by parseHtbConfig inside HtbShaper (named errors).
+    ...(config.tunnel.classes
+      ? { config: { classes: config.tunnel.classes } as unknown as HtbInput }
+      : {}),
+    linkBitsPerSecond: config.tunnel.linkMbit * 1e6,
+    // Buckets cover event-loop timer lateness (see defaultHtbConfig).
+    burstSeconds: 0.02,
+  });
+  for (const warning of shaper.warnings) logger.warn({ warning }, 'tunnel class tree');
   await mkdir(config.relay.dataDir, { recursive: true, mode: 0o700 });
   const algorithm = config.source.algorithm;
   const source = deps.source ?? createSource(config, logger);
@@ -108,24 +120,28 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   });
   const stats = new RelayStats();
   stats.attach(stratifier);
-  const shaper = new HtbShaper({
-    linkBitsPerSecond: config.tunnel.linkMbit * 1e6,
-    // Buckets cover event-loop timer lateness (see defaultHtbConfig).
-    burstSeconds: 0.02,
-  });
   const metrics = new RelayMetrics(stats, { qos: () => shaper.stats() });
-  const tickets = await TicketDesk.open({
-    dataDir: config.relay.dataDir,
-    ...config.tickets,
-    descriptorBase: () =>
-      relayDescriptor({
-        algorithm,
-        initialDifficulty: difficulty.initial,
-        ticketDifficulty: difficulty.ticketDifficulty,
-        vardiffTargetSeconds: difficulty.targetShareSeconds,
-      }),
-    logger: logger.child({ component: 'tickets' }),
-  });
+  let tickets: TicketDesk;
+  try {
+    tickets = await TicketDesk.open({
+      dataDir: config.relay.dataDir,
+      ...config.tickets,
+      descriptorBase: () =>
+        relayDescriptor({
+          algorithm,
+          initialDifficulty: difficulty.initial,
+          ticketDifficulty: difficulty.ticketDifficulty,
+          vardiffTargetSeconds: difficulty.targetShareSeconds,
+        }),
+      logger: logger.child({ component: 'tickets' }),
+    });
+  } catch (err) {
+    // Key files refused (permissions, damage): leave nothing running behind.
+    stats.detach();
+    shaper.close();
+    await hasher.close();
+    throw err;
+  }
   const app = createHttpApi({
     stratifier,
     stats,

@@ -136,3 +136,24 @@ describe('several tickets per window', () => {
     }
   });
 });
+
+describe('tunnel class tree from the config', () => {
+  it('a bad tree stops the relay with an error naming the class', async () => {
+    const { parseRelayConfig } = await import('../../src/relay/config.js');
+    const { startRelay } = await import('../../src/relay/relay.js');
+    const config = parseRelayConfig({
+      relay: { listen: '127.0.0.1:0', dataDir: join(dir, 'bad-tree') },
+      source: {
+        type: 'node',
+        node: { rpcUrl: 'http://127.0.0.1:1', rpcUser: 'u', rpcPassword: 'p', payoutAddress: 'a' },
+      },
+      tunnel: {
+        classes: [
+          { name: 'root', rate: '10mbit' },
+          { name: 'free', parent: 'root', rate: '4mbit', ceil: '2mbit', prio: 7 },
+        ],
+      },
+    });
+    await expect(startRelay(config)).rejects.toThrow(/free/);
+  });
+});
