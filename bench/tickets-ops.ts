@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { encodePoint, Point } from '../src/tickets/group.js';
+import { csprng, encodePoint, Point } from '../src/tickets/group.js';
 import {
   clientChallenge,
   clientUnblind,
@@ -17,7 +16,7 @@ import {
 
 /** The ticket operations bench/tickets.ts measures, shared with its worker threads. */
 
-const random = (n: number) => new Uint8Array(randomBytes(n));
+const random = csprng;
 const DAY = 20_413;
 const key = generateSignerKey(random);
 const info = ticketInfo(key.keyId, DAY);

@@ -1,6 +1,11 @@
-import { randomBytes as nodeRandomBytes } from 'node:crypto';
 import type { TicketTerms } from '../protocol/messages.js';
-import { decodePoint, decodeScalar, encodeScalar, type RandomBytes } from '../tickets/group.js';
+import {
+  csprng,
+  decodePoint,
+  decodeScalar,
+  encodeScalar,
+  type RandomBytes,
+} from '../tickets/group.js';
 import { utcDay } from '../tickets/keyring.js';
 import {
   clientChallenge,
@@ -53,7 +58,7 @@ export class TicketClient {
     if (this.keyIdHex !== terms.keyId) {
       throw new SignatureError('ticket terms: key id does not match the public key');
     }
-    this.random = options.random ?? ((n) => new Uint8Array(nodeRandomBytes(n)));
+    this.random = options.random ?? csprng;
     this.now = options.now ?? (() => Date.now() / 1000);
     this.skew = options.midnightSkewSeconds ?? 300;
   }

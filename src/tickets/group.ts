@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { ristretto255 } from '@noble/curves/ed25519.js';
 
 /**
@@ -24,6 +25,9 @@ export class TicketFormatError extends Error {
 
 /** Source of random bytes (a CSPRNG in production, fixed bytes in tests). */
 export type RandomBytes = (length: number) => Uint8Array;
+
+/** The operating system's CSPRNG: the default everywhere a RandomBytes is taken. */
+export const csprng: RandomBytes = (length) => new Uint8Array(randomBytes(length));
 
 export function mod(value: bigint): bigint {
   const r = value % Q;

@@ -1,7 +1,6 @@
-import { randomBytes as nodeRandomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { RpcError, RpcErrorCode } from '../protocol/errors.js';
-import { decodeScalar, encodePoint, encodeScalar, type RandomBytes } from './group.js';
+import { csprng, decodeScalar, encodePoint, encodeScalar, type RandomBytes } from './group.js';
 import { type Keyring, utcDay } from './keyring.js';
 import {
   InfoPointCache,
@@ -118,7 +117,7 @@ export class TicketIssuer extends EventEmitter<IssuerEvents> {
     this.maxWaitMs = options.maxWaitMs ?? 30_000;
     this.ttlMs = options.sessionTtlMs ?? 10_000;
     this.now = options.now ?? (() => Date.now() / 1000);
-    this.random = options.random ?? ((n) => new Uint8Array(nodeRandomBytes(n)));
+    this.random = options.random ?? csprng;
   }
 
   /** Sessions open right now for a (key id hex, day). */

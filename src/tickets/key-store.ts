@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { watch as fsWatch } from 'node:fs';
 import { access, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { bytesToHex } from '@noble/hashes/utils.js';
-import { encodePoint, type RandomBytes } from './group.js';
+import { csprng, encodePoint, type RandomBytes } from './group.js';
 import {
   checkPrivateDir,
   ensurePrivateDir,
@@ -169,7 +168,7 @@ export class KeyStore implements Keyring {
     random: RandomBytes | undefined,
   ) {
     this.keys = keys;
-    this.random = random ?? ((n) => new Uint8Array(randomBytes(n)));
+    this.random = random ?? csprng;
   }
 
   /** Load the keys, or create them if `<dataDir>/keys` holds none (first start). */
@@ -210,7 +209,7 @@ export class KeyStore implements Keyring {
             `(for a new ticket key use: powbridge keys rotate)`,
         );
       }
-      const random = options.random ?? ((n: number) => new Uint8Array(randomBytes(n)));
+      const random = options.random ?? csprng;
       const secret = random(32);
       if (secret.length !== 32) throw new KeyStoreError('random source returned too few bytes');
       const identity = makeIdentity(secret);

@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { RpcError, RpcErrorCode } from '../protocol/errors.js';
 import { GrantBook } from './grant-book.js';
-import { type RandomBytes, TicketFormatError } from './group.js';
+import { csprng, type RandomBytes, TicketFormatError } from './group.js';
 import { type Keyring, type KeyValidity, utcDay } from './keyring.js';
 import { InfoPointCache, ticketMessage, verifySignature } from './scheme.js';
 import { SpendBatcher } from './spend-batcher.js';
@@ -103,7 +102,7 @@ export class Redeemer {
     this.batcher = new SpendBatcher(options.store);
     this.grants = options.grants ?? new GrantBook();
     this.infoPoints = options.infoPoints ?? new InfoPointCache();
-    this.random = options.random ?? ((n) => new Uint8Array(randomBytes(n)));
+    this.random = options.random ?? csprng;
   }
 
   /** Verify and spend one ticket; throws RpcError 30/31/32/33/35 on refusal. */

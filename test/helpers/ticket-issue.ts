@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { csprng } from '../../src/tickets/group.js';
 import { encodePoint, type RandomBytes } from '../../src/tickets/group.js';
 import type { AcceptedKey, Keyring } from '../../src/tickets/keyring.js';
 import {
@@ -13,7 +13,7 @@ import {
 } from '../../src/tickets/scheme.js';
 import { encodeTicket } from '../../src/tickets/ticket.js';
 
-export const csprng: RandomBytes = (n) => new Uint8Array(randomBytes(n));
+export { csprng };
 
 /**
  * One complete issuance (signer and client), encoded as the client would redeem it.

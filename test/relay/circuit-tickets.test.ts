@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -8,7 +7,7 @@ import { RpcError, RpcErrorCode } from '../../src/protocol/errors.js';
 import type { JobParams } from '../../src/protocol/messages.js';
 import { CircuitConnector } from '../../src/relay/circuit-connector.js';
 import { Stratifier } from '../../src/relay/stratifier.js';
-import { encodePoint } from '../../src/tickets/group.js';
+import { csprng, encodePoint } from '../../src/tickets/group.js';
 import { TicketIssuer } from '../../src/tickets/issuer.js';
 import { type Keyring, utcDay } from '../../src/tickets/keyring.js';
 import {
@@ -24,7 +23,7 @@ import { createPowHasher } from '../../src/work/pow.js';
 import { MIN_DIFFICULTY } from '../../src/work/target.js';
 import { ManualSource } from '../helpers/manual-source.js';
 
-const key = generateSignerKey((n) => new Uint8Array(randomBytes(n)));
+const key = generateSignerKey(csprng);
 const keyring: Keyring = {
   issuingKey: () => ({ key, notBeforeDay: 0, notAfterDay: 1e9 }),
   acceptedKey: () => undefined,
@@ -150,7 +149,7 @@ describe('tickets over a circuit', () => {
     const { client, mine } = await registered('tickets');
     await mine();
     await mine();
-    const stranger = generateSignerKey((n) => new Uint8Array(randomBytes(n)));
+    const stranger = generateSignerKey(csprng);
     const pinned = {
       keyId: Buffer.from(stranger.keyId).toString('hex'),
       publicKey: Buffer.from(encodePoint(stranger.y)).toString('hex'),

@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RpcErrorCode } from '../../src/protocol/errors.js';
-import { decodePoint, decodeScalar, encodePoint, mod } from '../../src/tickets/group.js';
+import { csprng, decodePoint, decodeScalar, encodePoint, mod } from '../../src/tickets/group.js';
 import { type CreditAccount, TicketIssuer } from '../../src/tickets/issuer.js';
 import { type Keyring, utcDay } from '../../src/tickets/keyring.js';
 import {
@@ -14,7 +13,6 @@ import {
   verifySignature,
 } from '../../src/tickets/scheme.js';
 
-const csprng = (n: number) => new Uint8Array(randomBytes(n));
 const key = generateSignerKey(csprng);
 const keyring: Keyring = {
   issuingKey: () => ({ key, notBeforeDay: 0, notAfterDay: 1e9 }),

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   decodePoint,
@@ -9,6 +8,7 @@ import {
   mod,
   Q,
   TicketFormatError,
+  csprng,
 } from '../../src/tickets/group.js';
 import {
   challengeHash,
@@ -31,7 +31,6 @@ import {
 import { decodeTicket, encodeTicket } from '../../src/tickets/ticket.js';
 import { expandMessageXmd, leToBigInt, loadSodium, scalarLE } from '../helpers/sodium-ristretto.js';
 
-const csprng = (n: number) => new Uint8Array(randomBytes(n));
 const DAY = 20_413; // 2025-11-21
 
 /** One complete issuance; returns everything both sides saw. */
