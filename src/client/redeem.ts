@@ -1,3 +1,4 @@
+import { relayWebSocketUrl } from './relay-url.js';
 import type { Agent } from 'node:http';
 import { RpcError, RpcErrorCode } from '../protocol/errors.js';
 import type { TicketRedeemResult } from '../protocol/messages.js';
@@ -89,19 +90,12 @@ export async function redeemFromWallet(
  * this form, so `--relay http://host:port` finds what was mined at `ws://host:port/v1/circuit`.
  */
 export function circuitUrl(relay: string): string {
-  let url: URL;
-  try {
-    url = new URL(relay);
-  } catch {
-    throw new RangeError(`not a URL: ${relay}`);
-  }
-  const scheme = { 'http:': 'ws:', 'https:': 'wss:', 'ws:': 'ws:', 'wss:': 'wss:' }[url.protocol];
-  if (!scheme) throw new RangeError(`relay URL must be ws://, wss://, http:// or https://`);
+  const url = relayWebSocketUrl(relay);
   if (url.username || url.password || url.search || url.hash) {
     throw new RangeError('relay URL must not carry credentials, a query or a fragment');
   }
   if (url.pathname === '/' || url.pathname === '') url.pathname = '/v1/circuit';
-  return `${scheme}//${url.host}${url.pathname.replace(/\/+$/, '')}`;
+  return `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}`;
 }
 
 function retryAfterOf(data: unknown): { retryAfter?: number } {

@@ -1,3 +1,4 @@
+import { relayWebSocketUrl } from './relay-url.js';
 import type { Agent } from 'node:http';
 import type { Duplex } from 'node:stream';
 import WebSocket, { createWebSocketStream } from 'ws';
@@ -65,15 +66,8 @@ export interface OpenTunnelOptions {
 
 /** The URL of the tunnel endpoint of the relay at `relayBaseUrl` (http(s)/ws(s), any path). */
 export function tunnelUrl(relayBaseUrl: string, to: string): string {
-  let url: URL;
-  try {
-    url = new URL(relayBaseUrl);
-  } catch {
-    throw new RangeError(`not a URL: ${relayBaseUrl}`);
-  }
-  const scheme = { 'http:': 'ws:', 'https:': 'wss:', 'ws:': 'ws:', 'wss:': 'wss:' }[url.protocol];
-  if (!scheme) throw new RangeError('relay URL must be ws://, wss://, http:// or https://');
-  return `${scheme}//${url.host}/v1/tunnel?to=${encodeURIComponent(to)}`;
+  const url = relayWebSocketUrl(relayBaseUrl);
+  return `${url.protocol}//${url.host}/v1/tunnel?to=${encodeURIComponent(to)}`;
 }
 
 /**

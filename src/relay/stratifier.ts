@@ -9,6 +9,7 @@ import type {
   WorkSource,
 } from '../sources/work-source.js';
 import type { Algorithm } from '../work/algorithm.js';
+import { reversed, toHex } from '../work/hex.js';
 import type { ShareSubmission } from '../work/job.js';
 import type { PowHasher } from '../work/pow.js';
 import { negotiateMask } from '../work/version.js';
@@ -412,6 +413,7 @@ function effectiveMask(upstream: number | null, requested: number): number | nul
   return mask === 0 ? null : mask;
 }
 
+/** Display order, as explorers and the node show block hashes. */
 function hashHex(hash: Uint8Array): string {
-  return Buffer.from(hash).reverse().toString('hex');
+  return toHex(reversed(hash));
 }
