@@ -122,6 +122,10 @@ export class GbtSource extends EventEmitter<WorkSourceEvents> implements WorkSou
   private jobCounter = 0;
   private lastError: string | null = null;
   private hasher: Promise<PowHasher> | null = null;
+  /** Submissions run one after another (see submit). */
+  private submitQueue: Promise<unknown> = Promise.resolve();
+  /** Height of the last block the node accepted from us. */
+  private solvedHeight = -1;
 
   private stopController: AbortController | null = null;
   private pollTask: Promise<void> | null = null;
@@ -214,7 +218,17 @@ export class GbtSource extends EventEmitter<WorkSourceEvents> implements WorkSou
       work.template.transactions.map((tx, i) => parseHex(tx.data, `transactions[${i}].data`)),
     );
     const blockHash = toHex(reversed(sha256d(header)));
-    return this.submitBlock(toHex(block), blockHash, work.template.height);
+    const height = work.template.height;
+    // One submitblock at a time, and none for a height we already solved: on an easy chain
+    // (regtest) nearly every share is a block, and thousands of doomed submissions a second
+    // would fill the node's RPC work queue and starve getblocktemplate of the next tip.
+    const turn = this.submitQueue.then(() =>
+      height <= this.solvedHeight
+        ? { accepted: false as const, reason: `stale block: height ${height} is already solved` }
+        : this.submitBlock(toHex(block), blockHash, height),
+    );
+    this.submitQueue = turn.catch(() => undefined);
+    return turn;
   }
 
   private async submitBlock(
@@ -232,6 +246,7 @@ export class GbtSource extends EventEmitter<WorkSourceEvents> implements WorkSou
           return { accepted: false, reason: result };
         }
         this.log.info({ block: blockHash, height }, 'block accepted');
+        this.solvedHeight = Math.max(this.solvedHeight, height);
         this.wake(); // the next template builds on our block; don't wait for the poll
         return { accepted: true, block: blockHash };
       } catch (err) {
@@ -346,6 +361,8 @@ export class GbtSource extends EventEmitter<WorkSourceEvents> implements WorkSou
    */
   private apply(template: BlockTemplate): void {
     checkTemplateSupported(template);
+    // The node asks for a height we solved: our block was reorganised away; solve it again.
+    if (template.height <= this.solvedHeight) this.solvedHeight = template.height - 1;
     const payoutScript = this.payoutScript;
     if (payoutScript === null) return;
     // Coming (back) to live opens a new node session: shares for jobs from before the outage

@@ -243,13 +243,24 @@ describe('GbtSource on litecoind regtest', { timeout: 30_000 }, () => {
     });
 
     const afterBlock = nextJob(source, (j) => j.clean);
-    const outcome = await source.submit(share);
+    // A second block of the same height, found at the same moment, is not sent to the node
+    // (on regtest nearly every share is a block: sending them all floods its RPC queue).
+    const twin = await grind(job, terms.extranonce1, true);
+    const submittedBefore = recorder.calls.filter((c) => c.method === 'submitblock').length;
+    const [outcome, twinOutcome] = await Promise.all([source.submit(share), source.submit(twin)]);
+    expect(twinOutcome.accepted).toBe(false);
+    expect(twinOutcome).toHaveProperty(
+      'reason',
+      expect.stringMatching(/^stale block: height \d+ is already solved$/) as unknown,
+    );
+    expect(recorder.calls.filter((c) => c.method === 'submitblock')).toHaveLength(
+      submittedBefore + 1,
+    );
     expect(outcome).toMatchObject({ accepted: true });
     const hash = (outcome as { block: string }).block;
     expect(hash).toMatch(/^[0-9a-f]{64}$/);
     expect(await a.rpc('getbestblockhash')).toBe(hash);
     expect(await a.rpc('getblock', hash, 0)).toBe(lastSubmitted());
-
     const block = await getBlock(a, hash);
     const coinbase = block.tx[0]!;
     expect(coinbase.vin[0]!.coinbase).toBe(
