@@ -35,6 +35,32 @@ export class ShareQueue {
     while (this.busy) await this.draining;
   }
 
+  /**
+   * Wait for the queue to empty, but no longer than `ms`: then report every share still
+   * waiting as not submitted and return without waiting for the one in flight (its answer
+   * comes, or fails, when the source closes). How a stop stays bounded when shares pile up
+   * behind a slow link (each one a round trip through Tor). Returns how many were dropped.
+   */
+  async settleWithin(ms: number): Promise<number> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<true>((resolve) => {
+      timer = setTimeout(() => resolve(true), ms);
+    });
+    const timedOut = await Promise.race([this.idle().then(() => false as const), late]);
+    clearTimeout(timer);
+    if (!timedOut) return 0;
+    const dropped = this.waiting.splice(0);
+    for (const share of dropped) {
+      this.onResult({
+        share,
+        accepted: false,
+        reason: 'not submitted: the miner stopped',
+        stale: true,
+      });
+    }
+    return dropped.length;
+  }
+
   private async drain(): Promise<void> {
     try {
       for (let share = this.waiting.shift(); share; share = this.waiting.shift()) {

@@ -22,6 +22,9 @@ import { ShareQueue } from './miner-share-queue.js';
 import { HashrateMeter, type MinerStats, type ShareResult } from './miner-stats.js';
 import { extranonce2For, header76For, type PlannedWork, planWork, shareFor } from './miner-work.js';
 
+/** How long a stop waits for found shares to be submitted before dropping the rest. */
+const STOP_SUBMIT_MS = 5_000;
+
 export type { MinerStats, ShareResult, ThreadStats } from './miner-stats.js';
 
 /**
@@ -145,8 +148,9 @@ export class Miner extends EventEmitter<MinerEvents> {
   }
 
   /**
-   * Stop mining and end the threads, then wait until every found share has its result
-   * (shares found before the stop are still submitted: they are the user's credit).
+   * Stop mining and end the threads, then let the shares found before the stop be submitted
+   * (they are the user's credit), for up to STOP_SUBMIT_MS: a stop must end even when
+   * hundreds of shares wait behind a slow circuit.
    */
   stop(): Promise<void> {
     if (this.running) this.stopping = this.teardown();
@@ -179,7 +183,7 @@ export class Miner extends EventEmitter<MinerEvents> {
     await Promise.all(this.laneLoops);
     await this.pool?.close();
     this.pool = null;
-    await this.queue.idle();
+    await this.queue.settleWithin(STOP_SUBMIT_MS);
   }
 
   private readonly onTerms = (terms: UpstreamTerms): void => {

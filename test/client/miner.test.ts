@@ -211,6 +211,37 @@ describe('miner pieces', () => {
     expect(results).toHaveLength(6);
   });
 
+  it('a bounded settle drops what still waits behind a slow submit, reporting each', async () => {
+    const results: ShareResult[] = [];
+    let release: () => void = () => undefined;
+    const queue = new ShareQueue(
+      () =>
+        new Promise((resolve) => {
+          release = () => resolve({ accepted: true });
+        }),
+      () => true,
+      (result) => results.push(result),
+    );
+    const share = (n: number): UpstreamShare => ({
+      session: 1,
+      jobId: 'j',
+      extranonce2: '00',
+      ntime: '00000000',
+      nonce: n.toString(16).padStart(8, '0'),
+    });
+    for (const n of [1, 2, 3]) queue.push(share(n));
+    // Share 1 hangs in the source; 2 and 3 wait behind it.
+    expect(await queue.settleWithin(20)).toBe(2);
+    expect(results.map((r) => [r.share.nonce, r.accepted, r.reason])).toEqual([
+      ['00000002', false, 'not submitted: the miner stopped'],
+      ['00000003', false, 'not submitted: the miner stopped'],
+    ]);
+    release();
+    await queue.idle();
+    expect(results.map((r) => r.share.nonce)).toEqual(['00000002', '00000003', '00000001']);
+    expect(await queue.settleWithin(20)).toBe(0);
+  });
+
   it('mine(): reports every share of a nonce range in order, and stops on a new generation', async () => {
     const source = new ManualSource('sha256d');
     const terms = source.setTerms({ difficulty: 2 ** -20, extranonce2Size: 2 });
