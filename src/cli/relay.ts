@@ -1,7 +1,10 @@
+import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { createLogger } from '../log.js';
-import { ConfigError, loadRelayConfig, parseRelayConfig } from '../relay/config.js';
+import { ConfigError, loadRelayConfig, parseRelayConfig, splitHostPort } from '../relay/config.js';
 import { startRelay } from '../relay/relay.js';
+import { CIRCUIT_PATH } from '../relay/circuit-connector.js';
+import { torrcSnippet } from '../tor/torrc-snippet.js';
 import { fail } from './output.js';
 
 interface RelayFlags {
@@ -9,6 +12,9 @@ interface RelayFlags {
   listen?: string;
   stratumListen?: string;
   logLevel?: string;
+  torControl?: string;
+  torPasswordFile?: string;
+  printTorrc?: boolean;
 }
 
 export function relayCommand(): Command {
@@ -17,7 +23,19 @@ export function relayCommand(): Command {
     .requiredOption('-c, --config <file>', 'relay config (TOML); see config/relay.example.toml')
     .option('--listen <host:port>', 'override relay.listen')
     .option('--stratum-listen <host:port>', 'override relay.stratumListen')
-    .option('--log-level <level>', 'override log.level')
+    .option(
+      '--log-level <level>',
+      'override log.level: fatal, error, warn, info, debug, trace, silent',
+    )
+    .option(
+      '--tor-control <host:port>',
+      "create the onion service through Tor's control port (override tor.control)",
+    )
+    .option(
+      '--tor-password-file <file>',
+      'Tor control password file, 0600 (else $POWBRIDGE_TOR_PASSWORD); cookie auth needs none',
+    )
+    .option('--print-torrc', 'print a torrc snippet for the onion service instead of running')
     .action(async (flags: RelayFlags) => {
       let config;
       try {
@@ -32,20 +50,45 @@ export function relayCommand(): Command {
               ...(flags.stratumListen ? { stratumListen: flags.stratumListen } : {}),
             },
             log: { level: flags.logLevel ?? process.env.POWBRIDGE_LOG_LEVEL ?? file.log.level },
+            tor: {
+              ...file.tor,
+              ...(flags.torControl ? { control: flags.torControl } : {}),
+              ...(flags.torPasswordFile ? { passwordFile: resolve(flags.torPasswordFile) } : {}),
+            },
           },
           `${flags.config} (with flags)`,
         );
       } catch (err) {
         return fail('relay', err instanceof ConfigError ? err.message : err);
       }
+      if (flags.printTorrc) {
+        try {
+          process.stdout.write(
+            torrcSnippet({
+              hiddenServiceDir: config.tor.hiddenServiceDir,
+              virtualPort: config.tor.virtualPort,
+              target: splitHostPort(config.relay.listen),
+            }),
+          );
+        } catch (err) {
+          fail('relay', err);
+        }
+        return;
+      }
       const logger = createLogger({ level: config.log.level });
       let relay;
       try {
-        relay = await startRelay(config, { logger });
+        const torPassword = process.env.POWBRIDGE_TOR_PASSWORD;
+        relay = await startRelay(config, { logger, ...(torPassword ? { torPassword } : {}) });
       } catch (err) {
         return fail('relay', err);
       }
       process.stderr.write(`powbridge relay: listening on ${relay.url}\n`);
+      if (relay.onion) {
+        process.stderr.write(
+          `powbridge relay: onion service ${relay.onion.url('ws', CIRCUIT_PATH)}\n`,
+        );
+      }
       if (relay.stratumAddress) {
         process.stderr.write(
           `powbridge relay: Stratum for standard miners on ${relay.stratumAddress}\n`,

@@ -184,6 +184,7 @@ function outcomeLine(outcome: RedeemOutcome, showToken: boolean): string {
 
 interface RedeemFlags extends WalletFlags {
   relay: string;
+  at?: string;
   proxy?: URL;
   count: number;
   showToken?: boolean;
@@ -200,6 +201,11 @@ function redeemCommand(): Command {
     .requiredOption(
       '-r, --relay <url>',
       'the relay (ws://, wss://, http:// or https://)',
+      argument(circuitUrl),
+    )
+    .option(
+      '--at <url>',
+      "redeem at this relay instead, e.g. a backup listed in the relay's descriptor (backupRelays)",
       argument(circuitUrl),
     )
     .option(
@@ -239,6 +245,7 @@ async function redeemLoop(wallet: Wallet, flags: RedeemFlags): Promise<number> {
   while (granted < flags.count) {
     const outcome = await redeemFromWallet(wallet, {
       relayUrl: flags.relay,
+      ...(flags.at ? { at: flags.at } : {}),
       now,
       skip,
       ...(flags.proxy ? { agentFactory: isolatedSocksAgents(flags.proxy) } : {}),
@@ -248,12 +255,25 @@ async function redeemLoop(wallet: Wallet, flags: RedeemFlags): Promise<number> {
       granted++;
       continue;
     }
+    if (outcome.kind === 'unreachable' && !flags.at) noteBackups();
     if (outcome.kind === 'none' || outcome.kind === 'busy' || outcome.kind === 'unreachable') break;
     // Refused tickets stay unspent: skip them for the rest of this run.
     if (outcome.kind === 'refused') skip.push(outcome.ticketId);
     if (++setbacks >= MAX_SETBACKS) break;
   }
   return granted;
+}
+
+/**
+ * The wallet keeps no descriptors, so this cannot say whether the relay has backups, only how
+ * to use one. Never tried on our own: redeeming at a backup tells it which relay we mined at.
+ */
+function noteBackups(): void {
+  process.stderr.write(
+    'powbridge tickets redeem: note: if the relay lists backup relays in its descriptor ' +
+      '(backupRelays), its tickets can be redeemed there with --at <url> (never done without ' +
+      'asking: the backup would learn which relay you mined at)\n',
+  );
 }
 
 function pruneCommand(): Command {
@@ -266,7 +286,7 @@ function pruneCommand(): Command {
   )
     .option(
       '--keep-days <n>',
-      `days to keep settled tickets (default ${DEFAULT_KEEP_DAYS})`,
+      'days to keep settled tickets',
       wholeNumber(0, 3650),
       DEFAULT_KEEP_DAYS,
     )

@@ -6,7 +6,8 @@ import { CircuitClient } from './circuit-client.js';
 import type { Wallet } from './wallet.js';
 
 /**
- * Spend one wallet ticket at its relay (DESIGN §6.3). Unlinkability rests on the circuit: the
+ * Spend one wallet ticket at its relay, or at a relay accepting its tickets (a backup, DESIGN
+ * §7), and record the verdict (DESIGN §6.3). Unlinkability rests on the circuit: the
  * ticket goes over a connection of its own, never the one that mined it, and through Tor
  * each redemption's agent carries fresh SOCKS credentials, so Tor builds a new circuit for
  * it (stream isolation by SOCKS auth). The wallet follows the relay's verdict: a ticket the
@@ -18,8 +19,15 @@ import type { Wallet } from './wallet.js';
 export type Grant = TicketRedeemResult;
 
 export interface RedeemOptions {
-  /** The relay's circuit URL, as the wallet stored it (see `circuitUrl`). */
+  /** Whose ticket to spend: the relay's circuit URL as the wallet stored it (`circuitUrl`). */
   relayUrl: string;
+  /**
+   * Where to spend it, default the ticket's relay: e.g. a backup the relay lists in its
+   * descriptor (`backupRelays`) while the relay is offline (DESIGN §7). Only on the caller's
+   * word, never as an automatic fallback: spending there tells the backup that this user
+   * holds tickets of that relay.
+   */
+  at?: string;
   /** A fresh agent per call (e.g. SOCKS with new credentials); direct connection if absent. */
   agentFactory?: () => Agent;
   /** Unix seconds; read when choosing the ticket and again when recording the outcome. */
@@ -55,7 +63,7 @@ export async function redeemFromWallet(
   const agent = options.agentFactory?.();
   let circuit: CircuitClient | undefined;
   try {
-    circuit = await CircuitClient.connect(options.relayUrl, {
+    circuit = await CircuitClient.connect(options.at ?? options.relayUrl, {
       ...(agent ? { agent } : {}),
       ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
     });

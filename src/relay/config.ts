@@ -82,6 +82,27 @@ const difficultySection = z
   })
   .refine((d) => d.min <= d.max, { error: 'min must be <= max' });
 
+const peerName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, { error: 'expected a label: a-z, 0-9 and -, at most 32' });
+
+/** A backup relay (Protocol 2, DESIGN §7): both relays list each other. */
+const peer = z.strictObject({
+  name: peerName,
+  // The peer relay's HTTP base URL (its relay.listen, or its onion address through peering.proxy).
+  url: z.url({ protocol: /^https?$/, error: 'expected the http:// base URL of the peer relay' }),
+  // Its Ed25519 identity (`powbridge keys show` on the peer): every peer message is checked against it.
+  identity: z.string().regex(/^[0-9a-f]{64}$/, { error: 'expected 64 lowercase hex characters' }),
+  // Accept this peer's tickets here (we are its backup).
+  acceptTickets: z.boolean().default(true),
+  // While the peer is unreachable, accept its tickets anyway and sync the serials later.
+  acceptWhenOffline: z.boolean().default(true),
+  // Send the peer a PAYMENT_REQUEST every this many of its tickets served here.
+  paymentEvery: z.number().int().min(1).max(10_000).default(10),
+  // Stop accepting its tickets (error 36) while this many billed tickets are unpaid.
+  maxUnpaid: z.number().int().min(1).max(1_000_000).default(100),
+});
+
 export const relayConfigSchema = z.strictObject({
   relay: z
     .strictObject({
@@ -152,10 +173,60 @@ export const relayConfigSchema = z.strictObject({
       classes: z.array(z.record(z.string(), z.unknown())).max(256).optional(),
     })
     .prefault({}),
+  tor: z
+    .strictObject({
+      // Tor's control port: when set, the relay creates its onion service there (ADD_ONION).
+      control: hostPort.optional(),
+      // HASHEDPASSWORD: a file (0600) with the control password; else $POWBRIDGE_TOR_PASSWORD.
+      // No password key: secrets stay out of config files.
+      passwordFile: z.string().min(1).optional(),
+      // Read the auth cookie here instead of where Tor says (Tor in a container).
+      cookieFile: z.string().min(1).optional(),
+      // The onion service's port: 80 gives clients ws://<address>.onion/v1/circuit.
+      virtualPort: z.number().int().min(1).max(65535).default(80),
+      // For --print-torrc: the HiddenServiceDir Tor keeps the service key in.
+      hiddenServiceDir: z.string().min(1).default('/var/lib/tor/powbridge'),
+    })
+    .prefault({}),
   verify: z.strictObject({ threads: z.number().int().min(1).max(64).default(1) }).prefault({}),
+  peering: z
+    .strictObject({
+      // How far a peer's clock may be off, and so how long a signed peer request stays valid.
+      clockSkewSeconds: z.number().int().min(5).max(600).default(60),
+      // How often descriptors are refreshed, spent logs pulled and payment messages sent.
+      syncIntervalSeconds: positive.max(3600).default(10),
+      requestTimeoutSeconds: positive.max(60).default(3),
+      // Reach peers through SOCKS5 (e.g. Tor's socks5h://127.0.0.1:9050 for onion peers).
+      proxy: z
+        .string()
+        .regex(/^socks5h?:\/\/[^\s]+$/, { error: 'expected socks5h://host:port' })
+        .optional(),
+    })
+    .prefault({}),
+  peers: z
+    .array(peer)
+    .max(32)
+    .default([])
+    .superRefine((peers, ctx) => {
+      const seen = new Set<string>();
+      for (const [i, p] of peers.entries()) {
+        for (const key of [`name:${p.name}`, `identity:${p.identity}`]) {
+          if (seen.has(key)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: [i, key.split(':')[0]!],
+              message: 'listed twice',
+            });
+          }
+          seen.add(key);
+        }
+      }
+    }),
 });
 
 export type RelayConfig = z.output<typeof relayConfigSchema>;
+export type PeerConfig = RelayConfig['peers'][number];
+export type PeeringConfig = RelayConfig['peering'];
 
 function describe(error: z.ZodError): string {
   return error.issues
@@ -198,11 +269,13 @@ export function loadRelayConfig(file: string, env: NodeJS.ProcessEnv = process.e
   } catch (err) {
     throw new ConfigError(`${file}: not valid TOML: ${(err as Error).message.split('\n')[0]}`);
   }
-  const config = parseRelayConfig(raw, file);
-  // Secrets may come from the environment instead of the file.
-  if (config.source.node && env.POWBRIDGE_RPC_PASSWORD) {
-    config.source.node.rpcPassword = env.POWBRIDGE_RPC_PASSWORD;
+  // Secrets may come from the environment instead of the file: set before validation, so a
+  // file without rpcPassword is complete when the variable supplies it.
+  const node = (raw as { source?: { node?: Record<string, unknown> } }).source?.node;
+  if (node && typeof node === 'object' && env.POWBRIDGE_RPC_PASSWORD) {
+    node.rpcPassword = env.POWBRIDGE_RPC_PASSWORD;
   }
+  const config = parseRelayConfig(raw, file);
   const base = dirname(resolve(file));
   config.relay.dataDir = resolve(base, config.relay.dataDir);
   if (config.source.node?.rpcCookieFile) {
@@ -211,6 +284,8 @@ export function loadRelayConfig(file: string, env: NodeJS.ProcessEnv = process.e
   for (const p of config.source.pools ?? []) {
     if (p.tlsCaFile) p.tlsCaFile = resolve(base, p.tlsCaFile);
   }
+  if (config.tor.passwordFile) config.tor.passwordFile = resolve(base, config.tor.passwordFile);
+  if (config.tor.cookieFile) config.tor.cookieFile = resolve(base, config.tor.cookieFile);
   return config;
 }
 

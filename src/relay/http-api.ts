@@ -3,18 +3,20 @@ import { type Logger, silentLogger } from '../log.js';
 import { MODE_NAMES } from '../qos/htb-bucket.js';
 import type { ClassStats } from '../qos/htb.js';
 import type { SourceState } from '../sources/work-source.js';
+import type { RedeemCounts } from '../tickets/redeemer.js';
 import type { Algorithm } from '../work/algorithm.js';
 import { CIRCUIT_PATH } from './circuit-connector.js';
+import { registerDashboard } from './dashboard/routes.js';
 import type { RelayMetrics } from './metrics.js';
 import { SHARE_REJECT_REASONS, type RelayStats, type ShareRejectReason } from './stats.js';
 import type { Stratifier } from './stratifier.js';
 
 /**
- * The relay's HTTP face: status, Prometheus metrics, probes and the descriptor. Connectors
- * (circuit, later tunnel) attach to `app.server` for their WebSocket upgrades, so one port
- * serves everything. Fastify's own logger stays off: its request logs carry the peer
- * address, and a relay must not record who talks to it. We log errors through pino without
- * any request details.
+ * The relay's HTTP face: status, Prometheus metrics, probes, the descriptor and the operator's
+ * dashboard (at `/`, see dashboard/routes.ts). Connectors (circuit, later tunnel) attach to
+ * `app.server` for their WebSocket upgrades, so one port serves everything. Fastify's own
+ * logger stays off: its request logs carry the peer address, and a relay must not record who
+ * talks to it. We log errors through pino without any request details.
  */
 
 export interface HttpApiOptions {
@@ -33,6 +35,14 @@ export interface HttpApiOptions {
    * the status has no `qos` section.
    */
   qos?: () => ClassStats[];
+  /** Ticket counters, read per request (see ticketStatus). Without it no `tickets` section. */
+  tickets?: () => TicketStatus;
+  /**
+   * Further status sections by name (e.g. `peers`), each read per request and merged into
+   * /v1/status as returned (no response schema: their owners shape them). Names are lower
+   * camelCase and must not clash with a built-in field.
+   */
+  sections?: Record<string, () => unknown>;
   logger?: Logger;
 }
 
@@ -49,6 +59,21 @@ export interface QosClassStatus {
   tokens: number;
   ctokens: number;
   queuedBytes: number;
+}
+
+/** Why the redeemer refused tickets (RedeemCounts without the successes). */
+export type TicketRefusal = Exclude<keyof RedeemCounts, 'redeemed'>;
+
+/** Tickets signed by the issuer and spent at the redeemer since the relay started. */
+export interface TicketStatus {
+  issued: number;
+  redeemed: number;
+  refused: Record<TicketRefusal, number>;
+}
+
+export function ticketStatus(issued: number, counts: Readonly<RedeemCounts>): TicketStatus {
+  const { redeemed, ...refused } = counts;
+  return { issued, redeemed, refused };
 }
 
 export interface RelayStatus {
@@ -68,6 +93,8 @@ export interface RelayStatus {
   jobs: number;
   /** Present when the relay shapes tunnels; classes parents before children. */
   qos?: { classes: QosClassStatus[] };
+  /** Present when the relay issues tickets. */
+  tickets?: TicketStatus;
 }
 
 /** The status view of the shaper's class stats (bytes/s → bits/s, internal fields dropped). */
@@ -117,7 +144,14 @@ export function relayDescriptor(terms: {
 const count = { type: 'integer', minimum: 0 } as const;
 const nullableNumber = { type: ['number', 'null'] } as const;
 
-function closedObject(properties: Record<string, object>, optional: string[] = []): object {
+interface ObjectSchema {
+  type: 'object';
+  additionalProperties: false;
+  required: string[];
+  properties: Record<string, object>;
+}
+
+function closedObject(properties: Record<string, object>, optional: string[] = []): ObjectSchema {
   return {
     type: 'object',
     additionalProperties: false,
@@ -136,6 +170,18 @@ const qosClassSchema = closedObject({
   tokens: { type: 'number' },
   ctokens: { type: 'number' },
   queuedBytes: count,
+});
+
+const ticketsSchema = closedObject({
+  issued: count,
+  redeemed: count,
+  refused: closedObject({
+    malformed: count,
+    unknownKey: count,
+    wrongDay: count,
+    badSignature: count,
+    spent: count,
+  } satisfies Record<TicketRefusal, object>),
 });
 
 /** Response schema: fast-json-stringify serialises with it and drops anything not listed. */
@@ -162,9 +208,45 @@ const statusSchema = closedObject(
     blocks: closedObject({ found: count, accepted: count, rejected: count }),
     jobs: count,
     qos: closedObject({ classes: { type: 'array', items: qosClassSchema } }),
+    tickets: ticketsSchema,
   },
-  ['qos'],
+  ['qos', 'tickets'],
 );
+
+/** The status schema plus extra sections, each any JSON value (written as JSON.stringify would). */
+function statusSchemaWith(sectionNames: readonly string[]): ObjectSchema {
+  const extra = Object.fromEntries(sectionNames.map((name) => [name, {}]));
+  return { ...statusSchema, properties: { ...statusSchema.properties, ...extra } };
+}
+
+const SECTION_NAME = /^[a-z][A-Za-z0-9]{0,31}$/;
+
+/** The caller's extra status sections, checked once: a bad name is a programming error. */
+function checkedSections(sections: Record<string, () => unknown>): [string, () => unknown][] {
+  return Object.entries(sections).map(([name, read]) => {
+    if (!SECTION_NAME.test(name) || Object.hasOwn(statusSchema.properties, name)) {
+      throw new Error(`status section name "${name}" is invalid or taken by a built-in field`);
+    }
+    return [name, read];
+  });
+}
+
+/** Reads the extra sections; one that throws shows as null so the rest still serves. */
+function readSections(
+  sections: readonly [string, () => unknown][],
+  log: Logger,
+): Record<string, unknown> {
+  const values: Record<string, unknown> = {};
+  for (const [name, read] of sections) {
+    try {
+      values[name] = read();
+    } catch (err) {
+      log.error({ err: errorMessage(err), section: name }, 'status section failed');
+      values[name] = null;
+    }
+  }
+  return values;
+}
 
 const upstreamState = { type: 'string', enum: ['connecting', 'live', 'down'] } as const;
 const healthSchema = closedObject({ ok: { type: 'boolean' }, upstream: upstreamState });
@@ -174,11 +256,14 @@ export function createHttpApi(options: HttpApiOptions): FastifyInstance {
   const { stratifier, stats, metrics, descriptor } = options;
   const upstreamUrl = options.upstreamUrl ?? (() => null);
   const qos = options.qos;
+  const tickets = options.tickets;
+  const sections = checkedSections(options.sections ?? {});
   const log = options.logger ?? silentLogger;
   // trustProxy off: X-Forwarded-For is never read, so no address reaches a handler.
   const app = fastify({ logger: false, trustProxy: false, return503OnClosing: true });
 
-  app.get('/v1/status', { schema: { response: { 200: statusSchema } } }, (): RelayStatus => {
+  const schema = statusSchemaWith(sections.map(([name]) => name));
+  app.get('/v1/status', { schema: { response: { 200: schema } } }, (): RelayStatus => {
     const snapshot = stats.snapshot();
     return {
       upstream: { ...snapshot.upstream, url: upstreamUrl() },
@@ -189,6 +274,8 @@ export function createHttpApi(options: HttpApiOptions): FastifyInstance {
       blocks: snapshot.blocks,
       jobs: snapshot.jobs,
       ...(qos ? { qos: qosStatus(qos()) } : {}),
+      ...(tickets ? { tickets: tickets() } : {}),
+      ...readSections(sections, log),
     };
   });
 
@@ -217,6 +304,8 @@ export function createHttpApi(options: HttpApiOptions): FastifyInstance {
 
   // No response schema: once signed, the descriptor must go out exactly as it was built.
   app.get('/v1/descriptor', () => descriptor());
+
+  registerDashboard(app);
 
   app.setNotFoundHandler((_request, reply) => reply.code(404).send({ error: 'not found' }));
 

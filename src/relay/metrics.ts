@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { ClassStats } from '../qos/htb.js';
+import type { TicketStatus } from './http-api.js';
 import { SHARE_REJECT_REASONS, type RelayStats, type RelayStatsSnapshot } from './stats.js';
 
 /**
@@ -132,6 +133,28 @@ export class RelayMetrics {
     if (options.processMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry, prefix: METRICS_PREFIX });
     }
+  }
+
+  /**
+   * Ticket counters (the ticket desk opens after the metrics exist, so it registers late):
+   * issued, redeemed, and redemptions refused by reason.
+   */
+  watchTickets(read: () => TicketStatus): void {
+    new Counter({
+      name: `${METRICS_PREFIX}tickets_total`,
+      help: 'Tickets issued and redeemed here, and redemptions refused by reason.',
+      labelNames: ['event', 'reason'] as const,
+      registers: [this.registry],
+      collect() {
+        const status = read();
+        this.reset();
+        this.inc({ event: 'issued' }, status.issued);
+        this.inc({ event: 'redeemed' }, status.redeemed);
+        for (const [reason, count] of Object.entries(status.refused)) {
+          this.inc({ event: 'refused', reason }, count);
+        }
+      },
+    });
   }
 
   /** Value of the Content-Type header for text(). */

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { SocksProxyAgent } from 'socks-proxy-agent';
 import { type Logger, silentLogger } from '../log.js';
 import { GbtSource } from '../sources/gbt-source.js';
 import { StratumPool } from '../sources/stratum-pool.js';
@@ -9,11 +10,14 @@ import type { WorkSource } from '../sources/work-source.js';
 import type { HtbInput } from '../qos/htb-config.js';
 import { HtbShaper } from '../qos/htb-shaper.js';
 import { TUNNEL_PATH, TunnelConnector } from '../qos/tunnel.js';
+import { registerPeerApi } from '../peers/peer-api.js';
+import { Peering } from '../peers/peering.js';
 import { TicketDesk } from '../tickets/ticket-desk.js';
+import { type OnionService, startOnionService } from '../tor/onion-service.js';
 import { BIP320_MASK } from '../work/version.js';
 import { CIRCUIT_PATH, CircuitConnector } from './circuit-connector.js';
 import { type RelayConfig, splitHostPort } from './config.js';
-import { createHttpApi, relayDescriptor } from './http-api.js';
+import { createHttpApi, relayDescriptor, ticketStatus } from './http-api.js';
 import { RelayMetrics } from './metrics.js';
 import { createShareHasher, type ShareHasher } from './share-hasher.js';
 import { RelayStats } from './stats.js';
@@ -37,6 +41,10 @@ export interface Relay {
   readonly stats: RelayStats;
   readonly app: FastifyInstance;
   readonly tickets: TicketDesk;
+  /** The onion service made through Tor's control port (tor.control); null without one. */
+  readonly onion: OnionService | null;
+  /** Protocol 2 with backup relays; null when no peers are configured. */
+  readonly peering: Peering | null;
   close(): Promise<void>;
 }
 
@@ -44,6 +52,8 @@ export interface RelayDeps {
   logger?: Logger;
   /** Replace the configured source (tests drive a ManualSource through the whole relay). */
   source?: WorkSource;
+  /** Tor control password when tor.passwordFile is not set (the CLI: $POWBRIDGE_TOR_PASSWORD). */
+  torPassword?: string;
 }
 
 export function createSource(config: RelayConfig, logger: Logger): WorkSource {
@@ -122,10 +132,36 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   stats.attach(stratifier);
   const metrics = new RelayMetrics(stats, { qos: () => shaper.stats() });
   let tickets: TicketDesk;
+  // Assigned inside TicketDesk.open's callback, so TS must not narrow it to null here.
+  let peering = null as Peering | null;
   try {
     tickets = await TicketDesk.open({
       dataDir: config.relay.dataDir,
       ...config.tickets,
+      backupRelays: config.peers.map((p) => ({
+        identity: p.identity,
+        // http(s) → ws(s): clients reach a backup's circuit like ours.
+        url: new URL(CIRCUIT_PATH, p.url.replace(/^http/, 'ws')).toString(),
+      })),
+      ...(config.peers.length > 0
+        ? {
+            peers: ({ keys, store }) => {
+              peering = new Peering({
+                peers: config.peers,
+                settings: config.peering,
+                dataDir: config.relay.dataDir,
+                identity: keys.identity,
+                ownKeys: keys,
+                store,
+                logger: logger.child({ component: 'peers' }),
+                ...(config.peering.proxy
+                  ? { agent: new SocksProxyAgent(config.peering.proxy) }
+                  : {}),
+              });
+              return { keyring: peering.keyring, foreign: peering.gate };
+            },
+          }
+        : {}),
       descriptorBase: () =>
         relayDescriptor({
           algorithm,
@@ -137,11 +173,14 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     });
   } catch (err) {
     // Key files refused (permissions, damage): leave nothing running behind.
+    await peering?.close();
     stats.detach();
     shaper.close();
     await hasher.close();
     throw err;
   }
+  const readTickets = () => ticketStatus(tickets.issuer.issued(), tickets.redeemer.counts());
+  metrics.watchTickets(readTickets);
   const app = createHttpApi({
     stratifier,
     stats,
@@ -149,8 +188,23 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     descriptor: () => tickets.descriptor(),
     upstreamUrl: () => source.status().upstream,
     qos: () => shaper.stats(),
+    tickets: readTickets,
+    ...(peering ? { sections: { peers: () => peering?.status() } } : {}),
     logger: logger.child({ component: 'http' }),
   });
+  if (peering) {
+    const redeemer = tickets.redeemer;
+    peering.useTicketSpender((ticket, now, origin) =>
+      redeemer.spendForSettlement(ticket, now, origin),
+    );
+    peering.registerMetrics(metrics.registry);
+    registerPeerApi(app, {
+      peering,
+      identity: tickets.keys.identity,
+      clockSkewSeconds: config.peering.clockSkewSeconds,
+      logger: logger.child({ component: 'peer-api' }),
+    });
+  }
   const circuits = new CircuitConnector(stratifier, {
     limits: {
       maxFrameBytes: limits.maxFrameBytes,
@@ -190,6 +244,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   source.start();
   const { host, port } = splitHostPort(config.relay.listen);
   let stratumAddress: string | null = null;
+  let onion: OnionService | null = null;
   try {
     await app.listen({ host, port });
     if (miners && config.relay.stratumListen) {
@@ -197,6 +252,21 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       await miners.listen(at.host, at.port);
       const bound = miners.address();
       if (bound) stratumAddress = `${at.host}:${bound.port}`;
+    }
+    // Last: Tor forwards the onion service to the listener, which exists now.
+    if (config.tor.control) {
+      const bound = app.server.address() as AddressInfo;
+      onion = await startOnionService({
+        control: splitHostPort(config.tor.control),
+        dataDir: config.relay.dataDir,
+        target: { host: bound.address, port: bound.port },
+        virtualPort: config.tor.virtualPort,
+        ...(config.tor.passwordFile ? { passwordFile: config.tor.passwordFile } : {}),
+        ...(deps.torPassword ? { password: deps.torPassword } : {}),
+        ...(config.tor.cookieFile ? { cookieFile: config.tor.cookieFile } : {}),
+        logger: logger.child({ component: 'tor' }),
+      });
+      tickets.addEndpoint('onion', onion.url('ws', CIRCUIT_PATH));
     }
   } catch (err) {
     circuits.close();
@@ -206,11 +276,13 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     await miners?.close();
     stratifier.stop();
     stats.detach();
+    await peering?.close();
     tickets.close();
     await source.stop();
     await hasher.close();
     throw err;
   }
+  peering?.start();
   const address = app.server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${shownHost}:${address.port}`;
@@ -227,7 +299,11 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     stats,
     app,
     tickets,
+    peering,
+    onion,
     async close() {
+      // First, so Tor stops sending clients to a relay that is going away.
+      await onion?.close();
       await miners?.close();
       circuits.close();
       tunnels.close();
@@ -235,6 +311,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       await app.close();
       stratifier.stop();
       stats.detach();
+      await peering?.close();
       tickets.close();
       await source.stop();
       await hasher.close();

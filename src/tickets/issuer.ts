@@ -100,6 +100,7 @@ export class TicketIssuer extends EventEmitter<IssuerEvents> {
   private readonly openCount = new Map<string, number>();
   private readonly queues = new Map<string, Waiter[]>();
   private queued = 0;
+  private issuedCount = 0;
   /** Circuits with a queued or open session. */
   private readonly busy = new Set<number>();
 
@@ -118,6 +119,11 @@ export class TicketIssuer extends EventEmitter<IssuerEvents> {
     this.ttlMs = options.sessionTtlMs ?? 10_000;
     this.now = options.now ?? (() => Date.now() / 1000);
     this.random = options.random ?? csprng;
+  }
+
+  /** Tickets signed since start (sessions answered with a valid e), for the status page. */
+  issued(): number {
+    return this.issuedCount;
   }
 
   /** Sessions open right now for a (key id hex, day). */
@@ -211,6 +217,7 @@ export class TicketIssuer extends EventEmitter<IssuerEvents> {
     const state: SignerSession = { ...open.state };
     this.close(open, 'answered');
     const response: SignerResponse = signerRespond(key, state, e);
+    this.issuedCount += 1;
     const hex = (v: bigint) => Buffer.from(encodeScalar(v)).toString('hex');
     return { r: hex(response.r), c: hex(response.c), s: hex(response.s), d: hex(response.d) };
   }

@@ -244,6 +244,11 @@ export class KeyStore implements Keyring {
       : null;
   }
 
+  /** Is `keyIdHex` one of the ticket keys we hold (valid or not)? */
+  holdsKey(keyIdHex: string): boolean {
+    return this.keys.some((k) => k.keyIdHex === keyIdHex);
+  }
+
   /**
    * One of our keys, if it can still verify tickets today: from its first issuing day to the
    * day after its last (a ticket is redeemable on its issue day and the next).

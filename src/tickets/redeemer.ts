@@ -38,7 +38,21 @@ export interface Grant {
   expiresAt: number;
 }
 
+/**
+ * Where tickets of other relays go (Protocol 2, DESIGN §7): the peers module decides whether
+ * this relay may serve a peer's ticket and reserves its serial at the peer first. Kept as an
+ * interface so the ticket code does not depend on the peer code.
+ */
+export interface ForeignTicketGate {
+  /** Before the local spend; throws RpcError (32, 33, 36) to refuse. */
+  admit(owner: string, spend: SpendRequest): Promise<{ offline: boolean }>;
+  /** After the local spend is durable; must not throw (the grant is owed by then). */
+  served(owner: string, spend: SpendRequest, seq: number, admission: { offline: boolean }): void;
+}
+
 export interface RedeemerOptions {
+  /** Admits tickets of peer relays; without it only our own keys are redeemable. */
+  foreign?: ForeignTicketGate;
   keyring: Keyring;
   store: SpentStore;
   grants?: GrantBook;
@@ -82,6 +96,7 @@ export class Redeemer {
   private readonly batcher: SpendBatcher;
   private readonly infoPoints: InfoPointCache;
   private readonly random: RandomBytes;
+  private readonly foreign: ForeignTicketGate | undefined;
   private readonly tally: RedeemCounts = {
     redeemed: 0,
     malformed: 0,
@@ -103,11 +118,16 @@ export class Redeemer {
     this.grants = options.grants ?? new GrantBook();
     this.infoPoints = options.infoPoints ?? new InfoPointCache();
     this.random = options.random ?? csprng;
+    this.foreign = options.foreign;
   }
 
   /** Verify and spend one ticket; throws RpcError 30/31/32/33/35 on refusal. */
   redeem(ticketText: unknown, nowSeconds: number): Grant {
-    const request = this.check(ticketText, nowSeconds);
+    const { request, owner } = this.check(ticketText, nowSeconds);
+    if (owner !== 'self' && this.foreign) {
+      // A peer's ticket needs the peer asked first, which cannot happen synchronously.
+      throw new RpcError(RpcErrorCode.unknownTicketKey, 'unknown ticket key');
+    }
     return this.grantFor(this.spendNow(request), request.at);
   }
 
@@ -116,18 +136,44 @@ export class Redeemer {
    * fsync for all of them); the grant still comes only after the commit.
    */
   async redeemBatched(ticketText: unknown, nowSeconds: number, topUp?: string): Promise<Grant> {
-    const request = this.check(ticketText, nowSeconds);
+    const { request, owner } = this.check(ticketText, nowSeconds);
+    // Without a gate the keyring alone decides which keys count (as in the tests' keyrings).
+    const gate = owner === 'self' ? undefined : this.foreign;
+    let admission: { offline: boolean } | undefined;
+    try {
+      admission = gate ? await gate.admit(owner, request) : undefined;
+    } catch (err) {
+      if (err instanceof RpcError && err.code === RpcErrorCode.ticketSpent) this.tally.spent++;
+      throw err;
+    }
     let spend: SpendResult;
     try {
       spend = await this.batcher.spend(request);
     } catch (err) {
       throw busyAsRetry(err);
     }
+    if (spend.spent && gate && admission) gate.served(owner, request, spend.seq, admission);
     return this.grantFor(spend, request.at, topUp);
   }
 
+  /**
+   * Spend one of our own tickets without granting anything: a peer pays its debt with
+   * tickets it earned by mining for us (Protocol 2 settlement by work). Same checks and the
+   * same durable spend as a redemption; false if the ticket is not good or already spent.
+   */
+  spendForSettlement(ticketText: string, nowSeconds: number, origin: string): boolean {
+    try {
+      const { request, owner } = this.check(ticketText, nowSeconds);
+      if (owner !== 'self') return false;
+      return this.store.trySpend({ ...request, origin }).spent;
+    } catch (err) {
+      if (err instanceof RpcError) return false;
+      throw err;
+    }
+  }
+
   /** Everything but the spend: format, key, day, signature. Throws RpcError 30/31/35. */
-  private check(ticketText: unknown, nowSeconds: number): SpendRequest {
+  private check(ticketText: unknown, nowSeconds: number): { request: SpendRequest; owner: string } {
     if (!Number.isFinite(nowSeconds) || nowSeconds < 0) throw new RangeError('bad time');
     const now = Math.floor(nowSeconds);
 
@@ -159,7 +205,10 @@ export class Redeemer {
       this.tally.badSignature++;
       throw new RpcError(RpcErrorCode.badTicketSignature, 'bad ticket signature');
     }
-    return { serial, keyId: accepted.key.keyId, day: ticket.day, at: now };
+    return {
+      request: { serial, keyId: accepted.key.keyId, day: ticket.day, at: now },
+      owner: accepted.owner,
+    };
   }
 
   private spendNow(request: SpendRequest): SpendResult {

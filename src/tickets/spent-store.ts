@@ -23,7 +23,7 @@ import { checkDurablePath, openDurableDb } from './durable-db.js';
 
 const SCHEMA_VERSION = 1;
 const MAX_ORIGIN_LENGTH = 64;
-const MAX_SINCE_LIMIT = 10_000;
+export const MAX_SINCE_LIMIT = 10_000;
 
 export interface SpendRequest {
   /** SHA-256(x_c), 32 bytes. */
@@ -95,6 +95,9 @@ export class SpentStore {
   private readonly deleteBefore: Database.Statement<[number]>;
   private readonly after: Database.Statement<[number, number], Row>;
   private readonly total: Database.Statement<[], number>;
+  private readonly localAfter: Database.Statement<[number, number], Row>;
+  private readonly bySerial: Database.Statement<[Buffer], Row>;
+  private readonly lastSeq: Database.Statement<[], number>;
 
   private constructor(private readonly db: Database.Database) {
     // NOT EXISTS decides (its read runs inside the statement's write transaction, so under
@@ -113,6 +116,17 @@ export class SpentStore {
       'SELECT seq, serial, key_id, day, spent_at, origin FROM spent WHERE seq > ? ORDER BY seq LIMIT ?',
     );
     this.total = db.prepare<[], number>('SELECT count(*) FROM spent').pluck();
+    this.localAfter = db.prepare<[number, number], Row>(
+      `SELECT seq, serial, key_id, day, spent_at, origin FROM spent
+       WHERE seq > ? AND origin = 'local' ORDER BY seq LIMIT ?`,
+    );
+    // AUTOINCREMENT's own counter: never moves back, not even when prune deleted the newest rows.
+    this.lastSeq = db
+      .prepare<[], number>(`SELECT seq FROM sqlite_sequence WHERE name = 'spent'`)
+      .pluck();
+    this.bySerial = db.prepare<[Buffer], Row>(
+      'SELECT seq, serial, key_id, day, spent_at, origin FROM spent WHERE serial = ?',
+    );
   }
 
   /**
@@ -207,18 +221,31 @@ export class SpentStore {
 
   /** Up to `limit` rows with seq > `cursor`, in seq order; the last row's seq is the next cursor. */
   since(cursor: number, limit = 1_000): SpentRecord[] {
-    if (!Number.isSafeInteger(cursor) || cursor < 0) throw new RangeError('bad cursor');
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_SINCE_LIMIT) {
-      throw new RangeError(`limit must be 1..${MAX_SINCE_LIMIT}`);
-    }
-    return this.after.all(cursor, limit).map((row) => ({
-      seq: row.seq,
-      serial: new Uint8Array(row.serial),
-      keyId: new Uint8Array(row.key_id),
-      day: row.day,
-      at: row.spent_at,
-      origin: row.origin,
-    }));
+    checkPage(cursor, limit);
+    return this.after.all(cursor, limit).map(toRecord);
+  }
+
+  /**
+   * The same, only our own redemptions (origin 'local'): what a peer replicates from us.
+   * Rows we learnt from peers are theirs to serve, so nothing travels in a loop.
+   */
+  localSince(cursor: number, limit = 1_000): SpentRecord[] {
+    checkPage(cursor, limit);
+    return this.localAfter.all(cursor, limit).map(toRecord);
+  }
+
+  /**
+   * The highest sequence number ever handed out (0 for a new store). A peer whose cursor is
+   * above it is reading a store that was rebuilt or restored from a backup.
+   */
+  head(): number {
+    return this.lastSeq.get() ?? 0;
+  }
+
+  /** The record of one serial, if it is spent. */
+  lookup(serial: Uint8Array): SpentRecord | undefined {
+    const row = this.bySerial.get(buffer(serial));
+    return row ? toRecord(row) : undefined;
   }
 
   count(): number {
@@ -228,6 +255,24 @@ export class SpentStore {
   close(): void {
     this.db.close();
   }
+}
+
+function checkPage(cursor: number, limit: number): void {
+  if (!Number.isSafeInteger(cursor) || cursor < 0) throw new RangeError('bad cursor');
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_SINCE_LIMIT) {
+    throw new RangeError(`limit must be 1..${MAX_SINCE_LIMIT}`);
+  }
+}
+
+function toRecord(row: Row): SpentRecord {
+  return {
+    seq: row.seq,
+    serial: new Uint8Array(row.serial),
+    keyId: new Uint8Array(row.key_id),
+    day: row.day,
+    at: row.spent_at,
+    origin: row.origin,
+  };
 }
 
 function buffer(bytes: Uint8Array): Buffer {

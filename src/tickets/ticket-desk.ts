@@ -1,11 +1,11 @@
 import { join } from 'node:path';
 import { type Logger, silentLogger } from '../log.js';
 import type { TicketTerms } from '../protocol/messages.js';
-import { buildDescriptor, type SignedDescriptor } from './descriptor.js';
+import { type BackupRelay, buildDescriptor, type SignedDescriptor } from './descriptor.js';
 import { TicketIssuer } from './issuer.js';
 import { KeyStore } from './key-store.js';
-import { utcDay } from './keyring.js';
-import { Redeemer } from './redeemer.js';
+import { type Keyring, utcDay } from './keyring.js';
+import { type ForeignTicketGate, Redeemer } from './redeemer.js';
 import type { TicketService } from './service.js';
 import { SpentStore } from './spent-store.js';
 
@@ -24,6 +24,16 @@ export interface TicketDeskOptions {
   keyLifetimeDays: number;
   /** Unsigned relay fields for the descriptor (algorithm, endpoints, difficulty terms). */
   descriptorBase: () => object;
+  /** Backup relays listed in the descriptor (Protocol 2 peers that accept our tickets). */
+  backupRelays?: readonly BackupRelay[];
+  /**
+   * Protocol 2: given our keys and spent store, the keyring that also holds peers' keys and
+   * the gate their tickets pass through (see src/peers). Without it only our keys count.
+   */
+  peers?: (parts: { keys: KeyStore; store: SpentStore }) => {
+    keyring: Keyring;
+    foreign: ForeignTicketGate;
+  };
   now?: () => number;
   logger?: Logger;
 }
@@ -36,6 +46,8 @@ export class TicketDesk {
   private descriptorCache: { stamp: string; signed: SignedDescriptor } | null = null;
   private readonly timers: NodeJS.Timeout[] = [];
   private stopWatch: (() => void) | null = null;
+  /** Endpoints known only after start (the onion service), merged over descriptorBase's. */
+  private readonly extraEndpoints: Record<string, string> = {};
 
   private constructor(
     readonly keys: KeyStore,
@@ -71,7 +83,19 @@ export class TicketDesk {
       sessionTtlMs: options.sessionTtlSeconds * 1000,
       now,
     });
-    const redeemer = new Redeemer({ keyring: keys, store, windowSeconds: options.windowSeconds });
+    let peered: { keyring: Keyring; foreign: ForeignTicketGate } | undefined;
+    try {
+      peered = options.peers?.({ keys, store });
+    } catch (err) {
+      store.close();
+      throw err;
+    }
+    const redeemer = new Redeemer({
+      keyring: peered?.keyring ?? keys,
+      store,
+      windowSeconds: options.windowSeconds,
+      ...(peered ? { foreign: peered.foreign } : {}),
+    });
     const desk = new TicketDesk(keys, store, issuer, redeemer, options, now, log);
     desk.startUpkeep();
     return desk;
@@ -104,11 +128,19 @@ export class TicketDesk {
           keys,
           price: this.options.price,
           windowSeconds: this.options.windowSeconds,
+          ...(this.options.backupRelays ? { backupRelays: this.options.backupRelays } : {}),
+          endpoints: this.extraEndpoints,
           issuedAt: Math.floor(this.now()),
         }),
       };
     }
     return this.descriptorCache.signed;
+  }
+
+  /** List an endpoint in the descriptor from now on, e.g. onion → ws://….onion/v1/circuit. */
+  addEndpoint(name: string, url: string): void {
+    this.extraEndpoints[name] = url;
+    this.descriptorCache = null;
   }
 
   close(): void {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Agent } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -11,6 +11,7 @@ import type { IssuedTicket } from '../../src/client/ticket-client.js';
 import { Wallet } from '../../src/client/wallet.js';
 import { encodeError } from '../../src/protocol/jsonrpc.js';
 import type { Relay } from '../../src/relay/relay.js';
+import { KeyStore } from '../../src/tickets/key-store.js';
 import { utcDay } from '../../src/tickets/keyring.js';
 import { generateSignerKey, type SignerKey } from '../../src/tickets/scheme.js';
 import { startTestRelay } from '../helpers/test-relay.js';
@@ -133,6 +134,89 @@ describe('redeemFromWallet against a relay', () => {
     const outcome = await redeemFromWallet(wallet, { relayUrl: deadUrl, now });
     expect(outcome).toMatchObject({ kind: 'unreachable', ticketId: stored.id });
     expect(wallet.list()).toMatchObject([{ state: 'unspent' }]);
+  });
+});
+
+describe('redeemFromWallet at a backup relay (Protocol 2)', () => {
+  const root = mkdtempSync(join(tmpdir(), 'powbridge-redeem-peers-'));
+  let r1: Relay;
+  let r2: Relay;
+
+  const freePort = () =>
+    new Promise<number>((resolve, reject) => {
+      const server = createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+
+  beforeAll(async () => {
+    // Each relay's config names the other's URL and identity, so both are known before either
+    // starts: identities from key stores created here (the relays load them), ports picked free.
+    const side = async (name: string) => {
+      const dir = join(root, name);
+      const keys = await KeyStore.open(dir, { now });
+      return { name, dir, port: await freePort(), identity: keys.identity.publicKeyHex };
+    };
+    const a = await side('r1');
+    const b = await side('r2');
+    const start = async (self: typeof a, peer: typeof a) =>
+      (
+        await startTestRelay({
+          dataDir: self.dir,
+          listen: `127.0.0.1:${self.port}`,
+          peers: [
+            { name: peer.name, url: `http://127.0.0.1:${peer.port}`, identity: peer.identity },
+          ],
+          // The test syncs by hand; the timer only backs that up.
+          peering: { syncIntervalSeconds: 3600, requestTimeoutSeconds: 2 },
+        })
+      ).relay;
+    r1 = await start(a, b);
+    r2 = await start(b, a);
+  }, 30_000);
+
+  afterAll(async () => {
+    await r2?.close();
+    await r1?.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it("spends R1's ticket at R2 when told to (`at`); the wallet marks it spent", async () => {
+    // R2 learns R1's ticket keys from R1's signed descriptor.
+    await r2.peering?.syncPeer('r1');
+    const r1Url = circuitUrl(r1.url);
+    const issuing = r1.tickets.keys.issuingKey(today());
+    if (!issuing) throw new Error('r1 has no issuing key today');
+    const ticket = issued(issuing.key);
+    const stored = wallet.add(r1Url, ticket, now());
+
+    const outcome = await redeemFromWallet(wallet, {
+      relayUrl: r1Url,
+      at: circuitUrl(r2.url),
+      now,
+    });
+    expect(outcome).toMatchObject({
+      kind: 'granted',
+      ticketId: stored.id,
+      grant: { class: 'paid' },
+    });
+    expect(wallet.list()).toMatchObject([{ id: stored.id, relay: r1Url, state: 'spent' }]);
+    // R2 reserved the serial at R1 (online) before granting, and bills R1 for it later.
+    expect(r2.peering?.ledger.balance('r1')).toMatchObject({ served: 1, owedSync: 0 });
+
+    // So the same ticket is spent at R1 too.
+    const copy = Wallet.open(join(dir, 'copy.sqlite'));
+    try {
+      copy.add(r1Url, ticket, now());
+      expect(await redeemFromWallet(copy, { relayUrl: r1Url, now })).toMatchObject({
+        kind: 'already-spent',
+      });
+    } finally {
+      copy.close();
+    }
   });
 });
 

@@ -20,6 +20,9 @@ export async function startTestRelay(options: {
   upstreamDifficulty?: number;
   /** Tunnel policy overrides (e.g. allow 127.0.0.1 and a test port). */
   tunnel?: { ports?: (number | [number, number])[]; allowCidrs?: string[] };
+  /** Protocol 2 peers and settings (config `peers` / `peering`). */
+  peers?: Record<string, unknown>[];
+  peering?: Record<string, unknown>;
   logger?: Logger;
 }): Promise<{ relay: Relay; upstream: ManualSource }> {
   const upstream = new ManualSource('sha256d');
@@ -38,6 +41,8 @@ export async function startTestRelay(options: {
       },
       tickets: { price: options.price ?? 1 },
       ...(options.tunnel ? { tunnel: options.tunnel } : {}),
+      ...(options.peers ? { peers: options.peers } : {}),
+      ...(options.peering ? { peering: options.peering } : {}),
     }),
     { source: upstream, ...(options.logger ? { logger: options.logger } : {}) },
   );

@@ -140,4 +140,21 @@ describe('relay config', () => {
     expect(config.relay.dataDir).toBe(join(dir, 'data'));
     expect(config.source.node?.rpcPassword).toBe('from-env');
   });
+
+  it('takes the RPC password from the environment when the file has none', () => {
+    const file = write(
+      'no-password.toml',
+      [
+        '[source]',
+        'type = "node"',
+        '[source.node]',
+        'rpcUrl = "http://127.0.0.1:9332"',
+        'rpcUser = "u"',
+        'payoutAddress = "a"',
+      ].join('\n'),
+    );
+    expect(() => loadRelayConfig(file, {})).toThrow(/rpcCookieFile, or rpcUser and rpcPassword/);
+    const config = loadRelayConfig(file, { POWBRIDGE_RPC_PASSWORD: 'from-env' });
+    expect(config.source.node?.rpcPassword).toBe('from-env');
+  });
 });

@@ -1,0 +1,140 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Relay } from '../../src/relay/relay.js';
+import { KeyStore } from '../../src/tickets/key-store.js';
+import { utcDay } from '../../src/tickets/keyring.js';
+import { issueTicket } from '../helpers/ticket-issue.js';
+import { startTestRelay } from '../helpers/test-relay.js';
+
+/**
+ * Two test relays peered with each other (Protocol 2) on fixed loopback ports, so either can
+ * be stopped and started again at the same address while the other runs.
+ */
+
+export interface PeerSide {
+  name: string;
+  dir: string;
+  port: number;
+  identity: string;
+  relay: Relay | null;
+}
+
+export interface PeeredRelays {
+  a: PeerSide;
+  b: PeerSide;
+  /** Start (or restart) one side with the current options. */
+  start(side: PeerSide): Promise<Relay>;
+  stop(side: PeerSide): Promise<void>;
+  /** A ticket signed with `side`'s issuing key for today. */
+  ticket(side: PeerSide): { text: string; serial: Uint8Array };
+  /** A relay config file for `side` (what the CLI reads: dataDir and peers). */
+  configFile(side: PeerSide): string;
+  close(): Promise<void>;
+}
+
+export interface PeerOptions {
+  acceptWhenOffline?: boolean;
+  paymentEvery?: number;
+  maxUnpaid?: number;
+  /** Tunnel policy of both relays (e.g. allow a loopback echo server). */
+  tunnel?: { ports?: (number | [number, number])[]; allowCidrs?: string[] };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startPeeredRelays(options: PeerOptions = {}): Promise<PeeredRelays> {
+  const root = mkdtempSync(join(tmpdir(), 'powbridge-peers-'));
+  const side = async (name: string): Promise<PeerSide> => {
+    const dir = join(root, name);
+    const keys = await KeyStore.open(dir, { now: () => Date.now() / 1000 });
+    return { name, dir, port: await freePort(), identity: keys.identity.publicKeyHex, relay: null };
+  };
+  const a = await side('r1');
+  const b = await side('r2');
+  const other = (s: PeerSide) => (s === a ? b : a);
+
+  const start = async (s: PeerSide): Promise<Relay> => {
+    const peer = other(s);
+    const { tunnel, ...peerOptions } = options;
+    const { relay } = await startTestRelay({
+      ...(tunnel ? { tunnel } : {}),
+      dataDir: s.dir,
+      listen: `127.0.0.1:${s.port}`,
+      peers: [
+        {
+          name: peer.name,
+          url: `http://127.0.0.1:${peer.port}`,
+          identity: peer.identity,
+          ...peerOptions,
+        },
+      ],
+      // Syncs are driven by the tests (syncPeer); the timer only backs them up.
+      peering: { syncIntervalSeconds: 3600, requestTimeoutSeconds: 2 },
+    });
+    s.relay = relay;
+    return relay;
+  };
+  const stop = async (s: PeerSide) => {
+    const relay = s.relay;
+    s.relay = null;
+    await relay?.close();
+  };
+  return {
+    a,
+    b,
+    start,
+    stop,
+    ticket(s) {
+      const relay = s.relay;
+      if (!relay) throw new Error(`${s.name} is not running`);
+      const day = utcDay(Date.now() / 1000);
+      const issuing = relay.tickets.keys.issuingKey(day);
+      if (!issuing) throw new Error('no issuing key');
+      return issueTicket(issuing.key, day);
+    },
+    configFile(s) {
+      const peer = other(s);
+      const file = join(root, `${s.name}.toml`);
+      const { tunnel: _tunnel, ...peerOptions } = options;
+      writeFileSync(
+        file,
+        [
+          '[relay]',
+          `dataDir = ${JSON.stringify(s.dir)}`,
+          `listen = "127.0.0.1:${s.port}"`,
+          '[source]',
+          'type = "node"',
+          'algorithm = "sha256d"',
+          '[source.node]',
+          'rpcUrl = "http://127.0.0.1:1"',
+          'rpcUser = "u"',
+          'rpcPassword = "p"',
+          'payoutAddress = "a"',
+          '[[peers]]',
+          `name = "${peer.name}"`,
+          `url = "http://127.0.0.1:${peer.port}"`,
+          `identity = "${peer.identity}"`,
+          ...Object.entries(peerOptions).map(([k, v]) => `${k} = ${String(v)}`),
+          '',
+        ].join('\n'),
+      );
+      return file;
+    },
+    async close() {
+      await stop(a);
+      await stop(b);
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}

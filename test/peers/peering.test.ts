@@ -1,0 +1,273 @@
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { RpcError, RpcErrorCode } from '../../src/protocol/errors.js';
+import { serialsDigest } from '../../src/peers/peer-ledger.js';
+import { newId } from '../../src/peers/peering.js';
+import type { Relay } from '../../src/relay/relay.js';
+import { type PeeredRelays, startPeeredRelays } from './peered-relays.js';
+
+/**
+ * Protocol 2 between two real relays on loopback (DESIGN §7): a ticket of R1 redeemed at
+ * its backup R2, the reservation that keeps it single-use across both, acceptance while R1
+ * is down, replication with conflict detection after a partition, and payment requests.
+ */
+
+let pair: PeeredRelays | null = null;
+afterEach(async () => {
+  await pair?.close();
+  pair = null;
+});
+
+const running = (relay: Relay | null): Relay => {
+  if (!relay) throw new Error('relay not running');
+  return relay;
+};
+const peering = (relay: Relay | null) => {
+  const p = running(relay).peering;
+  if (!p) throw new Error('no peering');
+  return p;
+};
+const redeem = (relay: Relay | null, ticket: string) =>
+  running(relay).tickets.service.redeem(ticket);
+const codeOf = async (attempt: Promise<unknown>): Promise<number | 'ok'> => {
+  try {
+    await attempt;
+    return 'ok';
+  } catch (err) {
+    if (err instanceof RpcError) return err.code;
+    throw err;
+  }
+};
+
+/** Both relays up; R2 has fetched R1's descriptor (so it knows R1's ticket keys). */
+async function startBoth(options: Parameters<typeof startPeeredRelays>[0] = {}) {
+  const started = await startPeeredRelays(options);
+  pair = started;
+  await started.start(started.a);
+  await started.start(started.b);
+  await peering(started.b.relay).syncPeer('r1');
+  return started;
+}
+
+describe('ticket exchange', () => {
+  it("R2 serves R1's ticket after reserving its serial at R1", async () => {
+    pair = await startPeeredRelays();
+    const { a, b } = pair;
+    await pair.start(a);
+    await pair.start(b);
+    const ticket = pair.ticket(a);
+
+    // Before R2 has R1's descriptor, R1's key is unknown there.
+    expect(await codeOf(redeem(b.relay, ticket.text))).toBe(RpcErrorCode.unknownTicketKey);
+    await peering(b.relay).syncPeer('r1');
+    expect(peering(b.relay).status()[0]?.keys).toHaveLength(1);
+
+    const grant = await redeem(b.relay, ticket.text);
+    expect(grant.class).toBe('paid');
+    // R1 recorded the spend as made by r2, before R2 granted.
+    expect(running(a.relay).tickets.store.lookup(ticket.serial)?.origin).toBe('r2');
+    expect(running(b.relay).tickets.store.lookup(ticket.serial)?.origin).toBe('local');
+    expect(await codeOf(redeem(a.relay, ticket.text))).toBe(RpcErrorCode.ticketSpent);
+    expect(await codeOf(redeem(b.relay, ticket.text))).toBe(RpcErrorCode.ticketSpent);
+    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ served: 1, owedSync: 0 });
+    const metrics = (await running(b.relay).app.inject('/metrics')).body;
+    expect(metrics).toContain('powbridge_tickets_total{event="redeemed"} 1');
+    expect(metrics).toContain('powbridge_tickets_total{event="refused",reason="spent"} 1');
+    expect(metrics).toContain('powbridge_peer_tickets{peer="r1",kind="served"} 1');
+  });
+
+  it('one ticket redeemed concurrently at both relays succeeds exactly once', async () => {
+    const both = await startBoth({ paymentEvery: 1000, maxUnpaid: 1000 });
+    const { a, b } = both;
+    for (let round = 0; round < 5; round++) {
+      const ticket = both.ticket(a);
+      const attempts = Array.from({ length: 16 }, (_, i) =>
+        codeOf(redeem(i % 2 === 0 ? a.relay : b.relay, ticket.text)),
+      );
+      const results = await Promise.all(attempts);
+      expect(results.filter((r) => r === 'ok')).toHaveLength(1);
+      expect(results.filter((r) => r === RpcErrorCode.ticketSpent)).toHaveLength(15);
+    }
+  });
+
+  it('R2 accepts R1 tickets while R1 is down, unless configured not to', async () => {
+    const both = await startBoth({ acceptWhenOffline: false });
+    const { a, b } = both;
+    const ticket = both.ticket(a);
+    await both.stop(a);
+    expect(await codeOf(redeem(b.relay, ticket.text))).toBe(RpcErrorCode.issuerBusy);
+    // Nothing was recorded: the client can redeem it later.
+    expect(running(b.relay).tickets.store.isSpent(ticket.serial)).toBe(false);
+  });
+});
+
+describe('partition, replication and conflicts', () => {
+  it('both relays detect a serial spent on each side of a partition', async () => {
+    const both = await startBoth();
+    const { a, b } = both;
+    const double = both.ticket(a);
+    const single = both.ticket(a);
+    const spentAtR1First = both.ticket(a);
+    await redeem(a.relay, spentAtR1First.text);
+
+    // R1 goes down: R2 accepts R1's tickets and owes R1 the sync.
+    await both.stop(a);
+    await redeem(b.relay, double.text);
+    await redeem(b.relay, single.text);
+    expect(peering(b.relay).status()[0]).toMatchObject({ up: false });
+    expect(peering(b.relay).ledger.balance('r1').owedSync).toBe(2);
+
+    // Now R2 is down and R1 back: R1 redeems the same ticket again (it cannot know).
+    await both.stop(b);
+    await both.start(a);
+    await redeem(a.relay, double.text);
+
+    // Both up: each pulls the other's log.
+    await both.start(b);
+    await peering(a.relay).syncPeer('r2');
+    await peering(b.relay).syncPeer('r1');
+    await peering(a.relay).syncPeer('r2'); // acks R2's log up to its end
+    for (const [relay, peer] of [
+      [a.relay, 'r2'],
+      [b.relay, 'r1'],
+    ] as const) {
+      const ledger = peering(relay).ledger;
+      const conflicts = ledger.conflicts(peer);
+      expect(conflicts).toHaveLength(1);
+      expect(Buffer.from(conflicts[0]!.serial)).toEqual(Buffer.from(double.serial));
+      const status = (await running(relay).app.inject('/v1/status')).json<{
+        peers: { name: string; balance: { conflicts: number } }[];
+      }>();
+      expect(status.peers[0]).toMatchObject({ name: peer, balance: { conflicts: 1 } });
+      const metrics = (await running(relay).app.inject('/metrics')).body;
+      expect(metrics).toContain(`powbridge_peer_conflicts{peer="${peer}"} 1`);
+    }
+    // The spent sets converged: every serial is spent on both sides.
+    for (const t of [double, single, spentAtR1First]) {
+      expect(running(a.relay).tickets.store.isSpent(t.serial)).toBe(true);
+      expect(running(b.relay).tickets.store.isSpent(t.serial)).toBe(true);
+    }
+    expect(running(a.relay).tickets.store.lookup(single.serial)?.origin).toBe('r2');
+    expect(peering(b.relay).ledger.balance('r1').owedSync).toBe(0);
+    // Syncing again changes nothing (idempotent).
+    await peering(a.relay).syncPeer('r2');
+    await peering(b.relay).syncPeer('r1');
+    expect(peering(a.relay).ledger.conflicts('r2')).toHaveLength(1);
+  });
+});
+
+describe('a rebuilt spent log', () => {
+  it("is read again from the start when a peer's log restarts below our cursor", async () => {
+    const both = await startBoth();
+    const { a, b } = both;
+    await redeem(a.relay, both.ticket(a).text);
+    await redeem(a.relay, both.ticket(a).text);
+    await peering(b.relay).syncPeer('r1');
+    expect(peering(b.relay).ledger.pulled('r1')).toBe(2);
+
+    // R1 loses its spent store (disk replaced, no backup) and starts over at seq 1.
+    await both.stop(a);
+    for (const suffix of ['', '-wal', '-shm']) {
+      rmSync(join(a.dir, `spent.sqlite${suffix}`), { force: true });
+    }
+    await both.start(a);
+    const after = both.ticket(a);
+    await redeem(a.relay, after.text);
+    await peering(b.relay).syncPeer('r1');
+    expect(running(b.relay).tickets.store.lookup(after.serial)?.origin).toBe('r1');
+    expect(peering(b.relay).ledger.pulled('r1')).toBe(1);
+  });
+});
+
+describe('payment requests', () => {
+  it('bills every N tickets, stops at the unpaid limit, resumes once settled', async () => {
+    const both = await startBoth({ paymentEvery: 2, maxUnpaid: 2 });
+    const { a, b } = both;
+    await redeem(b.relay, both.ticket(a).text);
+    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ unbilled: 1, billed: 0 });
+    await redeem(b.relay, both.ticket(a).text);
+    await peering(b.relay).syncPeer('r1');
+
+    const r2 = peering(b.relay).ledger.balance('r1');
+    expect(r2).toMatchObject({ billed: 2, unbilled: 0, unpaidToUs: 2, pendingRequests: 0 });
+    const received = peering(a.relay).ledger.listRequestsIn('r2');
+    expect(received).toHaveLength(1);
+    expect(received[0]).toMatchObject({ count: 2 });
+    expect(peering(a.relay).ledger.balance('r2').weOwe).toBe(2);
+
+    // At the limit R2 refuses R1's tickets with 36, and keeps them unspent.
+    const third = both.ticket(a);
+    expect(await codeOf(redeem(b.relay, third.text))).toBe(RpcErrorCode.peerNotTrusted);
+    expect(running(b.relay).tickets.store.isSpent(third.serial)).toBe(false);
+
+    // R1's operator settles; R1's sync delivers it; R2 accepts again.
+    peering(a.relay).ledger.recordPaid('r2', newId(), 2, 'operator', Math.floor(Date.now() / 1000));
+    await peering(a.relay).syncPeer('r2');
+    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ settledToUs: 2, unpaidToUs: 0 });
+    expect(peering(a.relay).ledger.balance('r2')).toMatchObject({
+      weOwe: 0,
+      pendingSettlements: 0,
+    });
+    expect(await codeOf(redeem(b.relay, third.text))).toBe('ok');
+  });
+
+  it('settles by work: tickets of the creditor earned by mining for it, verified and spent there', async () => {
+    const both = await startBoth({ paymentEvery: 2, maxUnpaid: 2 });
+    const { a, b } = both;
+    await redeem(b.relay, both.ticket(a).text);
+    await redeem(b.relay, both.ticket(a).text);
+    await peering(b.relay).syncPeer('r1');
+    expect(peering(a.relay).ledger.balance('r2').weOwe).toBe(2);
+
+    // R1 mined at R2 and holds two R2 tickets; one of them was already spent at R2.
+    const good = both.ticket(b);
+    const used = both.ticket(b);
+    await redeem(b.relay, used.text);
+    const id = newId();
+    const now = Math.floor(Date.now() / 1000);
+    peering(a.relay).ledger.recordPaid('r2', id, 2, 'work', now, [good.text, used.text]);
+    await peering(a.relay).syncPeer('r2');
+
+    // Only the good ticket counts, on both sides, and R2 spent it (it cannot buy priority now).
+    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ settledToUs: 1, unpaidToUs: 1 });
+    expect(peering(a.relay).ledger.balance('r2')).toMatchObject({
+      settledByUs: 1,
+      weOwe: 1,
+      pendingSettlements: 0,
+    });
+    expect(running(b.relay).tickets.store.lookup(good.serial)?.origin).toBe('r1');
+    expect(await codeOf(redeem(b.relay, good.text))).toBe(RpcErrorCode.ticketSpent);
+    // A 'work' settlement must carry its tickets.
+    expect(() => peering(a.relay).ledger.recordPaid('r2', newId(), 1, 'work', now)).toThrow(
+      /exactly/,
+    );
+  });
+
+  it("a payment request with a wrong digest or for another relay's tickets is refused", async () => {
+    pair = await startPeeredRelays();
+    const { a, b } = pair;
+    await pair.start(a);
+    await pair.start(b);
+    const r1 = peering(a.relay);
+    const fromR2 = r1.peerByIdentity(b.identity);
+    if (!fromR2) throw new Error('r2 not configured at r1');
+    const own = running(b.relay).tickets.keys.ticketKeys()[0]!.keyId; // R2's key, not R1's
+    const serial = randomBytes(32);
+    const request = (keyId: string, digest: string) => ({
+      id: newId(),
+      count: 1,
+      digest,
+      period: { from: 1, to: 2 },
+      serials: [{ serial: serial.toString('hex'), keyId, day: 1 }],
+    });
+    expect(() => r1.paymentRequest(fromR2, request(own, '00'.repeat(32)))).toThrow(
+      expect.objectContaining({ code: 'bad_digest' }),
+    );
+    expect(() => r1.paymentRequest(fromR2, request(own, serialsDigest([serial])))).toThrow(
+      expect.objectContaining({ code: 'not_our_tickets' }),
+    );
+    expect(r1.ledger.listRequestsIn('r2')).toHaveLength(0);
+  });
+});
