@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { demoCommand } from './demo.js';
 import { hashCommand } from './hash.js';
 import { keysCommand } from './keys.js';
 import { mineCommand } from './mine.js';
+import { peersCommand } from './peers.js';
 import { relayCommand } from './relay.js';
 import { ticketsCommand } from './tickets.js';
 
@@ -18,6 +20,8 @@ const program = new Command('powbridge')
   .addCommand(mineCommand())
   .addCommand(hashCommand())
   .addCommand(keysCommand())
-  .addCommand(ticketsCommand());
+  .addCommand(ticketsCommand())
+  .addCommand(peersCommand())
+  .addCommand(demoCommand());
 
 await program.parseAsync(process.argv);
