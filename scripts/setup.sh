@@ -8,6 +8,8 @@ DEBIAN_PACKAGES=(
   litecoind # solo mining source and its integration tests (regtest)
   clang     # rebuilds the WebAssembly kernels (wasm/build.sh --check in CI)
   lld       # wasm-ld for the same
+  tor       # onion service and the private Tor network test (npm run test:tor)
+  chromium  # the dashboard test loads the page in headless Chromium (playwright-core)
 )
 
 as_root() {
