@@ -8,7 +8,7 @@ import type { PeerBalance } from '../../src/peers/peer-ledger.js';
 import { PeerLedger } from '../../src/peers/peer-ledger.js';
 import { utcDay } from '../../src/tickets/keyring.js';
 import { runCli } from '../helpers/cli.js';
-import { startTestRelay } from '../helpers/test-relay.js';
+import { relayTomlLines, startTestRelay } from '../helpers/test-relay.js';
 import { issueTicket } from '../helpers/ticket-issue.js';
 import { fakeIssued } from '../helpers/fake-ticket.js';
 
@@ -38,16 +38,7 @@ function writeConfig(file: string, dir: string, r2Url = 'http://127.0.0.1:1'): v
   writeFileSync(
     file,
     [
-      '[relay]',
-      `dataDir = ${JSON.stringify(dir)}`,
-      '[source]',
-      'type = "node"',
-      'algorithm = "sha256d"',
-      '[source.node]',
-      'rpcUrl = "http://127.0.0.1:1"',
-      'rpcUser = "u"',
-      'rpcPassword = "p"',
-      'payoutAddress = "a"',
+      ...relayTomlLines(dir),
       '[peering]',
       'syncIntervalSeconds = 30',
       '[[peers]]',
@@ -285,16 +276,9 @@ describe('powbridge peers settle', () => {
     wallet.add('ws://127.0.0.1:9/v1/circuit', fakeIssued(day), now()); // another relay's
     wallet.close();
 
-    const paid = await runCli([
-      'peers',
-      'settle',
-      'r2',
-      '--config',
-      configFile,
-      '--all',
-      '--with-tickets',
-      walletFile,
-    ]);
+    const settleArgs = ['peers', 'settle', 'r2', '--config', configFile, '--all'];
+    settleArgs.push('--with-tickets', walletFile);
+    const paid = await runCli(settleArgs);
     expect(paid.stderr).toBe('');
     expect(paid.code).toBe(0);
     expect(paid.stdout).toMatch(/3 tickets of r2's own handed over \(method work\)/);
@@ -308,16 +292,7 @@ describe('powbridge peers settle', () => {
     ]);
     after.close();
 
-    const none = await runCli([
-      'peers',
-      'settle',
-      'r2',
-      '--config',
-      configFile,
-      '--all',
-      '--with-tickets',
-      walletFile,
-    ]);
+    const none = await runCli(settleArgs);
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/holds no unspent tickets of r2/);
   });

@@ -49,3 +49,23 @@ export async function startTestRelay(options: {
   upstream.goLive({ difficulty: options.upstreamDifficulty ?? MIN_DIFFICULTY });
   return { relay, upstream };
 }
+
+/**
+ * The TOML lines of a relay config whose source is never contacted (as startTestRelay's),
+ * for tests of CLI commands that read a relay config but run no relay.
+ */
+export function relayTomlLines(dataDir: string, listen?: string): string[] {
+  return [
+    '[relay]',
+    `dataDir = ${JSON.stringify(dataDir)}`,
+    ...(listen ? [`listen = "${listen}"`] : []),
+    '[source]',
+    'type = "node"',
+    'algorithm = "sha256d"',
+    '[source.node]',
+    'rpcUrl = "http://127.0.0.1:1"',
+    'rpcUser = "u"',
+    'rpcPassword = "p"',
+    'payoutAddress = "a"',
+  ];
+}

@@ -6,7 +6,7 @@ import type { Relay } from '../../src/relay/relay.js';
 import { KeyStore } from '../../src/tickets/key-store.js';
 import { utcDay } from '../../src/tickets/keyring.js';
 import { issueTicket } from '../helpers/ticket-issue.js';
-import { startTestRelay } from '../helpers/test-relay.js';
+import { relayTomlLines, startTestRelay } from '../helpers/test-relay.js';
 
 /**
  * Two test relays peered with each other (Protocol 2) on fixed loopback ports, so either can
@@ -110,17 +110,7 @@ export async function startPeeredRelays(options: PeerOptions = {}): Promise<Peer
       writeFileSync(
         file,
         [
-          '[relay]',
-          `dataDir = ${JSON.stringify(s.dir)}`,
-          `listen = "127.0.0.1:${s.port}"`,
-          '[source]',
-          'type = "node"',
-          'algorithm = "sha256d"',
-          '[source.node]',
-          'rpcUrl = "http://127.0.0.1:1"',
-          'rpcUser = "u"',
-          'rpcPassword = "p"',
-          'payoutAddress = "a"',
+          ...relayTomlLines(s.dir, `127.0.0.1:${s.port}`),
           '[[peers]]',
           `name = "${peer.name}"`,
           `url = "http://127.0.0.1:${peer.port}"`,
