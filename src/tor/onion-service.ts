@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { type Logger, silentLogger } from '../log.js';
+import { Backoff } from '../sources/backoff.js';
 import { readPrivateFile } from '../tickets/key-files.js';
 import { authenticate } from './auth.js';
 import {
@@ -16,7 +17,8 @@ import { loadOnionKey, saveOnionKey } from './onion-key.js';
  * authenticate, ADD_ONION with the key from the data directory (a new key the first time,
  * saved at once), and keep the control connection open: the service is not detached, so Tor
  * removes it when the connection ends, whether we close it (DEL_ONION first) or the relay
- * dies. If Tor drops the connection, the onion service is gone; that is logged as an error.
+ * dies. If Tor drops the connection (a Tor restart), the service is gone: that is logged as
+ * an error and the service is published again, same key and address, once Tor is back.
  */
 
 export interface OnionServiceOptions {
@@ -34,6 +36,8 @@ export interface OnionServiceOptions {
   /** Read the auth cookie here instead of where Tor says. */
   cookieFile?: string;
   timeoutMs?: number;
+  /** Backoff between attempts to publish the service again after Tor dropped it. */
+  retry?: { minMs: number; maxMs: number };
   logger?: Logger;
 }
 
@@ -88,13 +92,22 @@ async function readPassword(options: OnionServiceOptions): Promise<string | unde
   return options.password;
 }
 
-export async function startOnionService(options: OnionServiceOptions): Promise<OnionService> {
-  const log = options.logger ?? silentLogger;
-  const target = onionTarget(options.target);
+/** A published service on one control connection. */
+interface Published {
+  control: TorControlConnection;
+  serviceId: string;
+}
+
+/**
+ * Connect, authenticate and ADD_ONION (a new key the first time, saved at once; afterwards
+ * the stored key, so the address never changes). A failure leaves nothing behind in Tor.
+ */
+async function publish(
+  options: OnionServiceOptions,
+  target: string,
+  log: Logger,
+): Promise<Published> {
   const { virtualPort } = options;
-  if (!Number.isInteger(virtualPort) || virtualPort < 1 || virtualPort > 65535) {
-    throw new TorControlError(`onion service port ${virtualPort} is not a port`);
-  }
   const control = await TorControlConnection.connect(options.control, {
     ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
   });
@@ -127,21 +140,73 @@ export async function startOnionService(options: OnionServiceOptions): Promise<O
       { onion: `${serviceId}.onion`, auth: method, newKey: stored === null, target },
       'onion service published',
     );
+    return { control, serviceId };
   } catch (err) {
     if (serviceId) await control.request(`DEL_ONION ${serviceId}`).catch(() => undefined);
     await control.close();
     const message = err instanceof Error ? err.message : String(err);
     throw new TorControlError(`${where}: ${message}`);
   }
+}
 
+export async function startOnionService(options: OnionServiceOptions): Promise<OnionService> {
+  const log = options.logger ?? silentLogger;
+  const target = onionTarget(options.target);
+  const { virtualPort } = options;
+  if (!Number.isInteger(virtualPort) || virtualPort < 1 || virtualPort > 65535) {
+    throw new TorControlError(`onion service port ${virtualPort} is not a port`);
+  }
+  // The first publication must work: a relay that cannot be reached should not start.
+  let current: Published = await publish(options, target, log);
+  const { serviceId } = current;
+  const backoff = new Backoff(options.retry ?? { minMs: 1_000, maxMs: 60_000 });
   let closing = false;
-  control.on('close', (reason) => {
+  let retryTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * Tor restarted (or dropped us): the service went with the connection. Publish it again
+   * with the stored key, so the address is the same, retrying with backoff until Tor is back.
+   */
+  const watch = (published: Published) => {
+    published.control.on('close', (reason) => {
+      if (closing) return;
+      log.error(
+        { reason, onion: `${serviceId}.onion` },
+        'lost the Tor control connection: Tor has removed the onion service; re-adding it',
+      );
+      retry();
+    });
+  };
+  const retry = () => {
     if (closing) return;
-    log.error(
-      { reason, onion: `${serviceId}.onion` },
-      'lost the Tor control connection: Tor has removed the onion service',
-    );
-  });
+    retryTimer = setTimeout(() => {
+      retryTimer = null;
+      publish(options, target, log).then(
+        (published) => {
+          if (closing) {
+            void published.control
+              .request(`DEL_ONION ${published.serviceId}`)
+              .catch(() => undefined);
+            void published.control.close();
+            return;
+          }
+          backoff.reset();
+          current = published;
+          watch(published);
+        },
+        (err: unknown) => {
+          log.warn(
+            { err: err instanceof Error ? err.message : String(err) },
+            'onion service not re-added yet',
+          );
+          retry();
+        },
+      );
+    }, backoff.next());
+    retryTimer.unref();
+  };
+  watch(current);
+
   const hostname = `${serviceId}.onion`;
   return {
     serviceId,
@@ -153,6 +218,8 @@ export async function startOnionService(options: OnionServiceOptions): Promise<O
     async close() {
       if (closing) return;
       closing = true;
+      if (retryTimer) clearTimeout(retryTimer);
+      const { control } = current;
       if (!control.closed) {
         await control.request(`DEL_ONION ${serviceId}`).catch(() => undefined);
         await control.close();

@@ -113,17 +113,30 @@ describe('onion service through the control port', () => {
     expect(fake.onions.size).toBe(0);
   });
 
-  it('a lost control connection is logged as an error (Tor dropped the service)', async () => {
+  it('a lost control connection is logged, and the service is published again at the same address', async () => {
     const fake = await fakeTor();
     const { logger, lines } = capturedLogger();
-    const service = await start(fake, newDataDir(), { logger });
-    fake.dropConnections();
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    const service = await start(fake, newDataDir(), {
+      logger,
+      retry: { minMs: 10, maxMs: 20 },
+    });
+    fake.dropConnections(); // Tor restarted: the service went with the connection
+    const adds = () => fake.received.filter((l) => l.startsWith('ADD_ONION'));
+    const deadline = Date.now() + 5_000;
+    while (!(adds().length === 2 && fake.onions.has(service.serviceId)) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect([...fake.onions.keys()]).toEqual([service.serviceId]);
+    expect(adds()).toHaveLength(2);
+    expect(adds()[1]).toMatch(
+      /^ADD_ONION ED25519-V3:\S+ Flags=DiscardPK Port=80,127\.0\.0\.1:8640$/,
+    );
     const errors = lines.map((l) => JSON.parse(l) as { level: number; msg: string });
     expect(errors.filter((l) => l.level === 50).map((l) => l.msg)).toEqual([
-      'lost the Tor control connection: Tor has removed the onion service',
+      'lost the Tor control connection: Tor has removed the onion service; re-adding it',
     ]);
     await service.close();
+    expect(fake.onions.size).toBe(0);
   });
 
   it('other virtual ports and IPv6 or wildcard listeners map correctly', async () => {
