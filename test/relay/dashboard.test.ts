@@ -66,6 +66,8 @@ describe('dashboard in headless Chromium', () => {
       // The relay never asks clients for more than the upstream does.
       upstreamDifficulty: SHARE_DIFFICULTY,
       tunnel: { ports: [echoPort], allowCidrs: ['127.0.0.1/32'] },
+      // A backup relay that is not there: the peers card must show it, down.
+      peers: [{ name: 'backup', url: 'http://127.0.0.1:1', identity: 'ab'.repeat(32) }],
     }));
   }, 30_000);
 
@@ -217,6 +219,19 @@ describe('dashboard in headless Chromium', () => {
       descriptor.tickets.keys.map((k) => k.keyId).join(','),
     );
     expect(await page.locator('#ticket-keys .badge').first().textContent()).toBe('issuing');
+    await page.waitForFunction(
+      () =>
+        (globalThis as unknown as PageGlobals).document
+          .getElementById('peers')
+          ?.dataset['peers']?.includes('"up":false') ?? false,
+      undefined,
+      { timeout: 10_000, polling: 200 },
+    );
+    expect(await page.locator('#peers').isVisible()).toBe(true);
+    expect(JSON.parse((await page.getAttribute('#peers', 'data-peers')) ?? 'null')).toEqual([
+      { name: 'backup', up: false, conflicts: 0 },
+    ]);
+    expect(await page.locator('#peer-rows .badge').textContent()).toBe('down');
     expect(await page.getAttribute('#connection', 'data-state')).toBe('ok');
 
     mkdirSync(ARTIFACTS, { recursive: true });

@@ -8,7 +8,7 @@
 
 import { ChartPanel } from './chart-panel.js';
 import { formatCount, formatSi } from './format.js';
-import { renderDescriptorGlance, renderStatusGlance } from './glance.js';
+import { renderDescriptorGlance, renderPeers, renderStatusGlance } from './glance.js';
 import { parseDescriptor, parseStatus } from './status.js';
 
 /** @typedef {import('./status.js').Status} Status */
@@ -110,6 +110,8 @@ function start() {
   const connection = byId('connection');
   const glance = byId('glance');
   const keyRows = byId('ticket-keys');
+  const peersCard = byId('peers');
+  const peerRows = byId('peer-rows');
   const panels = CHARTS.map((chart) => ({
     chart,
     panel: new ChartPanel(byId(chart.id), {
@@ -136,6 +138,7 @@ function start() {
     if (status.status === 'fulfilled') {
       for (const { chart, panel } of panels) panel.push(now, chart.values(status.value));
       renderStatusGlance(glance, status.value, now);
+      renderPeers(peersCard, peerRows, status.value.peers);
     }
     if (descriptor.status === 'fulfilled') {
       renderDescriptorGlance(glance, keyRows, descriptor.value, now);

@@ -17,6 +17,7 @@ import {
 /** @typedef {import('./status.js').Status} Status */
 /** @typedef {import('./status.js').Descriptor} Descriptor */
 /** @typedef {import('./status.js').TicketKey} TicketKey */
+/** @typedef {import('./status.js').Peer} Peer */
 
 /**
  * @param {HTMLElement} root
@@ -109,4 +110,41 @@ export function renderDescriptorGlance(root, keyRows, descriptor, now) {
     rows.push(row);
   }
   keyRows.replaceChildren(...rows);
+}
+
+/**
+ * The backup relays card: hidden without peers; one row per peer with its reachability and
+ * the numbers an operator acts on (what it owes, what we owe, unsynced, double spends).
+ * @param {HTMLElement} card
+ * @param {HTMLElement} rows the peers table body
+ * @param {Peer[] | null} peers
+ */
+export function renderPeers(card, rows, peers) {
+  card.hidden = peers === null || peers.length === 0;
+  if (!peers) return;
+  card.dataset.peers = JSON.stringify(
+    peers.map((p) => ({ name: p.name, up: p.up, conflicts: p.conflicts })),
+  );
+  rows.replaceChildren(
+    ...peers.map((peer) => {
+      const row = document.createElement('tr');
+      const name = document.createElement('td');
+      name.textContent = peer.name;
+      const state = document.createElement('td');
+      const badge = document.createElement('span');
+      badge.className = 'badge';
+      badge.dataset.state = peer.up === null ? 'connecting' : peer.up ? 'live' : 'down';
+      badge.textContent = peer.up === null ? 'unknown' : peer.up ? 'up' : 'down';
+      state.append(badge);
+      const cells = [peer.served, peer.unpaidToUs, peer.weOwe, peer.owedSync, peer.conflicts].map(
+        (n) => {
+          const cell = document.createElement('td');
+          cell.textContent = formatCount(n);
+          return cell;
+        },
+      );
+      row.append(name, state, ...cells);
+      return row;
+    }),
+  );
 }

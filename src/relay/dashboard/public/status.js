@@ -11,6 +11,15 @@
  * @typedef {{ name: string, rateBps: number }} QosClass
  * @typedef {{ issued: number, redeemed: number, refused: Record<string, number> }} Tickets
  * @typedef {{
+ *   name: string,
+ *   up: boolean | null,
+ *   served: number,
+ *   unpaidToUs: number,
+ *   weOwe: number,
+ *   owedSync: number,
+ *   conflicts: number,
+ * }} Peer
+ * @typedef {{
  *   upstream: Upstream,
  *   clients: number,
  *   hashrate: number,
@@ -20,6 +29,7 @@
  *   jobs: number,
  *   qos: QosClass[] | null,
  *   tickets: Tickets | null,
+ *   peers: Peer[] | null,
  * }} Status
  * @typedef {{ keyId: string, notBeforeDay: number, notAfterDay: number }} TicketKey
  * @typedef {{
@@ -136,7 +146,29 @@ export function parseStatus(json) {
     jobs: count(root.jobs, 'jobs'),
     qos: root.qos === undefined ? null : parseQos(root.qos),
     tickets: root.tickets === undefined ? null : parseTickets(root.tickets),
+    peers: root.peers === undefined || root.peers === null ? null : parsePeers(root.peers),
   };
+}
+
+/** Backup relays (Protocol 2): reachability and the balances an operator watches. */
+/** @param {unknown} value @returns {Peer[]} */
+function parsePeers(value) {
+  return array(value, 'peers', MAX_LABELS).map((entry, i) => {
+    const peer = object(entry, `peers[${i}]`);
+    const balance = object(peer.balance, `peers[${i}].balance`);
+    if (peer.up !== null && typeof peer.up !== 'boolean') {
+      throw new InvalidData(`peers[${i}].up: expected true, false or null`);
+    }
+    return {
+      name: string(peer.name, `peers[${i}].name`, MAX_LABEL_CHARS),
+      up: peer.up,
+      served: count(balance.served, `peers[${i}].balance.served`),
+      unpaidToUs: count(balance.unpaidToUs, `peers[${i}].balance.unpaidToUs`),
+      weOwe: count(balance.weOwe, `peers[${i}].balance.weOwe`),
+      owedSync: count(balance.owedSync, `peers[${i}].balance.owedSync`),
+      conflicts: count(balance.conflicts, `peers[${i}].balance.conflicts`),
+    };
+  });
 }
 
 /** @param {unknown} value @returns {QosClass[]} */
