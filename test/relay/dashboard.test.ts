@@ -10,12 +10,10 @@ import { CircuitClient } from '../../src/client/circuit-client.js';
 import { TicketClient } from '../../src/client/ticket-client.js';
 import { RpcErrorCode } from '../../src/protocol/errors.js';
 import type { JobParams, RegisterResult } from '../../src/protocol/messages.js';
-import { createHttpApi, relayDescriptor } from '../../src/relay/http-api.js';
-import { RelayMetrics } from '../../src/relay/metrics.js';
 import type { Relay } from '../../src/relay/relay.js';
-import { RelayStats } from '../../src/relay/stats.js';
 import { grindShare } from '../helpers/grind.js';
 import { within } from '../helpers/stratum-miner.js';
+import { testHttpApi } from '../helpers/http-api.js';
 import { startTestRelay } from '../helpers/test-relay.js';
 
 /**
@@ -251,18 +249,7 @@ describe('dashboard in headless Chromium', () => {
 
 describe('dashboard routes and status sections', () => {
   function app(options: { sections?: Record<string, () => unknown> } = {}) {
-    const stats = new RelayStats({ now: () => 100 });
-    return createHttpApi({
-      stratifier: { upstreamState: 'connecting' },
-      stats,
-      metrics: new RelayMetrics(stats, { processMetrics: false }),
-      descriptor: () =>
-        relayDescriptor({
-          algorithm: 'sha256d',
-          initialDifficulty: 1,
-          ticketDifficulty: 1,
-          vardiffTargetSeconds: 15,
-        }),
+    return testHttpApi({
       tickets: () => ({
         issued: 4,
         redeemed: 3,

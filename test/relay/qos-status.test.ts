@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HtbShaper } from '../../src/qos/htb-shaper.js';
-import { createHttpApi, relayDescriptor } from '../../src/relay/http-api.js';
 import { RelayMetrics } from '../../src/relay/metrics.js';
 import type { Relay } from '../../src/relay/relay.js';
 import { RelayStats } from '../../src/relay/stats.js';
+import { testHttpApi } from '../helpers/http-api.js';
 import { startTestRelay } from '../helpers/test-relay.js';
 
 /** Prometheus text → `name{labels}` → value; throws on any line it does not understand. */
@@ -52,19 +52,7 @@ describe('qos in /v1/status and /metrics (real HtbShaper, frozen clock)', () => 
     shaper = new HtbShaper({ linkBitsPerSecond: 1e6, clock: () => NOW });
     const stats = new RelayStats({ now: () => NOW });
     metrics = new RelayMetrics(stats, { processMetrics: false, qos: () => shaper.stats() });
-    app = createHttpApi({
-      stratifier: { upstreamState: 'connecting' },
-      stats,
-      metrics,
-      descriptor: () =>
-        relayDescriptor({
-          algorithm: 'sha256d',
-          initialDifficulty: 1,
-          ticketDifficulty: 1,
-          vardiffTargetSeconds: 15,
-        }),
-      qos: () => shaper.stats(),
-    });
+    app = testHttpApi({ stats, metrics, qos: () => shaper.stats() });
   });
 
   afterEach(async () => {
