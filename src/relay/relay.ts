@@ -245,6 +245,22 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   const { host, port } = splitHostPort(config.relay.listen);
   let stratumAddress: string | null = null;
   let onion: OnionService | null = null;
+  // Everything above in reverse order: for close(), and for a start that fails from here on.
+  const stopAll = async () => {
+    // First, so Tor stops sending clients to a relay that is going away.
+    await onion?.close();
+    await miners?.close();
+    circuits.close();
+    tunnels.close();
+    shaper.close();
+    await app.close();
+    stratifier.stop();
+    stats.detach();
+    await peering?.close();
+    tickets.close();
+    await source.stop();
+    await hasher.close();
+  };
   try {
     await app.listen({ host, port });
     if (miners && config.relay.stratumListen) {
@@ -269,17 +285,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       tickets.addEndpoint('onion', onion.url('ws', CIRCUIT_PATH));
     }
   } catch (err) {
-    circuits.close();
-    tunnels.close();
-    shaper.close();
-    await app.close();
-    await miners?.close();
-    stratifier.stop();
-    stats.detach();
-    await peering?.close();
-    tickets.close();
-    await source.stop();
-    await hasher.close();
+    await stopAll();
     throw err;
   }
   peering?.start();
@@ -301,20 +307,6 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     tickets,
     peering,
     onion,
-    async close() {
-      // First, so Tor stops sending clients to a relay that is going away.
-      await onion?.close();
-      await miners?.close();
-      circuits.close();
-      tunnels.close();
-      shaper.close();
-      await app.close();
-      stratifier.stop();
-      stats.detach();
-      await peering?.close();
-      tickets.close();
-      await source.stop();
-      await hasher.close();
-    },
+    close: stopAll,
   };
 }
