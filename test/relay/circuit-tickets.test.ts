@@ -6,7 +6,7 @@ import { TicketClient } from '../../src/client/ticket-client.js';
 import { RpcError, RpcErrorCode } from '../../src/protocol/errors.js';
 import type { JobParams } from '../../src/protocol/messages.js';
 import { CircuitConnector } from '../../src/relay/circuit-connector.js';
-import { Stratifier } from '../../src/relay/stratifier.js';
+import type { Stratifier } from '../../src/relay/stratifier.js';
 import { csprng, encodePoint } from '../../src/tickets/group.js';
 import { TicketIssuer } from '../../src/tickets/issuer.js';
 import { type Keyring, utcDay } from '../../src/tickets/keyring.js';
@@ -19,9 +19,8 @@ import {
 } from '../../src/tickets/scheme.js';
 import type { TicketService } from '../../src/tickets/service.js';
 import { decodeTicket } from '../../src/tickets/ticket.js';
-import { createPowHasher } from '../../src/work/pow.js';
-import { MIN_DIFFICULTY } from '../../src/work/target.js';
 import { ManualSource } from '../helpers/manual-source.js';
+import { startTestStratifier } from '../helpers/test-stratifier.js';
 
 const key = generateSignerKey(csprng);
 const keyring: Keyring = {
@@ -43,15 +42,7 @@ const clients: CircuitClient[] = [];
 
 beforeEach(async () => {
   source = new ManualSource('sha256d');
-  stratifier = new Stratifier({
-    source,
-    algorithm: 'sha256d',
-    hasher: await createPowHasher('sha256d'),
-    initialDifficulty: MIN_DIFFICULTY,
-    ticketDifficulty: MIN_DIFFICULTY,
-    vardiff: { minDifficulty: MIN_DIFFICULTY },
-  });
-  stratifier.start();
+  stratifier = await startTestStratifier(source);
   issuer = new TicketIssuer({ keyring, price: 2 });
   const tickets: TicketService = {
     terms: () => ({ ...terms, day: utcDay(Date.now() / 1000), price: 2, windowSeconds: 600 }),

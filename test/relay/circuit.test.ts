@@ -1,15 +1,18 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
+import WebSocket from 'ws';
 import { CircuitClient } from '../../src/client/circuit-client.js';
 import type { RpcError } from '../../src/protocol/errors.js';
 import { RpcErrorCode } from '../../src/protocol/errors.js';
-import type { JobParams } from '../../src/protocol/messages.js';
+import { jobParams, type JobParams } from '../../src/protocol/messages.js';
 import { CircuitConnector } from '../../src/relay/circuit-connector.js';
 import { Stratifier } from '../../src/relay/stratifier.js';
+import type { Job } from '../../src/work/job.js';
 import { createPowHasher } from '../../src/work/pow.js';
 import { MIN_DIFFICULTY } from '../../src/work/target.js';
 import { ManualSource } from '../helpers/manual-source.js';
+import { startTestStratifier } from '../helpers/test-stratifier.js';
 
 let server: Server;
 let source: ManualSource;
@@ -28,17 +31,29 @@ function nextEvent<T>(client: CircuitClient, event: 'job' | 'close' | 'relayStat
   return new Promise((resolve) => client.once(event, (value: unknown) => resolve(value as T)));
 }
 
+/** A bare WebSocket client registered in donate mode, for tests that misbehave below the client. */
+async function registerRaw(ws: WebSocket): Promise<void> {
+  await new Promise((resolve) => ws.once('open', resolve));
+  const registered = new Promise((resolve) => ws.once('message', resolve));
+  ws.send(
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'mining.register',
+      params: { agent: 's', mode: 'donate' },
+    }),
+  );
+  await registered;
+}
+
+/** Stop reading the socket: the kernel buffers fill, and the relay must not queue without bound. */
+function stopReading(ws: WebSocket): void {
+  (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+}
+
 beforeEach(async () => {
   source = new ManualSource('sha256d');
-  stratifier = new Stratifier({
-    source,
-    algorithm: 'sha256d',
-    hasher: await createPowHasher('sha256d'),
-    initialDifficulty: MIN_DIFFICULTY,
-    ticketDifficulty: MIN_DIFFICULTY,
-    vardiff: { minDifficulty: MIN_DIFFICULTY },
-  });
-  stratifier.start();
+  stratifier = await startTestStratifier(source);
   connector = new CircuitConnector(stratifier, { limits: { maxInvalidFrames: 3 } });
   server = createServer((_, res) => res.end());
   connector.attach(server);
@@ -189,7 +204,6 @@ describe('circuit connector', () => {
 
 describe('upgrade routing', () => {
   it('answers 404 to a WebSocket upgrade on a path nobody serves', async () => {
-    const { default: WebSocket } = await import('ws');
     const other = url.replace('/v1/circuit', '/v1/nothing');
     const status = await new Promise<number>((resolve, reject) => {
       const ws = new WebSocket(other);
@@ -230,7 +244,6 @@ describe('abuse limits', () => {
   });
 
   it('a client that stops reading is dropped instead of buffered without bound', async () => {
-    const { default: WebSocket } = await import('ws');
     connector.close();
     connector = new CircuitConnector(stratifier, { limits: { maxBufferedBytes: 64 * 1024 } });
     const slowServer = createServer();
@@ -240,19 +253,9 @@ describe('abuse limits', () => {
       source.goLive({ difficulty: 1e12 });
       const port = (slowServer.address() as AddressInfo).port;
       const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/circuit`);
-      await new Promise((resolve) => ws.once('open', resolve));
-      const registered = new Promise((resolve) => ws.once('message', resolve));
-      ws.send(
-        JSON.stringify({
-          jsonrpc: '2.0',
-          id: 1,
-          method: 'mining.register',
-          params: { agent: 's', mode: 'donate' },
-        }),
-      );
-      await registered;
+      await registerRaw(ws);
       // Stop reading: the kernel buffers fill, then the relay's own queue would grow.
-      (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+      stopReading(ws);
       const big = 'ab'.repeat(8_000);
       for (let i = 0; i < 2_000 && stratifier.clientCount > 0; i++) {
         source.newJob({ clean: false, coinb2: big });
@@ -337,10 +340,6 @@ describe('share errors over a circuit', () => {
 });
 
 // ---- pre-built job frames (CircuitConnection.sendJob writes the job's frame to the socket) ----
-
-import { type MockInstance, vi } from 'vitest';
-import { jobParams } from '../../src/protocol/messages.js';
-import type { Job } from '../../src/work/job.js';
 
 describe('pre-built job frames', () => {
   /** Its own relay: a start difficulty above the upstream's later one, so set_difficulty goes out. */
@@ -435,7 +434,6 @@ describe('pre-built job frames', () => {
   }
 
   it('a ws client gets every job intact and in order with the replies and notifications', async () => {
-    const { default: WebSocket } = await import('ws');
     const relay = await frameRelay();
     try {
       relay.source.goLive(terms);
@@ -596,7 +594,6 @@ describe('pre-built job frames', () => {
   });
 
   it('a slow reader on the pre-built path is dropped, the others keep their jobs', async () => {
-    const { default: WebSocket } = await import('ws');
     const relay = await frameRelay();
     const slowConnector = relay.connector;
     try {
@@ -605,19 +602,9 @@ describe('pre-built job frames', () => {
       clients.push(good);
       await good.request('mining.register', { agent: 'good', mode: 'donate' });
       const ws = new WebSocket(relay.url, { perMessageDeflate: false });
-      await new Promise((resolve) => ws.once('open', resolve));
-      const registered = new Promise((resolve) => ws.once('message', resolve));
-      ws.send(
-        JSON.stringify({
-          jsonrpc: '2.0',
-          id: 1,
-          method: 'mining.register',
-          params: { agent: 's', mode: 'donate' },
-        }),
-      );
-      await registered;
+      await registerRaw(ws);
       expect(relay.stratifier.clientCount).toBe(2);
-      (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+      stopReading(ws);
       let received = 0;
       good.on('job', () => (received += 1));
       const big = 'ab'.repeat(8_000);

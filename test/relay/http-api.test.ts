@@ -9,31 +9,15 @@ import type { ClientSession } from '../../src/relay/client-session.js';
 import { createHttpApi, relayDescriptor } from '../../src/relay/http-api.js';
 import { RelayMetrics } from '../../src/relay/metrics.js';
 import { hashesPerDifficulty, RelayStats } from '../../src/relay/stats.js';
-import { Stratifier } from '../../src/relay/stratifier.js';
+import type { Stratifier } from '../../src/relay/stratifier.js';
 import { headerFromJob } from '../../src/work/header.js';
 import { u32ToHex } from '../../src/work/hex.js';
 import type { ShareSubmission } from '../../src/work/job.js';
 import { createPowHasher, type PowHasher } from '../../src/work/pow.js';
 import { difficultyToTarget, hashMeetsTarget, nbitsToTarget } from '../../src/work/target.js';
 import { ManualSource } from '../helpers/manual-source.js';
-
-/** Prometheus text → `name{labels}` → value; throws on any line it does not understand. */
-function parseMetrics(text: string): Map<string, number> {
-  const samples = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (!match) throw new Error(`unparsable metrics line: ${line}`);
-    samples.set(match[1]!, Number(match[2]));
-  }
-  return samples;
-}
-
-function metricTypes(text: string): Map<string, string> {
-  const types = new Map<string, string>();
-  for (const match of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) types.set(match[1]!, match[2]!);
-  return types;
-}
+import { startTestStratifier } from '../helpers/test-stratifier.js';
+import { metricTypes, parseMetrics } from '../helpers/metrics-text.js';
 
 const ZERO_REJECTS = {
   other: 0,
@@ -67,15 +51,7 @@ beforeEach(async () => {
   clock = 5_000;
   hasher = await createPowHasher('sha256d');
   source = new ManualSource('sha256d');
-  stratifier = new Stratifier({
-    source,
-    algorithm: 'sha256d',
-    hasher,
-    initialDifficulty: DIFFICULTY,
-    ticketDifficulty: DIFFICULTY,
-    vardiff: { minDifficulty: DIFFICULTY, maxDifficulty: DIFFICULTY },
-  });
-  stratifier.start();
+  stratifier = await startTestStratifier(source, { difficulty: DIFFICULTY, pinned: true, hasher });
   stats = new RelayStats({ now: () => clock });
   stats.attach(stratifier);
   // Process metrics start observers that live as long as the process: one test covers them.

@@ -8,7 +8,8 @@ import {
   SHARE_REJECT_REASONS,
   shareRejectReason,
 } from '../../src/relay/stats.js';
-import { Stratifier, type StratifierEvents } from '../../src/relay/stratifier.js';
+import type { Stratifier } from '../../src/relay/stratifier.js';
+import { type StratifierEvents } from '../../src/relay/stratifier.js';
 import { DEFAULT_VARDIFF, Vardiff } from '../../src/relay/vardiff.js';
 import type { SourceState, UpstreamTerms } from '../../src/sources/work-source.js';
 import type { Algorithm } from '../../src/work/algorithm.js';
@@ -18,6 +19,7 @@ import type { Job, ShareSubmission } from '../../src/work/job.js';
 import { createPowHasher, type PowHasher } from '../../src/work/pow.js';
 import { difficultyToTarget, hashMeetsTarget, nbitsToTarget } from '../../src/work/target.js';
 import { ManualSource } from '../helpers/manual-source.js';
+import { startTestStratifier } from '../helpers/test-stratifier.js';
 
 /** Stands in for the stratifier: the test emits exactly the events it wants counted. */
 class FakeStratifier extends EventEmitter<StratifierEvents> {
@@ -304,16 +306,11 @@ describe('RelayStats on a real stratifier', () => {
     jobs = [];
     nonce = 0;
     source = new ManualSource('sha256d');
-    stratifier = new Stratifier({
-      source,
-      algorithm: 'sha256d',
+    stratifier = await startTestStratifier(source, {
+      difficulty: DIFFICULTY,
+      pinned: true,
       hasher,
-      initialDifficulty: DIFFICULTY,
-      ticketDifficulty: DIFFICULTY,
-      // Pinned: vardiff must not move the difficulty the shares were searched for.
-      vardiff: { minDifficulty: DIFFICULTY, maxDifficulty: DIFFICULTY },
     });
-    stratifier.start();
     stats = new RelayStats();
     stats.attach(stratifier);
     source.setTerms({ difficulty: DIFFICULTY, versionMask: null });
