@@ -85,6 +85,10 @@ const SCHEMA = `
   ) STRICT;
 `;
 
+const UNBILLED = 'SELECT count(*) FROM served WHERE peer = ? AND request_id IS NULL';
+const BILLED = 'SELECT sum(count) FROM requests_out WHERE peer = ?';
+const SETTLED_TO_US = `SELECT sum(count) FROM settlements WHERE peer = ? AND direction = 'received'`;
+
 export interface ServedTicket {
   serial: Uint8Array;
   keyId: Uint8Array;
@@ -233,12 +237,13 @@ export class PeerLedger {
           ticket.at,
           ticket.offline ? 1 : 0,
         );
+      // Count first: the rows are read only on the redemption that completes a bill.
+      if (this.count(UNBILLED, peer) < paymentEvery) return null;
       const unbilled = this.db
         .prepare(
           'SELECT serial, key_id, day, at FROM served WHERE peer = ? AND request_id IS NULL ORDER BY at, serial',
         )
         .all(peer) as ServedRow[];
-      if (unbilled.length < paymentEvery) return null;
       const id = newId();
       const request: PaymentRequest = {
         id,
@@ -502,22 +507,31 @@ export class PeerLedger {
 
   // --- balances ---
 
-  balance(peer: string): PeerBalance {
-    const one = (sql: string, ...args: unknown[]): number =>
+  /**
+   * Billed tickets the peer has not settled: what `maxUnpaid` limits. Its own method because
+   * every redemption of the peer's tickets asks, and needs none of the rest of `balance`.
+   */
+  unpaidToUs(peer: string): number {
+    return Math.max(0, this.count(BILLED, peer) - this.count(SETTLED_TO_US, peer));
+  }
+
+  private count(sql: string, ...args: unknown[]): number {
+    return (
       (this.db
         .prepare(sql)
         .pluck()
-        .get(...args) as number | null) ?? 0;
-    const { pulled, acked } = this.cursorRow(peer);
-    const served = one('SELECT count(*) FROM served WHERE peer = ?', peer);
-    const unbilled = one('SELECT count(*) FROM served WHERE peer = ? AND request_id IS NULL', peer);
-    const billed = one('SELECT sum(count) FROM requests_out WHERE peer = ?', peer);
-    const settledToUs = one(
-      `SELECT sum(count) FROM settlements WHERE peer = ? AND direction = 'received'`,
-      peer,
+        .get(...args) as number | null) ?? 0
     );
-    const billedToUs = one('SELECT sum(count) FROM requests_in WHERE peer = ?', peer);
-    const settledByUs = one(
+  }
+
+  balance(peer: string): PeerBalance {
+    const { pulled, acked } = this.cursorRow(peer);
+    const served = this.count('SELECT count(*) FROM served WHERE peer = ?', peer);
+    const unbilled = this.count(UNBILLED, peer);
+    const billed = this.count(BILLED, peer);
+    const settledToUs = this.count(SETTLED_TO_US, peer);
+    const billedToUs = this.count('SELECT sum(count) FROM requests_in WHERE peer = ?', peer);
+    const settledByUs = this.count(
       `SELECT sum(count) FROM settlements WHERE peer = ? AND direction = 'paid'`,
       peer,
     );
@@ -530,20 +544,20 @@ export class PeerLedger {
       billedToUs,
       settledByUs,
       weOwe: Math.max(0, billedToUs - settledByUs),
-      owedSync: one(
+      owedSync: this.count(
         'SELECT count(*) FROM served WHERE peer = ? AND offline = 1 AND seq > ?',
         peer,
         acked,
       ),
-      pendingRequests: one(
+      pendingRequests: this.count(
         'SELECT count(*) FROM requests_out WHERE peer = ? AND delivered_at IS NULL',
         peer,
       ),
-      pendingSettlements: one(
+      pendingSettlements: this.count(
         `SELECT count(*) FROM settlements WHERE peer = ? AND direction = 'paid' AND delivered_at IS NULL`,
         peer,
       ),
-      conflicts: one('SELECT count(*) FROM conflicts WHERE peer = ?', peer),
+      conflicts: this.count('SELECT count(*) FROM conflicts WHERE peer = ?', peer),
       pulled,
       acked,
     };

@@ -173,8 +173,7 @@ export class Peering {
     if (!peer || !client || !peer.acceptTickets) {
       throw new RpcError(RpcErrorCode.unknownTicketKey, 'unknown ticket key');
     }
-    const { unpaidToUs } = this.ledger.balance(owner);
-    if (unpaidToUs >= peer.maxUnpaid) {
+    if (this.ledger.unpaidToUs(owner) >= peer.maxUnpaid) {
       throw new RpcError(
         RpcErrorCode.peerNotTrusted,
         `peer not trusted: tickets of ${owner} are not accepted here until it settles its debt`,
