@@ -250,7 +250,8 @@ export class Peering {
   ): { serial: string; result: ReserveResult }[] {
     const at = Math.floor(this.now());
     return serials.map((s) => {
-      if (!this.options.ownKeys.holdsKey(s.keyId) || !this.options.ownKeys.acceptedKey(s.keyId)) {
+      // Only our own keys that still verify today (a held key past its last redeemable day does not).
+      if (!this.options.ownKeys.acceptedKey(s.keyId)) {
         return { serial: s.serial, result: 'unknown_key' as const };
       }
       const serial = hexToBytes(s.serial);

@@ -157,6 +157,19 @@ describe('peer API authentication', () => {
     expect(bad.body.error?.message).toMatch(/serials/);
   });
 
+  it("answers unknown_key when asked to reserve a serial of a key that is not R1's", async () => {
+    const serial = randomBytes(32).toString('hex');
+    const answer = await send({
+      path: '/v1/peer/reserve',
+      body: JSON.stringify({ serials: [{ serial, keyId: '00'.repeat(8), day: 1 }] }),
+    });
+    expect(answer).toMatchObject({
+      status: 200,
+      verified: true,
+      body: { results: [{ serial, result: 'unknown_key' }] },
+    });
+  });
+
   it('PeerClient refuses an answer not signed by the pinned identity', async () => {
     const client = new PeerClient({
       self: r2,
