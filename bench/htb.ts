@@ -3,7 +3,7 @@ import type { ClassInput } from '../src/qos/htb.js';
 import { medianRate, benchOptions } from './lib/report.js';
 
 /**
- * Decision cost of the hierarchical token bucket (DESIGN §8): one dequeue (pick a leaf by
+ * Decision cost of the hierarchical token bucket (docs/design.md §8): one dequeue (pick a leaf by
  * level, prio and DRR, charge the path) plus the enqueue that keeps the leaf saturated, on
  * a virtual clock advancing one packet time per decision, with 100 and 1,000 leaves in
  * groups of 10 under a 1 Gbit/s root (so most leaves borrow and every level is exercised).

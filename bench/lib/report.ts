@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 
 /**
- * Output of every benchmark (DESIGN §12): human-readable lines, and with --json one JSON
+ * Output of every benchmark (docs/design.md §12): human-readable lines, and with --json one JSON
  * object per figure per line on stdout — {bench, figure, value, unit, baseline, ratio} where
  * ratio = value ÷ a baseline measured in the same run. With --json the human lines go to
  * stderr so stdout stays machine-readable.

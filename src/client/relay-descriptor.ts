@@ -4,7 +4,7 @@ import type { TicketTerms } from '../protocol/messages.js';
 import { KeyPin } from '../tickets/key-pin.js';
 
 /**
- * The client's check of a relay's ticket terms against its signed descriptor (DESIGN §6.4):
+ * The client's check of a relay's ticket terms against its signed descriptor (docs/design.md §6.4):
  * the descriptor must be signed by the identity the user pinned, and the key the relay
  * offers must be one it lists for that day. Fetched over the same proxy as the circuit.
  */

@@ -3,7 +3,7 @@ import type { Agent } from 'node:http';
 import { SocksProxyAgent } from 'socks-proxy-agent';
 
 /**
- * Reaching a relay through SOCKS5, i.e. through Tor (DESIGN §6.3, §9). Two things matter for
+ * Reaching a relay through SOCKS5, i.e. through Tor (docs/design.md §6.3, §9). Two things matter for
  * anonymity: the relay's name must be resolved by the proxy (socks5h), or the local DNS
  * resolver learns which relay we use; and each connection that must not be linked to
  * another needs its own SOCKS credentials, because Tor isolates streams by them

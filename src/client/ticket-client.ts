@@ -21,7 +21,7 @@ import { encodeTicket } from '../tickets/ticket.js';
 import type { CircuitClient } from './circuit-client.js';
 
 /**
- * The client's half of issuance (DESIGN §6.1, step 2 and 4) over a circuit. Besides the
+ * The client's half of issuance (docs/design.md §6.1, step 2 and 4) over a circuit. Besides the
  * signature checks, it guards unlinkability: the common information (key, day) is visible to
  * the relay, so a relay handing one user a special key or an odd day could recognise that
  * user's tickets later. Only the pinned key is accepted, and only today's day (± one around

@@ -7,7 +7,7 @@ import { freePort } from './regtest-network.js';
 
 /**
  * The two relays of the demo: the main one mines solo on node 0, the backup on node 1, and
- * each lists the other as a peer (DESIGN §7). A peer is pinned by its identity key, which
+ * each lists the other as a peer (docs/design.md §7). A peer is pinned by its identity key, which
  * exists only once its key store does, and by its URL, so both are settled first (keys
  * created, ports chosen) and the configs written after.
  */

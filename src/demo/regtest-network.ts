@@ -11,7 +11,7 @@ import { NodeRpc, type RpcAuth } from '../sources/node-rpc.js';
  * Real `litecoind -regtest` nodes on loopback, for the demo and the integration tests. Each
  * node gets its own data directory and free loopback ports; every node after the first
  * connects to the first, because Litecoin Core refuses getblocktemplate without a peer
- * (DESIGN §3.2). Nothing listens beyond 127.0.0.1 and nothing is looked up on the network.
+ * (docs/design.md §3.2). Nothing listens beyond 127.0.0.1 and nothing is looked up on the network.
  *
  * Stopping is the caller's job (`stop`); if the process exits without it, the nodes still
  * running are killed and their directories removed on the way out, so a crash leaves no

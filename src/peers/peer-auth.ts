@@ -3,7 +3,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 
 /**
- * Signed peer messages (DESIGN §7): every request and every response of the peer API carries
+ * Signed peer messages (docs/design.md §7): every request and every response of the peer API carries
  * an Ed25519 signature by the sender's relay identity, checked against the identity the
  * receiver pinned in its config. Pure: no clock reads, no I/O; times are passed in.
  *

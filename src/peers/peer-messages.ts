@@ -1,8 +1,8 @@
 import { z } from 'zod';
 
 /**
- * Bodies of the peer API (`/v1/peer/*`, DESIGN §7): one schema per message, used by both
- * ends. Binary values are lowercase hex, as everywhere else (DESIGN §5).
+ * Bodies of the peer API (`/v1/peer/*`, docs/design.md §7): one schema per message, used by both
+ * ends. Binary values are lowercase hex, as everywhere else (docs/design.md §5).
  */
 
 export const PEER_PREFIX = '/v1/peer';

@@ -9,7 +9,7 @@ export { Mode } from './htb-bucket.js';
 export * from './htb-config.js';
 
 /**
- * The hierarchical token bucket of DESIGN §8, after Linux `sch_htb`. Pure: time is passed
+ * The hierarchical token bucket of docs/design.md §8, after Linux `sch_htb`. Pure: time is passed
  * in (seconds on any monotonic clock) and nothing here reads a clock or sets a timer; the
  * caller dequeues while the link is free and, when dequeue returns null, sleeps until
  * nextEventTime().

@@ -1,5 +1,5 @@
 /**
- * What the priority tunnel needs from a traffic shaper (DESIGN §8), so the tunnel does not
+ * What the priority tunnel needs from a traffic shaper (docs/design.md §8), so the tunnel does not
  * depend on the HTB's internals. The tunnel asks before every chunk it forwards, in either
  * direction, and keeps that direction's source paused until the answer comes: the shaper
  * decides *when* bytes move, the tunnel makes sure nothing piles up meanwhile.

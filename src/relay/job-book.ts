@@ -5,7 +5,7 @@ import type { Job } from '../work/job.js';
 import { nbitsToTarget } from '../work/target.js';
 
 /**
- * Jobs clients may still submit against: every job since the last clean one (DESIGN §4.3),
+ * Jobs clients may still submit against: every job since the last clean one (docs/design.md §4.3),
  * each under a relay-assigned id so upstream ids never collide across upstream sessions.
  *
  * Clients see coinb1 with the upstream extranonce1 folded in, so a client's extranonce1 is

@@ -8,7 +8,7 @@ import { DEFAULT_STRATUM_LIMITS, type StratumLimits } from './stratum-miner-limi
 
 /**
  * The Stratum connector: a plain TCP Stratum V1 server for standard miners (cpuminer,
- * cgminer, old ASICs), one connection per miner, each a donor (DESIGN §1). It owns the
+ * cgminer, old ASICs), one connection per miner, each a donor (docs/design.md §1). It owns the
  * sockets and nothing else; the stratifier decides what work and which answers they get.
  * Peer addresses are never read, so they cannot reach a log.
  */

@@ -3,7 +3,7 @@ import { negotiateMask } from '../work/version.js';
 
 /**
  * The answer to a miner's mining.configure (BIP310). Only version rolling is offered: the
- * grant is the miner's requested mask ∩ the upstream's (DESIGN §4.1), because the relay can
+ * grant is the miner's requested mask ∩ the upstream's (docs/design.md §4.1), because the relay can
  * only forward shares whose version bits the upstream accepts. Every other extension the
  * miner names is answered `false`, which BIP310 defines as "not supported".
  *

@@ -1,5 +1,5 @@
 /**
- * Per-client variable difficulty (DESIGN §4.4). Pure: the caller passes the time. Retargets
+ * Per-client variable difficulty (docs/design.md §4.4). Pure: the caller passes the time. Retargets
  * after enough shares or on a timer (so an idle client goes down), in powers of two, by a
  * bounded factor per step, within [floor, ceiling] where the ceiling is never above the
  * upstream difficulty.

@@ -21,7 +21,7 @@ import type { StratumEndpoint } from './stratum-endpoint.js';
  * primary pool while still mining on another one. Until `activate()`, notifications only
  * update state; afterwards they are emitted.
  *
- * Difficulty: `mining.set_difficulty` applies to the next job (DESIGN §3.1), so it is held as
+ * Difficulty: `mining.set_difficulty` applies to the next job (docs/design.md §3.1), so it is held as
  * pending and folded into the terms when the next `mining.notify` arrives; `terms` is emitted
  * before that `job`. A pool that sends set_difficulty and then a job (the usual order) sees
  * the new difficulty applied with the job.

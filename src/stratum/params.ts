@@ -16,7 +16,7 @@ import {
 } from './fields.js';
 
 /**
- * Typed params of every Stratum V1 method of DESIGN §3.1, in both directions. Stratum params
+ * Typed params of every Stratum V1 method of docs/design.md §3.1, in both directions. Stratum params
  * are positional arrays; here each method gets named fields, a schema that turns the array
  * into them (validating every element), and an encoder that turns them back.
  */

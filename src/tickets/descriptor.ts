@@ -6,7 +6,7 @@ import { decodePoint } from './group.js';
 import { keyIdOf } from './scheme.js';
 
 /**
- * The signed descriptor (DESIGN §6.4), served at /v1/descriptor: the relay's terms (its
+ * The signed descriptor (docs/design.md §6.4), served at /v1/descriptor: the relay's terms (its
  * unsigned fields: algorithm, endpoints, difficulty) plus its identity, its ticket keys with
  * their validity, price, window, expiry rule and backup relays, signed by the identity key.
  *
@@ -21,7 +21,7 @@ import { keyIdOf } from './scheme.js';
  * way, so whitespace or key order on the wire does not matter. The prefix keeps a descriptor
  * signature from ever being valid for another message signed by the same identity.
  *
- * Binary values are lowercase hex, as in the circuit protocol (DESIGN §5). Days are UTC days
+ * Binary values are lowercase hex, as in the circuit protocol (docs/design.md §5). Days are UTC days
  * since 1970-01-01; a key issues tickets on days notBeforeDay..notAfterDay (inclusive), and a
  * ticket is redeemable on its issue day and the next.
  */
@@ -61,7 +61,7 @@ export type DescriptorKey = z.output<typeof descriptorKeySchema>;
 /** The fields of a key entry this version defines (what the relay lists). */
 export type ListedKey = Pick<DescriptorKey, 'keyId' | 'publicKey' | 'notBeforeDay' | 'notAfterDay'>;
 
-/** A backup relay (Protocol 2, DESIGN §7); the list is empty until peers exist. */
+/** A backup relay (Protocol 2, docs/design.md §7); the list is empty until peers exist. */
 export const backupRelaySchema = z.looseObject({
   identity: hex(32),
   url: z.string().min(1).max(512),
@@ -79,7 +79,7 @@ export const signedDescriptorSchema = z.looseObject({
   identity: hex(32),
   issuedAt: z.number().int().min(0),
   tickets: z.looseObject({
-    /** Credit one ticket costs (share difficulty / ticket difficulty, DESIGN §4.4). */
+    /** Credit one ticket costs (share difficulty / ticket difficulty, docs/design.md §4.4). */
     price: z.number().positive(),
     windowSeconds: z.number().int().positive(),
     expiry: z.string().max(512),

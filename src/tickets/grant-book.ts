@@ -1,5 +1,5 @@
 /**
- * Priority grants the relay handed out, by token (DESIGN §5, §6.3). A grant is what a
+ * Priority grants the relay handed out, by token (docs/design.md §5, §6.3). A grant is what a
  * redeemed ticket turns into: the tunnel looks the token up to put a stream in the paid class
  * until the grant expires. The book holds no serial and no key id, so nothing in it links a
  * grant back to the ticket that paid for it.

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { ristretto255 } from '@noble/curves/ed25519.js';
 
 /**
- * ristretto255 encodings, strict (DESIGN §6.1): points are the 32-byte canonical encoding,
+ * ristretto255 encodings, strict (docs/design.md §6.1): points are the 32-byte canonical encoding,
  * never the identity; scalars are 32 bytes little-endian and < q. Anything else is refused
  * with a TicketFormatError, so malformed input can never reach the group arithmetic.
  */

@@ -12,7 +12,7 @@ import {
 } from './scheme.js';
 
 /**
- * The ticket issuer (DESIGN §6.2). Abe–Okamoto is forgeable when many signing sessions for
+ * The ticket issuer (docs/design.md §6.2). Abe–Okamoto is forgeable when many signing sessions for
  * one (key, day) are open at once (the ROS attack: ~200 sessions give a forgery in seconds,
  * fewer still a sub-exponential one), so this class is the only place the signer runs and
  * it enforces, without exception:

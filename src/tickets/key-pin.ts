@@ -8,7 +8,7 @@ import {
 import { utcDay } from './keyring.js';
 
 /**
- * Client-side pinning of a relay's ticket keys (DESIGN §6.4). A relay could tag users by
+ * Client-side pinning of a relay's ticket keys (docs/design.md §6.4). A relay could tag users by
  * giving each one a key of its own: tickets signed with a per-user key are linkable to that
  * user however blind the signature. So a client only takes tickets under a key it has seen
  * listed in the relay's signed descriptor, for the day of the ticket, and it remembers what it

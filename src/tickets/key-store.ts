@@ -36,7 +36,7 @@ import { generateSignerKey, type SignerKey } from './scheme.js';
 export { IDENTITY_FILE, type RelayIdentity };
 
 /**
- * The relay's keys on disk (DESIGN §6.4), under `<dataDir>/keys/` (0700):
+ * The relay's keys on disk (docs/design.md §6.4), under `<dataDir>/keys/` (0700):
  * - `identity.json`: the relay's Ed25519 identity, which signs the descriptor. Separate from
  *   Tor's keys, so rotating one never touches the other.
  * - `ticket-<keyId>.json`: one ticket key each (ristretto255 secret scalar, 32 bytes LE, hex),
@@ -48,7 +48,7 @@ export { IDENTITY_FILE, type RelayIdentity };
  * keys issuing on one day would split that day's users into two groups a relay could tell
  * apart (and clients refuse descriptors that list two keys for a day, see key-pin.ts).
  *
- * A ticket is redeemable on its issue day and the next (DESIGN §6.3), so a key that stops
+ * A ticket is redeemable on its issue day and the next (docs/design.md §6.3), so a key that stops
  * issuing after day N is still accepted for verification on day N + 1 and dropped after
  * that (prune deletes its file).
  */
@@ -58,7 +58,7 @@ export const DEFAULT_LIFETIME_DAYS = 30;
 export const MAX_LIFETIME_DAYS = 366;
 /** `renew` creates the next key this many days before the newest one ends. */
 export const DEFAULT_LEAD_DAYS = 7;
-/** Days after its issue day on which a ticket is still redeemable (DESIGN §6.3). */
+/** Days after its issue day on which a ticket is still redeemable (docs/design.md §6.3). */
 export const REDEEM_GRACE_DAYS = 1;
 
 export class KeyStoreError extends Error {

@@ -13,7 +13,7 @@ import {
 import { decodeTicket, type Ticket } from './ticket.js';
 
 /**
- * `ticket.redeem` (DESIGN §5, §6.3): a ticket in, a priority grant out. The checks run
+ * `ticket.redeem` (docs/design.md §5, §6.3): a ticket in, a priority grant out. The checks run
  * cheapest first, and the costly ones only on input that passed the cheap ones: decoding and
  * the day check bound which (key, day) pairs reach the hash-to-curve of the info point and
  * the signature check, so garbage cannot fill the info-point cache or burn CPU on
@@ -39,7 +39,7 @@ export interface Grant {
 }
 
 /**
- * Where tickets of other relays go (Protocol 2, DESIGN §7): the peers module decides whether
+ * Where tickets of other relays go (Protocol 2, docs/design.md §7): the peers module decides whether
  * this relay may serve a peer's ticket and reserves its serial at the peer first. Kept as an
  * interface so the ticket code does not depend on the peer code.
  */
@@ -221,7 +221,7 @@ export class Redeemer {
 
   /**
    * Only a recorded spend earns a grant. With `topUp`, the token of a live grant, the ticket
-   * is added to that grant instead (DESIGN §6.3: several tickets per window move the
+   * is added to that grant instead (docs/design.md §6.3: several tickets per window move the
    * circuit to a higher group) and its window starts again.
    */
   private grantFor(spend: SpendResult, now: number, topUp?: string): Grant {

@@ -12,7 +12,7 @@ import {
 } from './group.js';
 
 /**
- * Abe–Okamoto partially blind WI-Schnorr signatures over ristretto255 (DESIGN §6.1), as pure
+ * Abe–Okamoto partially blind WI-Schnorr signatures over ristretto255 (docs/design.md §6.1), as pure
  * functions with randomness passed in. The common information `info` binds a ticket to one
  * relay key and one day; the signer never sees the message (SHA-256 of the client's x_c), so
  * it cannot link a ticket to the session that issued it.

@@ -3,7 +3,7 @@ import type { CreditAccount, FinishedSession, OpenedSession } from './issuer.js'
 
 /**
  * Everything the circuit connector needs from the ticket side, in the words of the circuit
- * protocol (DESIGN §5). The relay assembles it from the key store, issuer and redeemer.
+ * protocol (docs/design.md §5). The relay assembles it from the key store, issuer and redeemer.
  */
 export interface TicketService {
   /** Terms handed out at mining.register for ticket-mode circuits; null if not issuing. */

@@ -2,7 +2,7 @@ import { decodeScalar, encodeScalar, TicketFormatError } from './group.js';
 import type { Signature } from './scheme.js';
 
 /**
- * A priority ticket (DESIGN §5): 173 bytes, sent as base64url without padding.
+ * A priority ticket (docs/design.md §5): 173 bytes, sent as base64url without padding.
  * version 0x01 ‖ keyId (8) ‖ day (uint32 BE) ‖ x_c (32) ‖ ρ ‖ ω ‖ σ ‖ δ (32 each, LE scalars).
  */
 

@@ -20,9 +20,9 @@ export interface HeaderVector {
   powHash: string;
 }
 
-/** Real block headers shared by the project (../shared/vectors, beside the checkout). */
+/** Real Bitcoin and Litecoin block headers (test/vectors/headers.json). */
 export function headerVectors(): HeaderVector[] {
-  const file = join(here, '..', '..', '..', 'shared', 'vectors', 'headers.json');
+  const file = join(here, '..', 'vectors', 'headers.json');
   return (JSON.parse(readFileSync(file, 'utf8')) as { headers: HeaderVector[] }).headers;
 }
 

@@ -21,7 +21,7 @@ import { type PeeredRelays, startPeeredRelays } from './peered-relays.js';
 
 /**
  * The peer API refuses whatever a pinned peer did not sign, with a clear, signed error:
- * unknown peers, bad signatures, stale timestamps and replays (DESIGN §7).
+ * unknown peers, bad signatures, stale timestamps and replays (docs/design.md §7).
  */
 
 let pair: PeeredRelays;

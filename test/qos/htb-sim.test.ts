@@ -3,7 +3,7 @@ import { Htb, mbit, parseHtbConfig, toMbit } from '../../src/qos/htb.js';
 import type { ClassInput, HtbSpec } from '../../src/qos/htb.js';
 
 /**
- * A virtual link drained by the HTB (DESIGN §8): the link asks for a packet whenever it is
+ * A virtual link drained by the HTB (docs/design.md §8): the link asks for a packet whenever it is
  * free, each packet occupies it bytes / wire seconds, and when the scheduler has nothing
  * eligible the clock jumps to nextEventTime() or the next arrival. Sources either saturate
  * (their leaf queue never runs dry) or emit packets at a fixed demand rate.
@@ -69,7 +69,7 @@ function mbitOf(r: SimResult, leaf: string): number {
   return toMbit((r.bytes.get(leaf) ?? 0) / r.window);
 }
 
-/** DESIGN §8 / the paper's Figure 1, in Mbit/s. */
+/** docs/design.md §8 / the paper's Figure 1, in Mbit/s. */
 function figure1(): Htb<string> {
   return Htb.fromConfig<string>({
     classes: [
@@ -85,7 +85,7 @@ function figure1(): Htb<string> {
 const LINK = { wire: mbit(10), duration: 22, warmup: 2 };
 const SAT = Number.POSITIVE_INFINITY;
 
-describe('DESIGN §8 expected allocations (10 Mbit/s link, within 2%)', () => {
+describe('docs/design.md §8 expected allocations (10 Mbit/s link, within 2%)', () => {
   const cases: [string, Source[], Record<string, number>][] = [
     ['only free', [{ leaf: 'free', demand: SAT }], { free: 4 }],
     [

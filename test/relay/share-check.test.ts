@@ -40,7 +40,7 @@ function setup(clientDifficulty: number, upstreamDifficulty = 1) {
   return { book, job, client, share };
 }
 
-describe('checkShare: DESIGN §4.3 checks in order', () => {
+describe('checkShare: docs/design.md §4.3 checks in order', () => {
   it('accepts a share meeting the client difficulty and reports upstream/network', async () => {
     const { book, client, share } = setup(MIN_DIFFICULTY, 1e12);
     const verdict = await checkShare(client, share, book, 'sha256d', hasher);

@@ -63,7 +63,7 @@ afterEach(() => {
   for (const i of issuers.splice(0)) i.closeAll();
 });
 
-describe('ticket issuer (DESIGN §6.2)', () => {
+describe('ticket issuer (docs/design.md §6.2)', () => {
   it('issues tickets that verify, deducting the price from credit', async () => {
     const i = issuer({ price: 2.5 });
     const a = account(6);

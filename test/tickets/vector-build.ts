@@ -37,7 +37,7 @@ export function buildTicketVectors(seed = 'powbridge ticket vectors v1', day = 2
   const hInput = { alpha: G, beta: G.double(), z, y: key.y };
   return {
     about:
-      'powbridge ticket scheme vectors (DESIGN §6.1). Scalars are 32-byte little-endian, points 32-byte ristretto255. Randomness: SHA-256(seed/counter) stream; draw order x, u, s, d, x_c, t1, t2, t3, t4 (scalars from 64 bytes mod q).',
+      'powbridge ticket scheme vectors (docs/design.md §6.1). Scalars are 32-byte little-endian, points 32-byte ristretto255. Randomness: SHA-256(seed/counter) stream; draw order x, u, s, d, x_c, t1, t2, t3, t4 (scalars from 64 bytes mod q).',
     seed,
     day,
     F: { info: hex(info), dst: 'powbridge-v1-ao-F', z: hex(encodePoint(z)) },

@@ -20,7 +20,7 @@ import {
 import { type PrivateTorNetwork, startPrivateTorNetwork } from './private-network.js';
 
 /**
- * The real circuit (opt-in: `npm run test:tor`, DESIGN §11): a private Tor network on
+ * The real circuit (opt-in: `npm run test:tor`, docs/design.md §11): a private Tor network on
  * loopback, two litecoind regtest nodes, `powbridge relay` in solo mode behind an onion
  * service it creates with --tor-control, and `powbridge mine` reaching it only through the
  * Tor client's SOCKS port: it earns a ticket, which `powbridge tickets redeem` spends over

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { freePort } from '../helpers/litecoind.js';
 
 /**
- * A private Tor network on loopback from Debian's `tor` (DESIGN §11), for the opt-in onion
+ * A private Tor network on loopback from Debian's `tor` (docs/design.md §11), for the opt-in onion
  * test: 3 directory authorities, 3 relays, a client (SOCKS port, control port with a
  * password) and a service host (control port with cookie auth) for the relay's onion
  * service. `TestingTorNetwork 1`, every port bound to 127.0.0.1 and picked free.

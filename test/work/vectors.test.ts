@@ -18,7 +18,7 @@ import { blockFixtures, headerVectors } from '../helpers/vectors.js';
 
 const vectors = headerVectors();
 
-describe('real headers (../shared/vectors/headers.json)', () => {
+describe('real headers (test/vectors/headers.json)', () => {
   it('has both algorithms', () => {
     expect(new Set(vectors.map((v) => v.algorithm))).toEqual(new Set(['sha256d', 'scrypt']));
   });
