@@ -3,6 +3,20 @@ import js from '@eslint/js';
 import prettier from 'eslint-config-prettier';
 import tseslint from 'typescript-eslint';
 
+/** Folders below the applications (src/lib is checked on its own, more strictly, below). */
+const LIBRARY_FOLDERS = [
+  'qos',
+  'peers',
+  'tickets',
+  'sources',
+  'work',
+  'stratum',
+  'protocol',
+  'tor',
+];
+/** The applications: the relay, the client, their command line and the demo. */
+const APPLICATION_FOLDERS = ['relay', 'client', 'cli', 'demo'];
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/', 'wasm/*.wasm', '.tmp/', 'test-artifacts/'] },
   js.configs.recommended,
@@ -45,6 +59,43 @@ export default tseslint.config(
         fetch: 'readonly',
         setTimeout: 'readonly',
       },
+    },
+  },
+  {
+    // Layering (README "Layout"): the library folders never reach up into the applications
+    // built on them, so each can be read, tested and reused without the relay or the client.
+    files: [`src/{${LIBRARY_FOLDERS.join(',')}}/**/*.ts`],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: `^(\\.\\./)+(${APPLICATION_FOLDERS.join('|')})(/|$)`,
+              message:
+                'Library folders must not import from src/relay, src/client, src/cli or src/demo: ' +
+                'move what both need into src/lib (or the lower folder).',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // src/lib is the bottom layer: packages and its own modules only.
+    files: ['src/lib/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^\\.\\./',
+              message: 'src/lib imports nothing from other src folders: it is the bottom layer.',
+            },
+          ],
+        },
+      ],
     },
   },
   prettier,

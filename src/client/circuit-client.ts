@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Agent } from 'node:http';
 import WebSocket from 'ws';
 import type { z } from 'zod';
+import { WsCloseCode } from '../lib/ws-close.js';
 import { RpcError, RpcErrorCode } from '../protocol/errors.js';
 import { encodeRequest, parseFrame } from '../protocol/jsonrpc.js';
 import {
@@ -127,7 +128,7 @@ export class CircuitClient extends EventEmitter<CircuitClientEvents> {
     if (this.ws.readyState === WebSocket.CLOSED) return Promise.resolve();
     return new Promise((resolve) => {
       this.ws.once('close', () => resolve());
-      this.ws.close(1000, 'bye');
+      this.ws.close(WsCloseCode.normal, 'bye');
       setTimeout(() => this.ws.terminate(), 2_000).unref();
     });
   }

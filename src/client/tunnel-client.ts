@@ -2,9 +2,10 @@ import { relayWebSocketUrl } from './relay-url.js';
 import type { Agent } from 'node:http';
 import type { Duplex } from 'node:stream';
 import WebSocket, { createWebSocketStream } from 'ws';
+import { WsCloseCode } from '../lib/ws-close.js';
 
 /**
- * The client end of the relay's priority tunnel (DESIGN §5, §8; the relay side is
+ * The client end of the relay's priority tunnel (docs/design.md §5, §8; the relay side is
  * `src/qos/tunnel.ts`): one WebSocket to `/v1/tunnel?to=host:port` per TCP stream, binary
  * frames both ways, an optional `authorization: Priority <token>` for the paid class.
  *
@@ -127,7 +128,7 @@ export function openTunnel(
     });
     ws.once('close', (code: number, reason: Buffer) => {
       const text = reason.toString();
-      if (code === 1000 || code === 1005) {
+      if (code === WsCloseCode.normal || code === WsCloseCode.noStatus) {
         done(null); // closed normally: whatever the destination sent is in the stream
         return;
       }
@@ -150,12 +151,12 @@ export function openTunnel(
 /** The TunnelError for a close code and reason sent by the relay. */
 export function closeError(code: number, reason: string): TunnelError {
   const detail = reason ? `${code} ${reason}` : String(code);
-  if (code === 1008) {
+  if (code === WsCloseCode.policyViolation) {
     return reason.includes('name not resolved')
       ? new TunnelError('unreachable', `tunnel refused: ${detail}`, code)
       : new TunnelError('not-allowed', `tunnel refused: ${detail}`, code);
   }
-  if (code === 1011) {
+  if (code === WsCloseCode.internalError) {
     if (reason === 'connection refused') {
       return new TunnelError('refused', `tunnel failed: ${detail}`, code);
     }

@@ -1,14 +1,14 @@
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type Database from 'better-sqlite3';
-import { checkDurablePath, openDurableDb } from '../tickets/durable-db.js';
+import { checkDurablePath, createPrivateFile, openDurableDb } from '../lib/durable-db.js';
 import { utcDay } from '../tickets/keyring.js';
 import { decodeTicket } from '../tickets/ticket.js';
 import type { IssuedTicket } from './ticket-client.js';
 
 /**
- * The client's ticket wallet (DESIGN §9): every ticket the miner earned, on disk, with its
+ * The client's ticket wallet (docs/design.md §9): every ticket the miner earned, on disk, with its
  * state. A ticket is money, so the one rule is that none is ever lost once acknowledged: `add`
  * commits (WAL, `synchronous = FULL`) before it returns, and the miner acknowledges a ticket
  * (log line, status count) only after that. Rows leave the table only through `prune`, and
@@ -47,7 +47,7 @@ export interface WalletOptions {
   busyTimeoutMs?: number;
 }
 
-/** A ticket is redeemable on its issue day and the next (DESIGN §6.3). */
+/** A ticket is redeemable on its issue day and the next (docs/design.md §6.3). */
 const REDEEMABLE_DAYS = 2;
 const MAX_RELAY_LENGTH = 512;
 const SCHEMA_VERSION = 1;
@@ -148,15 +148,14 @@ export class Wallet {
     } else {
       if (options.create === false) throw new Error(`no wallet at ${file}`);
       mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-      closeSync(openSync(file, 'a', 0o600));
-      chmodSync(file, 0o600); // the umask can only narrow the mode; this makes it exact
+      createPrivateFile(file);
     }
     return new Wallet(
       openDurableDb(file, {
         what: 'wallet',
         schema: SCHEMA,
         schemaVersion: SCHEMA_VERSION,
-        ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
+        busyTimeoutMs: options.busyTimeoutMs,
       }),
     );
   }

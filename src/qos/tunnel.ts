@@ -1,9 +1,11 @@
 import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+import type { RawData, WebSocket, WebSocketServer } from 'ws';
 import { type Logger, silentLogger } from '../log.js';
-import { routeUpgrades } from '../relay/upgrade-router.js';
+import { routeUpgrades } from '../lib/upgrade-router.js';
+import { webSocketEndpoint } from '../lib/ws-endpoint.js';
+import { WsCloseCode } from '../lib/ws-close.js';
 import type { GrantBook, GrantEntry } from '../tickets/grant-book.js';
 import {
   DEFAULT_EXIT_POLICY,
@@ -19,7 +21,7 @@ import { type Shaper, UnshapedShaper } from './shaper.js';
 import { drained, Pump, type PumpSink } from './tunnel-pump.js';
 
 /**
- * The priority tunnel (DESIGN §5, §8): WebSocket `/v1/tunnel?to=host:port`, one WebSocket =
+ * The priority tunnel (docs/design.md §5, §8): WebSocket `/v1/tunnel?to=host:port`, one WebSocket =
  * one TCP stream, binary frames both ways. A grant token in `authorization: Priority <token>`
  * puts the stream in the paid class until the grant expires; then it carries on, free.
  * Every chunk waits for the shaper before it is forwarded, and a direction whose sink or
@@ -83,13 +85,6 @@ export interface TunnelCounts {
   bytesDown: number;
 }
 
-/** Close codes (RFC 6455 §7.4). */
-const NORMAL = 1000;
-const GOING_AWAY = 1001;
-const UNSUPPORTED_DATA = 1003;
-const POLICY_VIOLATION = 1008;
-const INTERNAL_ERROR = 1011;
-
 /** Once the client has gone, how long its last bytes may take to reach the destination. */
 const CLOSE_GRACE_MS = 5_000;
 
@@ -136,14 +131,7 @@ export class TunnelConnector {
     this.grants = options.grants ?? null;
     this.now = options.now ?? (() => Date.now() / 1000);
     this.log = options.logger ?? silentLogger;
-    this.wss = new WebSocketServer({
-      noServer: true,
-      maxPayload: this.limits.maxFrameBytes,
-      // Compression would let a small frame inflate into a large buffer, and costs CPU on
-      // bytes that are usually encrypted anyway.
-      perMessageDeflate: false,
-      clientTracking: false,
-    });
+    this.wss = webSocketEndpoint(this.limits.maxFrameBytes);
   }
 
   get size(): number {
@@ -204,7 +192,7 @@ export class TunnelConnector {
 
   /** Close every stream (shutdown). */
   close(): void {
-    for (const stream of this.streams) stream.fail(GOING_AWAY, 'relay shutting down');
+    for (const stream of this.streams) stream.fail(WsCloseCode.goingAway, 'relay shutting down');
     this.wss.close();
   }
 
@@ -247,7 +235,7 @@ class TunnelStream {
         tally.bytesUp += bytes;
         return this.shape(bytes);
       },
-      (err) => this.fail(INTERNAL_ERROR, 'shaper failed', err),
+      (err) => this.fail(WsCloseCode.internalError, 'shaper failed', err),
     );
     this.down = new Pump(
       // The TCP socket does not exist yet; nothing is pushed downstream before it does.
@@ -256,13 +244,16 @@ class TunnelStream {
         tally.bytesDown += bytes;
         return this.shape(bytes);
       },
-      (err) => this.fail(INTERNAL_ERROR, 'shaper failed', err),
+      (err) => this.fail(WsCloseCode.internalError, 'shaper failed', err),
     );
-    this.idle = setTimeout(() => this.fail(GOING_AWAY, 'idle timeout'), limits.idleTimeoutMs);
+    this.idle = setTimeout(
+      () => this.fail(WsCloseCode.goingAway, 'idle timeout'),
+      limits.idleTimeoutMs,
+    );
     // Hold the client's bytes in the kernel until the destination is connected.
     this.up.hold();
     ws.on('message', (data: RawData, isBinary: boolean) => {
-      if (!isBinary) return this.fail(UNSUPPORTED_DATA, 'binary frames only');
+      if (!isBinary) return this.fail(WsCloseCode.unsupportedData, 'binary frames only');
       this.up.push(toBuffer(data));
     });
     ws.on('error', (err) => connector.log.debug({ err: err.message }, 'tunnel socket error'));
@@ -285,7 +276,7 @@ class TunnelStream {
     if (this.ws.readyState !== this.ws.OPEN) return;
     if (!decision.ok) {
       tally[REFUSAL_COUNT[decision.refusal]]++;
-      return this.fail(POLICY_VIOLATION, `exit policy: ${decision.refusal}`);
+      return this.fail(WsCloseCode.policyViolation, `exit policy: ${decision.refusal}`);
     }
     // The checked address, not the name: a second lookup could answer differently.
     const tcp = connect({ host: decision.address, port: to.port, family: decision.family });
@@ -305,13 +296,13 @@ class TunnelStream {
     tcp.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       if (!this.down.started) tally.connectFailed++;
-      this.fail(INTERNAL_ERROR, failure(err));
+      this.fail(WsCloseCode.internalError, failure(err));
     });
     tcp.once('close', () => clearTimeout(timer));
   }
 
   /** End the stream with a close code; both sides are torn down, nothing more is sent. */
-  fail(code: number, reason: string, err?: unknown): void {
+  fail(code: WsCloseCode, reason: string, err?: unknown): void {
     if (err !== undefined) {
       this.connector.log.warn({ err: err instanceof Error ? err.message : typeof err }, reason);
     }
@@ -322,7 +313,7 @@ class TunnelStream {
   }
 
   /** The client's close frame must be read for the handshake to finish: unpause first. */
-  private closeClient(code: number, reason: string): void {
+  private closeClient(code: WsCloseCode, reason: string): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
     this.ws.resume();
     this.ws.close(code, reason);
@@ -352,7 +343,7 @@ class TunnelStream {
       settle: () => (ws.bufferedAmount > limit ? drained(socket) : null),
       end: () => {
         this.up.stop(); // the destination has gone: nothing the client sends can arrive
-        this.closeClient(NORMAL, 'destination closed');
+        this.closeClient(WsCloseCode.normal, 'destination closed');
       },
     };
   }

@@ -1,6 +1,10 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { type WebSocket, WebSocketServer } from 'ws';
+import type { WebSocket, WebSocketServer } from 'ws';
+import { TokenBucket } from '../lib/token-bucket.js';
+import { routeUpgrades } from '../lib/upgrade-router.js';
+import { webSocketEndpoint } from '../lib/ws-endpoint.js';
+import { WsCloseCode } from '../lib/ws-close.js';
 import { type Logger, silentLogger } from '../log.js';
 import { RpcError, RpcErrorCode } from '../protocol/errors.js';
 import {
@@ -27,11 +31,10 @@ import type { Job } from '../work/job.js';
 import type { TicketService } from '../tickets/service.js';
 import type { ClientChannel, ClientSession } from './client-session.js';
 import type { Stratifier } from './stratifier.js';
-import { routeUpgrades } from './upgrade-router.js';
 
 /**
  * The circuit connector: WebSocket `/v1/circuit`, one connection per circuit, JSON-RPC 2.0
- * text frames (DESIGN §5). It owns the sockets and nothing else: every frame is size-capped
+ * text frames (docs/design.md §5). It owns the sockets and nothing else: every frame is size-capped
  * and schema-checked here, then handed to the stratifier. It never learns or logs who the
  * client is (the peer address is the Tor daemon's, and is not read).
  */
@@ -62,10 +65,8 @@ export const DEFAULT_CIRCUIT_LIMITS: CircuitLimits = {
 
 export const CIRCUIT_PATH = '/v1/circuit';
 
-/** Close codes (RFC 6455 §7.4). */
-const POLICY_VIOLATION = 1008;
-const GOING_AWAY = 1001;
-const TRY_AGAIN_LATER = 1013;
+/** The request bucket holds this many seconds of `maxRequestsPerSecond`. */
+const REQUEST_BURST_SECONDS = 5;
 
 function jobParams(job: Job): JobParams {
   return {
@@ -100,12 +101,7 @@ export class CircuitConnector {
     this.limits = { ...DEFAULT_CIRCUIT_LIMITS, ...options.limits };
     this.tickets = options.tickets ?? null;
     this.log = options.logger ?? silentLogger;
-    this.wss = new WebSocketServer({
-      noServer: true,
-      maxPayload: this.limits.maxFrameBytes,
-      perMessageDeflate: false,
-      clientTracking: false,
-    });
+    this.wss = webSocketEndpoint(this.limits.maxFrameBytes);
   }
 
   get size(): number {
@@ -165,8 +161,7 @@ export class CircuitConnector {
 class CircuitConnection implements ClientChannel {
   private session: ClientSession | null = null;
   private invalidFrames = 0;
-  private tokens: number;
-  private lastRefill = Date.now();
+  private readonly requests: TokenBucket;
   private alive = true;
   private readonly pinger: NodeJS.Timeout;
   private readonly registerTimer: NodeJS.Timeout;
@@ -179,7 +174,10 @@ class CircuitConnection implements ClientChannel {
     private readonly limits: CircuitLimits,
     private readonly log: Logger,
   ) {
-    this.tokens = limits.maxRequestsPerSecond * 5;
+    this.requests = new TokenBucket({
+      perSecond: limits.maxRequestsPerSecond,
+      burstSeconds: REQUEST_BURST_SECONDS,
+    });
     ws.on('message', (data, isBinary) => this.onFrame(data, isBinary));
     ws.on('pong', () => {
       this.alive = true;
@@ -188,7 +186,7 @@ class CircuitConnection implements ClientChannel {
     ws.once('close', () => this.onClose());
     this.pinger = setInterval(() => this.ping(), limits.pingIntervalMs);
     this.registerTimer = setTimeout(() => {
-      if (!this.session) this.ws.close(POLICY_VIOLATION, 'register timeout');
+      if (!this.session) this.ws.close(WsCloseCode.policyViolation, 'register timeout');
     }, limits.registerTimeoutMs);
   }
 
@@ -226,11 +224,11 @@ class CircuitConnection implements ClientChannel {
 
   close(reason: string): void {
     this.session = null; // the stratifier already dropped it
-    this.ws.close(TRY_AGAIN_LATER, reason.slice(0, 120));
+    this.ws.close(WsCloseCode.tryAgainLater, reason.slice(0, 120));
   }
 
   shutdown(): void {
-    this.ws.close(GOING_AWAY, 'relay shutting down');
+    this.ws.close(WsCloseCode.goingAway, 'relay shutting down');
   }
 
   // ---- incoming -----------------------------------------------------------------------------
@@ -250,8 +248,8 @@ class CircuitConnection implements ClientChannel {
   }
 
   private onFrame(data: unknown, isBinary: boolean): void {
-    if (!this.takeToken()) {
-      this.ws.close(POLICY_VIOLATION, 'too many requests');
+    if (!this.requests.take()) {
+      this.ws.close(WsCloseCode.policyViolation, 'too many requests');
       return;
     }
     if (isBinary) {
@@ -357,18 +355,8 @@ class CircuitConnection implements ClientChannel {
     this.send(encodeError(id, { code, message }));
     this.invalidFrames += 1;
     if (this.invalidFrames >= this.limits.maxInvalidFrames) {
-      this.ws.close(POLICY_VIOLATION, 'too many invalid frames');
+      this.ws.close(WsCloseCode.policyViolation, 'too many invalid frames');
     }
-  }
-
-  private takeToken(): boolean {
-    const now = Date.now();
-    const rate = this.limits.maxRequestsPerSecond;
-    this.tokens = Math.min(rate * 5, this.tokens + ((now - this.lastRefill) / 1000) * rate);
-    this.lastRefill = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
   }
 
   private ping(): void {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { TokenBucket } from '../lib/token-bucket.js';
 import type { Logger } from '../log.js';
 import { RpcError, RpcErrorCode } from '../protocol/errors.js';
 import {
@@ -19,11 +20,11 @@ import type { Job } from '../work/job.js';
 import type { ClientChannel, ClientSession } from './client-session.js';
 import type { Stratifier } from './stratifier.js';
 import { answerConfigure } from './stratum-miner-configure.js';
-import { RequestBucket, type StratumLimits } from './stratum-miner-limits.js';
+import type { StratumLimits } from './stratum-miner-limits.js';
 
 /**
  * One standard miner (cpuminer, cgminer, an ASIC) on one TCP connection: the server side of
- * Stratum V1. Miners here are donors (DESIGN §1): their shares are checked and forwarded like
+ * Stratum V1. Miners here are donors (docs/design.md §1): their shares are checked and forwarded like
  * anyone's, and they earn no tickets, because a Stratum miner has no way to receive one.
  *
  * Handshake: mining.configure (optional, first) → mining.subscribe registers the miner with
@@ -49,7 +50,10 @@ export interface MinerConnectionOptions {
 
 type Request = Extract<StratumMessage, { kind: 'request' }>;
 
-/** Miners understand the Stratum share codes 20–25; anything else the relay raises is 20. */
+/**
+ * Miners understand the Stratum share codes 20–25; anything else the relay raises is 20 (so a
+ * refused subscribe, 37 on a circuit, is 20 here: miners know it and retry after their pause).
+ */
 function minerCode(code: number): number {
   return code >= StratumErrorCode.other && code <= StratumErrorCode.notSubscribed
     ? code
@@ -65,7 +69,7 @@ export class StratumMinerConnection implements ClientChannel {
   private readonly log: Logger;
   private readonly encodeJob: (job: Job) => string;
   private readonly decoder: LineDecoder;
-  private readonly bucket: RequestBucket;
+  private readonly bucket: TokenBucket;
   private readonly idleTimer: NodeJS.Timeout;
   private readonly handshakeTimer: NodeJS.Timeout;
   private graceTimer: NodeJS.Timeout | null = null;
@@ -89,7 +93,10 @@ export class StratumMinerConnection implements ClientChannel {
     this.limits = options.limits;
     this.log = options.log;
     this.encodeJob = options.encodeJob;
-    this.bucket = new RequestBucket(this.limits.maxRequestsPerSecond, this.limits.burstSeconds);
+    this.bucket = new TokenBucket({
+      perSecond: this.limits.maxRequestsPerSecond,
+      burstSeconds: this.limits.burstSeconds,
+    });
     this.decoder = new LineDecoder({ maxLineBytes: this.limits.maxLineBytes });
     this.decoder.on('line', (line) => this.onLine(line));
     this.decoder.on('error', (error) => this.drop(error.message));

@@ -39,29 +39,3 @@ export const DEFAULT_STRATUM_LIMITS: StratumLimits = {
   maxConnections: 1_000,
   closeGraceMs: 1_000,
 };
-
-/** Token bucket: `rate` tokens per second, at most `rate × burstSeconds` saved up. */
-export class RequestBucket {
-  private tokens: number;
-  private last: number;
-
-  constructor(
-    private readonly rate: number,
-    private readonly burstSeconds: number,
-    private readonly nowMs: () => number = Date.now,
-  ) {
-    this.tokens = rate * burstSeconds;
-    this.last = nowMs();
-  }
-
-  /** Spend one token; false when the sender is over its rate. */
-  take(): boolean {
-    const now = this.nowMs();
-    const capacity = this.rate * this.burstSeconds;
-    this.tokens = Math.min(capacity, this.tokens + ((now - this.last) / 1000) * this.rate);
-    this.last = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { type Logger, silentLogger } from '../log.js';
 import type { ReconnectParams } from '../stratum/index.js';
 import { ALGORITHMS, type Algorithm } from '../work/algorithm.js';
-import { Backoff } from './backoff.js';
+import { Backoff } from '../lib/backoff.js';
 import type { TlsOptions } from './stratum-connection.js';
 import { parseStratumUrl, sameHost, type StratumEndpoint, withPort } from './stratum-endpoint.js';
 import { SessionError, UpstreamSession } from './stratum-session.js';
@@ -18,7 +18,7 @@ import type {
 } from './work-source.js';
 
 /**
- * The upstream pool client (DESIGN §3.1): a WorkSource over an ordered list of Stratum V1
+ * The upstream pool client (docs/design.md §3.1): a WorkSource over an ordered list of Stratum V1
  * pools. The first pool that completes subscribe + authorize becomes the upstream. When it
  * drops, the list is tried again from the top after a capped exponential backoff with jitter;
  * while mining on a lower pool, the primary is probed every `primaryRetryMs` and taken back as

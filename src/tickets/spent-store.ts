@@ -1,9 +1,8 @@
-import { chmodSync, closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { checkDurablePath, openDurableDb } from './durable-db.js';
+import { checkDurablePath, createPrivateFile, openDurableDb } from '../lib/durable-db.js';
 
 /**
- * The spent-ticket store (DESIGN §6.3): every redeemed serial, on disk, before any grant.
+ * The spent-ticket store (docs/design.md §6.3): every redeemed serial, on disk, before any grant.
  *
  * One SQLite file (better-sqlite3) in WAL mode with `synchronous = FULL`, so a spend is on
  * stable storage when `trySpend` returns: a crash after that can lose a grant but never the
@@ -12,7 +11,7 @@ import { checkDurablePath, openDurableDb } from './durable-db.js';
  * index decides, under SQLite's write lock, so two redemptions of one serial can never both
  * succeed, whether they race in one process, in threads or in processes sharing the file.
  *
- * The table is the append-only log that backup relays will replicate (DESIGN §7): `seq` is
+ * The table is the append-only log that backup relays will replicate (docs/design.md §7): `seq` is
  * an AUTOINCREMENT key, so a number is never handed out twice, not even after `prune` deleted
  * the newest rows. A peer pulls with `since(cursor)`; because each spend is its own write
  * transaction and writers are serialised, rows become visible in `seq` order, and a cursor
@@ -23,6 +22,9 @@ import { checkDurablePath, openDurableDb } from './durable-db.js';
 
 const SCHEMA_VERSION = 1;
 const MAX_ORIGIN_LENGTH = 64;
+/** The spent store's file in the relay's data directory. */
+export const SPENT_STORE_FILE = 'spent.sqlite';
+
 export const MAX_SINCE_LIMIT = 10_000;
 
 export interface SpendRequest {
@@ -137,14 +139,13 @@ export class SpentStore {
    */
   static open(file: string, options: SpentStoreOptions = {}): SpentStore {
     checkDurablePath(file, 'spent store');
-    closeSync(openSync(file, 'a', 0o600));
-    chmodSync(file, 0o600);
+    createPrivateFile(file);
     return new SpentStore(
       openDurableDb(file, {
         what: 'spent store',
         schema: SCHEMA,
         schemaVersion: SCHEMA_VERSION,
-        ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
+        busyTimeoutMs: options.busyTimeoutMs,
       }),
     );
   }

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { type Logger, silentLogger } from '../log.js';
-import { Backoff } from '../sources/backoff.js';
+import { Backoff } from '../lib/backoff.js';
 import { readPrivateFile } from '../tickets/key-files.js';
 import { authenticate } from './auth.js';
 import {
@@ -13,7 +13,7 @@ import { parseKeyBlob, parseServiceId, serviceIdOfKeyBlob } from './onion-addres
 import { loadOnionKey, saveOnionKey } from './onion-key.js';
 
 /**
- * The relay's onion service, created through Tor's control port (DESIGN §1, §10): connect,
+ * The relay's onion service, created through Tor's control port (docs/design.md §1, §10): connect,
  * authenticate, ADD_ONION with the key from the data directory (a new key the first time,
  * saved at once), and keep the control connection open: the service is not detached, so Tor
  * removes it when the connection ends, whether we close it (DEL_ONION first) or the relay

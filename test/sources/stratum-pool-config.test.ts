@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Backoff, backoffDelay } from '../../src/sources/backoff.js';
+import { Backoff, backoffDelay } from '../../src/lib/backoff.js';
 import { parseStratumUrl, sameHost, withPort } from '../../src/sources/stratum-endpoint.js';
 import { StratumPool } from '../../src/sources/stratum-pool.js';
 

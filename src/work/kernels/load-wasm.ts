@@ -16,7 +16,9 @@ interface WebAssemblyApi {
   Instance: new (module: object, imports: object) => { readonly exports: Record<string, unknown> };
 }
 
-const webAssembly = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
+/** The global Node provides; declared here rather than pulling in the DOM lib. */
+declare const WebAssembly: WebAssemblyApi;
+const webAssembly = WebAssembly;
 
 type ExportedFunction = (...args: number[]) => number;
 

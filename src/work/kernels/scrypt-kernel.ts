@@ -3,6 +3,7 @@ import type { KernelShare } from './kernel-input.js';
 import { checkBytes, checkNonceRange, preFilterWord } from './kernel-input.js';
 import type { KernelInstance } from './load-wasm.js';
 import { instantiateKernel } from './load-wasm.js';
+import { scanInChunks } from './scan-chunks.js';
 
 /**
  * scrypt(N=1024, r=1, p=1, dkLen=32) of 80-byte headers (password = salt = header) in
@@ -63,21 +64,16 @@ export function createScryptKernel(): ScryptKernel {
       const targetWord = preFilterWord(target);
       memory.set(header76, wasm.headers);
       const shares: KernelShare[] = [];
-      let start = nonceStart;
-      let left = count;
-      while (left > 0) {
-        const n = wasm.scan(start, Math.min(left, CHUNK), targetWord);
+      scanInChunks(nonceStart, count, CHUNK, (start, chunk) => {
+        const n = wasm.scan(start, chunk, targetWord);
         for (let i = 0; i < n; i++) {
           const at = wasm.candidateHashes + 32 * i;
           const hash = memory.slice(at, at + 32);
           const nonce = words[(wasm.candidateNonces >>> 2) + i] as number;
           if (hashMeetsTarget(hash, target)) shares.push({ nonce, hash });
         }
-        const scanned = wasm.scanned() >>> 0;
-        if (scanned === 0) throw new Error('kernel scan made no progress');
-        start += scanned;
-        left -= scanned;
-      }
+        return wasm.scanned() >>> 0;
+      });
       return shares;
     },
   };

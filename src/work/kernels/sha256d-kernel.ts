@@ -3,6 +3,7 @@ import type { KernelShare } from './kernel-input.js';
 import { checkBytes, checkNonceRange, checkUint32, preFilterWord } from './kernel-input.js';
 import type { KernelInstance } from './load-wasm.js';
 import { instantiateKernel } from './load-wasm.js';
+import { scanInChunks } from './scan-chunks.js';
 
 /**
  * sha256d nonce scanning in WebAssembly (wasm/sha256d.c): the midstate of header bytes
@@ -54,18 +55,12 @@ export function createSha256dScanner(): Sha256dScanner {
     checkUint32(targetWord, 'targetWord');
     if (!hasJob) throw new Error('sha256d scanner: setJob before scan');
     const found: number[] = [];
-    let start = nonceStart;
-    let left = count;
-    while (left > 0) {
-      const n = wasm.scan(start, Math.min(left, CHUNK), targetWord);
+    scanInChunks(nonceStart, count, CHUNK, (start, chunk) => {
+      const n = wasm.scan(start, chunk, targetWord);
       const first = wasm.candidates >>> 2;
       for (let i = 0; i < n; i++) found.push(words[first + i] as number);
-      // The kernel stops early when its candidate buffer is nearly full; resume after it.
-      const scanned = wasm.scanned() >>> 0;
-      if (scanned === 0) throw new Error('kernel scan made no progress');
-      start += scanned;
-      left -= scanned;
-    }
+      return wasm.scanned() >>> 0;
+    });
     return found;
   }
 

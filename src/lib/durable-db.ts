@@ -1,4 +1,4 @@
-import { chmodSync, existsSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 
 /**
@@ -13,7 +13,8 @@ export interface DurableDbOptions {
   what: string;
   schema: string;
   schemaVersion: number;
-  busyTimeoutMs?: number;
+  /** How long to wait for another process's write lock (default 5 s). */
+  busyTimeoutMs?: number | undefined;
 }
 
 /** Refuse paths that would not be a durable file. */
@@ -21,6 +22,15 @@ export function checkDurablePath(file: string, what: string): void {
   if (file === '' || file === ':memory:' || file.startsWith('file:')) {
     throw new RangeError(`${what}: needs a plain file path (durability is the point)`);
   }
+}
+
+/**
+ * Create `file` if it is missing, and leave it at mode 0600: the umask can only narrow the mode
+ * given to open, so the chmod makes it exact (and narrows a file an older run left wider).
+ */
+export function createPrivateFile(file: string): void {
+  closeSync(openSync(file, 'a', 0o600));
+  chmodSync(file, 0o600);
 }
 
 /** Open an existing 0600 file as a durable database; closes it again on any failure. */
