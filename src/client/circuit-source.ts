@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { Agent } from 'node:http';
 import { type Logger, silentLogger } from '../log.js';
-import { RpcError } from '../protocol/errors.js';
+import { RpcError, RpcErrorCode } from '../protocol/errors.js';
 import type { JobParams, RegisterResult } from '../protocol/messages.js';
-import { Backoff } from '../sources/backoff.js';
+import { Backoff } from '../lib/backoff.js';
 import type {
   SourceJob,
   SourceState,
@@ -42,6 +42,22 @@ export interface CircuitUpdates {
   credit: [number];
   /** A fresh registration, with its ticket terms (null in donation mode). */
   registered: [RegisterResult];
+  /** The relay refused the register (37: full or not ready); the next try is in `retryInMs`. */
+  refused: [{ message: string; retryInMs: number }];
+}
+
+/** The longest wait a relay's `retryAfter` can impose: it cannot park the miner for hours. */
+const MAX_RETRY_AFTER_MS = 10 * 60_000;
+
+/**
+ * The wait before the next circuit after `failure`: the backoff's delay, or longer when the
+ * relay refused the register (37) and asked for more (`data.retryAfter` seconds, capped).
+ */
+export function retryDelayMs(failure: unknown, backoffMs: number): number {
+  if (!(failure instanceof RpcError) || failure.code !== RpcErrorCode.relayFull) return backoffMs;
+  const retryAfter = failure.retryAfter;
+  if (retryAfter === undefined) return backoffMs;
+  return Math.max(backoffMs, Math.min(retryAfter * 1000, MAX_RETRY_AFTER_MS));
 }
 
 export class CircuitSource extends EventEmitter<WorkSourceEvents> implements WorkSource {
@@ -112,7 +128,7 @@ export class CircuitSource extends EventEmitter<WorkSourceEvents> implements Wor
       return {
         accepted: false,
         reason: 'stale share: job from an earlier relay session',
-        code: 21,
+        code: RpcErrorCode.jobNotFound,
       };
     }
     try {
@@ -134,20 +150,32 @@ export class CircuitSource extends EventEmitter<WorkSourceEvents> implements Wor
 
   private async loop(): Promise<void> {
     while (this.running) {
+      let delayMs: number;
       try {
         await this.connectOnce();
         this.backoff.reset();
+        delayMs = this.backoff.next();
       } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'relay connection failed');
+        delayMs = retryDelayMs(err, this.backoff.next());
+        this.reportFailure(err, delayMs);
       }
       this.setState('down');
       if (!this.running) break;
       await new Promise<void>((resolve) => {
         this.wake = resolve;
-        setTimeout(resolve, this.backoff.next()).unref();
+        setTimeout(resolve, delayMs).unref();
       });
       this.wake = null;
     }
+  }
+
+  private reportFailure(err: unknown, retryInMs: number): void {
+    if (err instanceof RpcError && err.code === RpcErrorCode.relayFull) {
+      this.log.warn({ message: err.message, retryInMs }, 'relay full or not ready');
+      this.updates.emit('refused', { message: err.message, retryInMs });
+      return;
+    }
+    this.log.warn({ err: (err as Error).message }, 'relay connection failed');
   }
 
   /** One circuit: connect, register, follow until it closes. */

@@ -6,10 +6,10 @@ import { CircuitClient } from './circuit-client.js';
 import type { Wallet } from './wallet.js';
 
 /**
- * Spend one wallet ticket at its relay, or at a relay accepting its tickets (a backup, DESIGN
- * §7), and record the verdict (DESIGN §6.3). Unlinkability rests on the circuit: the
- * ticket goes over a connection of its own, never the one that mined it, and through Tor
- * each redemption's agent carries fresh SOCKS credentials, so Tor builds a new circuit for
+ * Spend one wallet ticket at its relay, or at a relay accepting its tickets (a backup,
+ * docs/design.md §7), and record the verdict (docs/design.md §6.3). Unlinkability rests on
+ * the circuit: the ticket goes over a connection of its own, never the one that mined it, and
+ * through Tor each redemption's agent carries fresh SOCKS credentials, so Tor builds a new circuit for
  * it (stream isolation by SOCKS auth). The wallet follows the relay's verdict: a ticket the
  * relay took, or had already taken, is spent; one it calls expired is expired; anything that
  * leaves the verdict unknown (network failure, issuer busy) keeps it unspent, since a later
@@ -23,7 +23,7 @@ export interface RedeemOptions {
   relayUrl: string;
   /**
    * Where to spend it, default the ticket's relay: e.g. a backup the relay lists in its
-   * descriptor (`backupRelays`) while the relay is offline (DESIGN §7). Only on the caller's
+   * descriptor (`backupRelays`) while the relay is offline (docs/design.md §7). Only on the caller's
    * word, never as an automatic fallback: spending there tells the backup that this user
    * holds tickets of that relay.
    */
@@ -45,7 +45,7 @@ export type RedeemOutcome =
   | { kind: 'already-spent'; ticketId: number; message: string }
   /** 31: the relay's clock says it expired (or is from a future day); marked expired. */
   | { kind: 'expired'; ticketId: number; message: string }
-  /** 33: the relay is busy; kept unspent. */
+  /** 33 (or 38, overloaded): the relay is busy; kept unspent. */
   | { kind: 'busy'; ticketId: number; message: string; retryAfter?: number }
   /** Any other refusal (30 bad signature, 35 unknown key, …); kept unspent. */
   | { kind: 'refused'; ticketId: number; code: number; message: string }
@@ -82,7 +82,15 @@ export async function redeemFromWallet(
         wallet.markExpired(ticketId);
         return { kind: 'expired', ticketId, message: err.message };
       case RpcErrorCode.issuerBusy:
-        return { kind: 'busy', ticketId, message: err.message, ...retryAfterOf(err.data) };
+      case RpcErrorCode.relayOverloaded: {
+        const retryAfter = err.retryAfter;
+        return {
+          kind: 'busy',
+          ticketId,
+          message: err.message,
+          ...(retryAfter === undefined ? {} : { retryAfter }),
+        };
+      }
       default:
         return { kind: 'refused', ticketId, code: err.code, message: err.message };
     }
@@ -104,14 +112,6 @@ export function circuitUrl(relay: string): string {
   }
   if (url.pathname === '/' || url.pathname === '') url.pathname = '/v1/circuit';
   return `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}`;
-}
-
-function retryAfterOf(data: unknown): { retryAfter?: number } {
-  if (typeof data === 'object' && data !== null && 'retryAfter' in data) {
-    const { retryAfter } = data;
-    if (typeof retryAfter === 'number' && Number.isFinite(retryAfter)) return { retryAfter };
-  }
-  return {};
 }
 
 function messageOf(err: unknown): string {

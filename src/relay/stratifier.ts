@@ -40,7 +40,7 @@ export interface StratifierOptions {
   vardiff?: Partial<VardiffConfig>;
   /** Difficulty a new client starts at (clamped to the upstream difficulty). */
   initialDifficulty: number;
-  /** One unit of credit is one share at this difficulty (DESIGN §4.4). */
+  /** One unit of credit is one share at this difficulty (docs/design.md §4.4). */
   ticketDifficulty: number;
   maxClients?: number;
   /** Seconds, for vardiff; injectable for tests. */
@@ -75,7 +75,10 @@ export interface StratifierEvents {
   upstream: [{ state: SourceState; terms: UpstreamTerms | null }];
 }
 
-export const NO_WORK_CODE = -32001;
+/** Seconds a refused register (37) asks the client to wait: upstream work comes back soon. */
+const RETRY_NO_WORK_S = 5;
+/** Seconds while full: a slot frees only when some circuit closes. */
+const RETRY_FULL_S = 30;
 
 export class Stratifier extends EventEmitter<StratifierEvents> {
   readonly algorithm: Algorithm;
@@ -153,8 +156,9 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
   }
 
   /**
-   * mining.register: a new session with a slot. Throws RpcError when there is no upstream yet
-   * (retry later) or no slot is left. Call sendCurrentWork once the reply is out.
+   * mining.register: a new session with a slot. Throws RpcError 37 (relay full or not ready,
+   * with `data.retryAfter`) when there is no upstream yet or no slot is left. Call
+   * sendCurrentWork once the reply is out.
    */
   register(
     channel: ClientChannel,
@@ -162,18 +166,22 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     options: { versionMaskRequest?: number } = {},
   ): { session: ClientSession; outcome: RegisterOutcome } {
     if (!this.layout || !this.slots || !this.terms) {
-      throw new RpcError(NO_WORK_CODE, 'no upstream work yet, retry later', { retryAfter: 5 });
+      throw new RpcError(RpcErrorCode.relayFull, 'no upstream work yet, retry later', {
+        retryAfter: RETRY_NO_WORK_S,
+      });
     }
     if (this.sessions.size >= this.maxClients) {
-      throw new RpcError(NO_WORK_CODE, 'relay is full, retry later', { retryAfter: 30 });
+      throw new RpcError(RpcErrorCode.relayFull, 'relay is full, retry later', {
+        retryAfter: RETRY_FULL_S,
+      });
     }
     let slot: number;
     try {
       slot = this.slots.allocate();
     } catch (err) {
       if (err instanceof SlotsExhaustedError) {
-        throw new RpcError(NO_WORK_CODE, 'no extranonce slot left, retry later', {
-          retryAfter: 30,
+        throw new RpcError(RpcErrorCode.relayFull, 'no extranonce slot left, retry later', {
+          retryAfter: RETRY_FULL_S,
         });
       }
       throw err;
@@ -308,7 +316,7 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     }
     // New extranonce on the same upstream session: the current job is still good, but
     // clients forgot theirs with the old extranonce, so send it again as clean work
-    // (DESIGN §4.2). After a new session `current` is null and nothing stale goes out.
+    // (docs/design.md §4.2). After a new session `current` is null and nothing stale goes out.
     const job = this.book.current;
     if (relaid && previous && job && this.state === 'live') {
       const keep = (id: string) => this.book.get(id) !== undefined;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type Logger, silentLogger } from '../log.js';
+import { RpcErrorCode } from '../protocol/errors.js';
 import type { Algorithm } from '../work/algorithm.js';
 import { sha256d } from '../work/hash.js';
 import { headerFromJob } from '../work/header.js';
@@ -8,7 +9,7 @@ import { isHex, parseHex, reversed, toHex } from '../work/hex.js';
 import { createPowHasher, type PowHasher } from '../work/pow.js';
 import { hashMeetsTarget, targetToDifficulty } from '../work/target.js';
 import { BIP320_MASK } from '../work/version.js';
-import { Backoff } from './backoff.js';
+import { Backoff } from '../lib/backoff.js';
 import { serializeBlock } from './gbt-block.js';
 import { MAX_COINBASE_SCRIPTSIG, MAX_HEIGHT_PUSH, withCoinbaseWitness } from './gbt-coinbase.js';
 import { jobFromTemplate, type TemplateJob } from './gbt-job.js';
@@ -195,17 +196,27 @@ export class GbtSource extends EventEmitter<WorkSourceEvents> implements WorkSou
 
   async submit(share: UpstreamShare): Promise<SubmitOutcome> {
     if (share.session !== this.session) {
-      return { accepted: false, reason: 'stale share: job from an earlier node session', code: 21 };
+      return {
+        accepted: false,
+        reason: 'stale share: job from an earlier node session',
+        code: RpcErrorCode.jobNotFound,
+      };
     }
     const work = this.jobs.get(share.jobId);
-    if (work === undefined) return { accepted: false, reason: 'job not found', code: 21 };
+    if (work === undefined) {
+      return { accepted: false, reason: 'job not found', code: RpcErrorCode.jobNotFound };
+    }
     let header: Uint8Array;
     let coinbase: Uint8Array;
     try {
       parseHex(share.extranonce2, 'extranonce2', GBT_EXTRANONCE2_SIZE);
       ({ header, coinbase } = headerFromJob(work.job, this.extranonce1, share, GBT_VERSION_MASK));
     } catch (err) {
-      return { accepted: false, reason: `invalid share: ${errorText(err)}`, code: 20 };
+      return {
+        accepted: false,
+        reason: `invalid share: ${errorText(err)}`,
+        code: RpcErrorCode.shareOther,
+      };
     }
     this.hasher ??= createPowHasher(this.algorithm);
     const pow = await (await this.hasher)(header);

@@ -1,3 +1,5 @@
+import { RpcErrorCode } from '../protocol/errors.js';
+
 /**
  * Stratum V1 errors. Pools disagree on the error shape: null, absent, an array
  * `[code, message, data]` (the original Stratum form), a JSON-RPC object `{code, message}`, a
@@ -12,15 +14,18 @@ export interface StratumError {
   data?: unknown;
 }
 
-/** Codes used on the wire (the Stratum share codes of DESIGN §4.3, plus JSON-RPC's). */
+/**
+ * Codes used on the wire: the share codes of docs/design.md §4.3 plus JSON-RPC's, under their
+ * Stratum names, taken from the one table so no number is written twice.
+ */
 export const StratumErrorCode = {
-  other: 20,
-  jobNotFound: 21,
-  duplicateShare: 22,
-  lowDifficulty: 23,
-  unauthorized: 24,
-  notSubscribed: 25,
-  methodNotFound: -32601,
+  other: RpcErrorCode.shareOther,
+  jobNotFound: RpcErrorCode.jobNotFound,
+  duplicateShare: RpcErrorCode.duplicateShare,
+  lowDifficulty: RpcErrorCode.lowDifficulty,
+  unauthorized: RpcErrorCode.unauthorized,
+  notSubscribed: RpcErrorCode.notRegistered,
+  methodNotFound: RpcErrorCode.methodNotFound,
 } as const;
 
 /** Peer-supplied text ends up in logs and operator messages: keep it bounded. */

@@ -1,11 +1,17 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CircuitSource } from '../../src/client/circuit-source.js';
+import { CircuitSource, retryDelayMs } from '../../src/client/circuit-source.js';
+import { RpcError, RpcErrorCode } from '../../src/protocol/errors.js';
+import { CircuitConnector } from '../../src/relay/circuit-connector.js';
 import type { SourceJob, UpstreamTerms } from '../../src/sources/work-source.js';
 import { MIN_DIFFICULTY } from '../../src/work/target.js';
+import { ManualSource } from '../helpers/manual-source.js';
 import { startTestRelay } from '../helpers/test-relay.js';
+import { startTestStratifier } from '../helpers/test-stratifier.js';
 import { waitFor } from '../helpers/litecoind.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -84,4 +90,46 @@ describe('CircuitSource: the relay as a work source', () => {
     expect(stale).toMatchObject({ accepted: false, code: 21 });
     expect(source.status().job?.session).toBe(2);
   }, 30_000);
+});
+
+describe('CircuitSource: a relay that refuses the register (37)', () => {
+  it('waits the retryAfter the relay asks for, not its own shorter backoff', async () => {
+    // A relay without upstream work: every register is refused with 37, retryAfter 5 s.
+    const stratifier = await startTestStratifier(new ManualSource('sha256d'));
+    const connector = new CircuitConnector(stratifier);
+    const server = createServer((_, res) => res.end());
+    connector.attach(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(async () => {
+      connector.close();
+      stratifier.stop();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    const source = new CircuitSource({
+      url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}/v1/circuit`,
+      mode: 'tickets',
+      backoff: { minMs: 50, maxMs: 200 },
+    });
+    cleanups.push(() => source.stop());
+    const refused = new Promise((resolve) => source.updates.once('refused', resolve));
+    source.start();
+    expect(await refused).toEqual({
+      message: 'no upstream work yet, retry later',
+      retryInMs: 5_000,
+    });
+    expect(source.status().state).toBe('down');
+  });
+
+  it('takes the longer of backoff and retryAfter, caps retryAfter, and ignores it on other errors', () => {
+    const refusal = (data?: unknown) => new RpcError(RpcErrorCode.relayFull, 'relay is full', data);
+    expect(retryDelayMs(refusal({ retryAfter: 30 }), 200)).toBe(30_000);
+    expect(retryDelayMs(refusal({ retryAfter: 0.05 }), 200)).toBe(200);
+    expect(retryDelayMs(refusal({ retryAfter: 1e9 }), 200)).toBe(600_000);
+    expect(retryDelayMs(refusal(), 200)).toBe(200);
+    expect(retryDelayMs(refusal({ retryAfter: 'soon' }), 200)).toBe(200);
+    expect(retryDelayMs(refusal({ retryAfter: -5 }), 200)).toBe(200);
+    const busy = new RpcError(RpcErrorCode.issuerBusy, 'busy', { retryAfter: 30 });
+    expect(retryDelayMs(busy, 200)).toBe(200);
+    expect(retryDelayMs(new Error('connect ECONNREFUSED'), 200)).toBe(200);
+  });
 });

@@ -260,6 +260,19 @@ describe('redeemFromWallet against a scripted relay', () => {
     expect(wallet.counts().unspent).toBe(1);
   });
 
+  it('reads an overloaded relay (38) as busy too: the ticket is kept', async () => {
+    behave = (id, send) =>
+      send(encodeError(id, { code: 38, message: 'relay overloaded', data: { retryAfter: 3 } }));
+    const stored = wallet.add(url, issued(relayKey()), now());
+    expect(await redeemFromWallet(wallet, { relayUrl: url, now })).toEqual({
+      kind: 'busy',
+      ticketId: stored.id,
+      message: 'relay overloaded',
+      retryAfter: 3,
+    });
+    expect(wallet.counts().unspent).toBe(1);
+  });
+
   it('keeps the ticket unspent when the answer is lost (the relay may have spent it)', async () => {
     behave = (_id, _send, hangUp) => hangUp();
     const stored = wallet.add(url, issued(relayKey()), now());

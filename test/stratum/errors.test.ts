@@ -82,3 +82,17 @@ describe('describeError', () => {
     expect(describeError({ code: null, message: 'Above target' })).toBe('Above target');
   });
 });
+
+describe('StratumErrorCode', () => {
+  it('carries the Stratum wire numbers, taken from the one table', () => {
+    expect(StratumErrorCode).toEqual({
+      other: 20,
+      jobNotFound: 21,
+      duplicateShare: 22,
+      lowDifficulty: 23,
+      unauthorized: 24,
+      notSubscribed: 25,
+      methodNotFound: -32601,
+    });
+  });
+});
