@@ -1,10 +1,10 @@
-import { Htb, parseHtbConfig } from './htb.js';
-import type { ClassStats, HtbInput, HtbSpec } from './htb.js';
+import { Htb, htbSpec, parseHtbConfig } from './htb.js';
+import type { ClassStats, HtbClassTree, HtbInput, HtbSpec } from './htb.js';
 import { FREE_CLASS } from './shaper.js';
 import type { Shaper, ShapingGrant } from './shaper.js';
 
 /**
- * The tunnel's Shaper (shaper.ts) driven by the pure HTB of DESIGN §8 (htb.ts). The HTB
+ * The tunnel's Shaper (shaper.ts) driven by the pure HTB of docs/design.md §8 (htb.ts). The HTB
  * decides the order and the moment; this class owns the clock and the one timer.
  *
  * Every `request` becomes a packet whose ref settles the tunnel's promise. A pump dequeues
@@ -23,15 +23,20 @@ export interface TicketGroup {
 }
 
 export interface HtbShaperOptions {
+  /**
+   * A class tree already checked by its schema (the relay config's `tunnel.classes`): used as
+   * it is, without a second check. Wins over `config`.
+   */
+  classes?: HtbClassTree;
   /** A class tree for parseHtbConfig; default: defaultHtbConfig(linkBitsPerSecond). */
   config?: HtbInput;
-  /** Scales the default tree (ignored with `config`); default 10 Mbit/s as in the paper. */
+  /** Scales the default tree (ignored with `classes` or `config`); default 10 Mbit/s as in the paper. */
   linkBitsPerSecond?: number;
   /** Bucket size of the default tree in seconds of rate (default tc's 0.001; see defaultHtbConfig). */
   burstSeconds?: number;
   /** The leaf for streams without a live grant; default 'free'. */
   freeLeaf?: string;
-  /** Ticket thresholds; default 1 → 'group1', 4 → 'group4' (DESIGN §8's tree). */
+  /** Ticket thresholds; default 1 → 'group1', 4 → 'group4' (docs/design.md §8's tree). */
   groups?: readonly TicketGroup[];
   /** Time constant of the per-class rate estimates in seconds (default 1). */
   rateWindow?: number;
@@ -47,14 +52,14 @@ export const DEFAULT_TICKET_GROUPS: readonly TicketGroup[] = [
 ];
 
 /**
- * DESIGN §8's tree (the paper's Figure 1) with every rate a fraction of the link: root 10/10;
+ * docs/design.md §8's tree (the paper's Figure 1) with every rate a fraction of the link: root 10/10;
  * free 2/4 prio 7; paid 8/10 split into group1 4/10 prio 0 and group4 1.5/10 prio 3 — in
  * Mbit/s at the default 10 Mbit/s link. Bursts and quanta keep sch_htb's defaults.
  */
 const MTU = 1600;
 
 /**
- * DESIGN §8's tree scaled to the link. `burstSeconds` sizes the buckets: tc's default is
+ * docs/design.md §8's tree scaled to the link. `burstSeconds` sizes the buckets: tc's default is
  * 1 ms of rate (right for kernel timers); a relay should give its event-loop pump more
  * (e.g. 20 ms), because timers fire milliseconds late under load and credit beyond the
  * burst is lost, so a tiny burst turns timer lateness into lost rate.
@@ -112,9 +117,11 @@ export class HtbShaper implements Shaper {
   private closed = false;
 
   constructor(options: HtbShaperOptions = {}) {
-    const spec: HtbSpec = parseHtbConfig(
-      options.config ?? defaultHtbConfig(options.linkBitsPerSecond, options.burstSeconds),
-    );
+    const spec: HtbSpec = options.classes
+      ? htbSpec(options.classes)
+      : parseHtbConfig(
+          options.config ?? defaultHtbConfig(options.linkBitsPerSecond, options.burstSeconds),
+        );
     this.htb = new Htb<Grant>(spec, { rateWindow: options.rateWindow ?? 1 });
     this.clock = options.clock ?? (() => performance.now() / 1000);
     const leaves = new Set(this.htb.leafNames);

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
+import { peeringConfigSchema, peersConfigSchema } from '../peers/peer-config.js';
+import { htbClassTreeSchema } from '../qos/htb-config.js';
 import { ALGORITHMS } from '../work/algorithm.js';
 import { MIN_DIFFICULTY } from '../work/target.js';
 
@@ -27,19 +29,45 @@ const difficulty = z.number().refine((d) => Number.isFinite(d) && d >= MIN_DIFFI
   error: `must be a number >= ${MIN_DIFFICULTY}`,
 });
 
+const RPC_AUTH = 'set rpcCookieFile, or rpcUser and rpcPassword';
+
+/**
+ * Solo mining through the coin node. RPC auth is the cookie file OR a user and password, so
+ * the output is a union that tells which (`'rpcCookieFile' in node`).
+ */
 const nodeSource = z
-  .strictObject({
-    rpcUrl: z.url({ protocol: /^https?$/, error: 'expected an http:// URL of the node RPC' }),
-    rpcUser: z.string().min(1).optional(),
-    rpcPassword: z.string().min(1).optional(),
-    rpcCookieFile: z.string().min(1).optional(),
-    payoutAddress: z.string().min(1).max(128),
-    coinbaseTag: z.string().max(40).default('/powbridge/'),
-    longPoll: z.boolean().default(true),
-    pollIntervalSeconds: positive.default(5),
-  })
-  .refine((n) => n.rpcCookieFile !== undefined || (n.rpcUser && n.rpcPassword), {
-    error: 'set rpcCookieFile, or rpcUser and rpcPassword',
+  .strictObject(
+    {
+      rpcUrl: z.url({ protocol: /^https?$/, error: 'expected an http:// URL of the node RPC' }),
+      rpcCookieFile: z.string().min(1).optional(),
+      rpcUser: z.string().min(1).optional(),
+      rpcPassword: z.string().min(1).optional(),
+      payoutAddress: z.string().min(1).max(128),
+      coinbaseTag: z.string().max(40).default('/powbridge/'),
+      longPoll: z.boolean().default(true),
+      pollIntervalSeconds: positive.default(5),
+    },
+    { error: (issue) => (issue.input === undefined ? 'required when type = "node"' : undefined) },
+  )
+  .transform((node, ctx) => {
+    const { rpcCookieFile, rpcUser, rpcPassword, ...rest } = node;
+    if (rpcCookieFile === undefined && rpcUser !== undefined && rpcPassword !== undefined) {
+      return { ...rest, rpcUser, rpcPassword };
+    }
+    if (rpcCookieFile !== undefined && rpcUser === undefined && rpcPassword === undefined) {
+      return { ...rest, rpcCookieFile };
+    }
+    // Name the key that is missing; with none or both ways given, the table itself.
+    const [path, message] =
+      rpcCookieFile !== undefined
+        ? [null, `${RPC_AUTH}, not both`]
+        : rpcUser !== undefined
+          ? ['rpcPassword', `required with rpcUser (${RPC_AUTH})`]
+          : rpcPassword !== undefined
+            ? ['rpcUser', `required with rpcPassword (${RPC_AUTH})`]
+            : [null, RPC_AUTH];
+    ctx.issues.push({ code: 'custom', path: path ? [path] : [], message, input: node });
+    return z.NEVER;
   });
 
 const pool = z.strictObject({
@@ -52,24 +80,46 @@ const pool = z.strictObject({
   tlsRejectUnauthorized: z.boolean().default(true),
 });
 
-const source = z
-  .strictObject({
-    type: z.enum(['node', 'pool'], { error: 'expected "node" (solo) or "pool"' }),
-    algorithm: z.enum(ALGORITHMS).default('scrypt'),
-    node: nodeSource.optional(),
-    pools: z.array(pool).min(1).max(16).optional(),
-    versionRolling: z.boolean().default(true),
-    requestTimeoutSeconds: positive.default(10),
-    primaryRetrySeconds: positive.default(60),
+const pools = z
+  .array(pool, {
+    error: (issue) => (issue.input === undefined ? 'required when type = "pool"' : undefined),
   })
-  .superRefine((s, ctx) => {
-    if (s.type === 'node' && !s.node) {
-      ctx.addIssue({ code: 'custom', path: ['node'], message: 'required when type = "node"' });
-    }
-    if (s.type === 'pool' && !s.pools) {
-      ctx.addIssue({ code: 'custom', path: ['pools'], message: 'required when type = "pool"' });
-    }
-  });
+  .min(1)
+  .max(16);
+
+/** Keys of either source type (the pool ones are ignored solo, as the example shows). */
+const sourceSettings = {
+  algorithm: z.enum(ALGORITHMS).default('scrypt'),
+  versionRolling: z.boolean().default(true),
+  requestTimeoutSeconds: positive.default(10),
+  primaryRetrySeconds: positive.default(60),
+};
+
+/**
+ * `[source]`, by `type`: the table of the other type may stay in the file (checked, unused),
+ * so switching between solo and pool is a one-word change.
+ */
+const source = z.discriminatedUnion(
+  'type',
+  [
+    z.strictObject({
+      type: z.literal('node'),
+      node: nodeSource,
+      pools: pools.optional(),
+      ...sourceSettings,
+    }),
+    z.strictObject({
+      type: z.literal('pool'),
+      pools,
+      node: nodeSource.optional(),
+      ...sourceSettings,
+    }),
+  ],
+  {
+    error: (issue) =>
+      issue.code === 'invalid_union' ? 'expected "node" (solo) or "pool"' : undefined,
+  },
+);
 
 const difficultySection = z
   .strictObject({
@@ -81,27 +131,6 @@ const difficultySection = z
     ticketDifficulty: difficulty.default(1),
   })
   .refine((d) => d.min <= d.max, { error: 'min must be <= max' });
-
-const peerName = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, { error: 'expected a label: a-z, 0-9 and -, at most 32' });
-
-/** A backup relay (Protocol 2, DESIGN §7): both relays list each other. */
-const peer = z.strictObject({
-  name: peerName,
-  // The peer relay's HTTP base URL (its relay.listen, or its onion address through peering.proxy).
-  url: z.url({ protocol: /^https?$/, error: 'expected the http:// base URL of the peer relay' }),
-  // Its Ed25519 identity (`powbridge keys show` on the peer): every peer message is checked against it.
-  identity: z.string().regex(/^[0-9a-f]{64}$/, { error: 'expected 64 lowercase hex characters' }),
-  // Accept this peer's tickets here (we are its backup).
-  acceptTickets: z.boolean().default(true),
-  // While the peer is unreachable, accept its tickets anyway and sync the serials later.
-  acceptWhenOffline: z.boolean().default(true),
-  // Send the peer a PAYMENT_REQUEST every this many of its tickets served here.
-  paymentEvery: z.number().int().min(1).max(10_000).default(10),
-  // Stop accepting its tickets (error 36) while this many billed tickets are unpaid.
-  maxUnpaid: z.number().int().min(1).max(1_000_000).default(100),
-});
 
 export const relayConfigSchema = z.strictObject({
   relay: z
@@ -140,7 +169,9 @@ export const relayConfigSchema = z.strictObject({
         .number()
         .int()
         .min(1)
-        .max(8, { error: 'at most 8: more concurrent sessions open the ROS attack (DESIGN §6.2)' })
+        .max(8, {
+          error: 'at most 8: more concurrent sessions open the ROS attack (docs/design.md §6.2)',
+        })
         .default(4),
       sessionTtlSeconds: positive.max(60).default(10),
       keyLifetimeDays: z.number().int().min(1).max(366).default(30),
@@ -163,14 +194,14 @@ export const relayConfigSchema = z.strictObject({
       allowCidrs: z.array(z.string().min(3).max(64)).default([]),
       maxStreams: z.number().int().min(1).max(100_000).default(256),
       idleTimeoutSeconds: positive.default(300),
-      // The bandwidth the tunnel shapes, Mbit/s: DESIGN §8's class tree is scaled to it
+      // The bandwidth the tunnel shapes, Mbit/s: docs/design.md §8's class tree is scaled to it
       // (free 20% guaranteed, 40% ceiling; paid 80%, split into ticket groups).
       linkMbit: positive.max(100_000).default(10),
-      // Optional: your own class tree instead of the scaled default (checked when the relay
-      // starts, with errors naming the class): [[tunnel.classes]] name, parent, rate, ceil
-      // ("10mbit" or bytes/s), burst, cburst, prio 0..7, quantum. Leaves 'free', 'group1'
-      // and 'group4' must exist (streams without a grant, 1+ tickets, 4+ tickets).
-      classes: z.array(z.record(z.string(), z.unknown())).max(256).optional(),
+      // Optional: your own class tree instead of the scaled default, checked here by the
+      // HTB's own schema (src/qos/htb-config.ts): [[tunnel.classes]] name, parent, rate, ceil
+      // ("10mbit" or bytes/s), burst, cburst, prio 0..7, quantum, limit. Leaves 'free',
+      // 'group1' and 'group4' must exist (streams without a grant, 1+ tickets, 4+ tickets).
+      classes: z.array(z.unknown()).max(256).pipe(htbClassTreeSchema).optional(),
     })
     .prefault({}),
   tor: z
@@ -189,64 +220,54 @@ export const relayConfigSchema = z.strictObject({
     })
     .prefault({}),
   verify: z.strictObject({ threads: z.number().int().min(1).max(64).default(1) }).prefault({}),
-  peering: z
-    .strictObject({
-      // How far a peer's clock may be off, and so how long a signed peer request stays valid.
-      clockSkewSeconds: z.number().int().min(5).max(600).default(60),
-      // How often descriptors are refreshed, spent logs pulled and payment messages sent.
-      syncIntervalSeconds: positive.max(3600).default(10),
-      requestTimeoutSeconds: positive.max(60).default(3),
-      // Reach peers through SOCKS5 (e.g. Tor's socks5h://127.0.0.1:9050 for onion peers).
-      proxy: z
-        .string()
-        .regex(/^socks5h?:\/\/[^\s]+$/, { error: 'expected socks5h://host:port' })
-        .optional(),
-    })
-    .prefault({}),
-  peers: z
-    .array(peer)
-    .max(32)
-    .default([])
-    .superRefine((peers, ctx) => {
-      const seen = new Set<string>();
-      for (const [i, p] of peers.entries()) {
-        for (const key of [`name:${p.name}`, `identity:${p.identity}`]) {
-          if (seen.has(key)) {
-            ctx.addIssue({
-              code: 'custom',
-              path: [i, key.split(':')[0]!],
-              message: 'listed twice',
-            });
-          }
-          seen.add(key);
-        }
-      }
-    }),
+  peering: peeringConfigSchema.prefault({}),
+  peers: peersConfigSchema,
 });
 
 export type RelayConfig = z.output<typeof relayConfigSchema>;
-export type PeerConfig = RelayConfig['peers'][number];
-export type PeeringConfig = RelayConfig['peering'];
 
-function describe(error: z.ZodError): string {
+/** An issue's key as written in TOML terms: `source.pools[0].url`, `tunnel.classes[2].rate`. */
+function keyOf(path: readonly PropertyKey[], input: unknown): string {
+  let key = '';
+  let value = input;
+  let name: string | null = null;
+  for (const part of path) {
+    value = isRecord(value) ? value[String(part)] : undefined;
+    if (typeof part === 'number') {
+      key += `[${part}]`;
+      // Tables in a list are found by their name in the file more easily than by index.
+      name = isRecord(value) && typeof value['name'] === 'string' ? value['name'] : name;
+    } else {
+      key += `${key ? '.' : ''}${String(part)}`;
+    }
+  }
+  return `${key || '(top level)'}${name === null ? '' : ` (name "${name}")`}`;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
+
+function describe(error: z.ZodError, input: unknown): string {
   return error.issues
     .map((issue) => {
-      const key = issue.path.join('.') || '(top level)';
       const message =
         issue.code === 'unrecognized_keys'
           ? `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}`
-          : issue.code === 'invalid_type' && issue.input === undefined
-            ? 'required'
-            : issue.message;
-      return `${key}: ${message}`;
+          : issue.message;
+      return `${keyOf(issue.path, input)}: ${message}`;
     })
     .join('\n');
 }
 
 /** Validate an already-parsed object (tests, and flags merged over the file). */
 export function parseRelayConfig(value: unknown, origin = 'config'): RelayConfig {
-  const result = relayConfigSchema.safeParse(value);
-  if (!result.success) throw new ConfigError(`${origin}:\n${describe(result.error)}`);
+  const result = relayConfigSchema.safeParse(value, {
+    // Below the schemas' own messages: a missing key is "required", whatever its type.
+    error: (issue) =>
+      issue.code === 'invalid_type' && issue.input === undefined ? 'required' : undefined,
+  });
+  if (!result.success) throw new ConfigError(`${origin}:\n${describe(result.error, value)}`);
   return result.data;
 }
 
@@ -271,14 +292,16 @@ export function loadRelayConfig(file: string, env: NodeJS.ProcessEnv = process.e
   }
   // Secrets may come from the environment instead of the file: set before validation, so a
   // file without rpcPassword is complete when the variable supplies it.
-  const node = (raw as { source?: { node?: Record<string, unknown> } }).source?.node;
-  if (node && typeof node === 'object' && env.POWBRIDGE_RPC_PASSWORD) {
-    node.rpcPassword = env.POWBRIDGE_RPC_PASSWORD;
+  // A cookie file needs no password: the variable is for user/password auth only.
+  const source = isRecord(raw) ? raw['source'] : undefined;
+  const node = isRecord(source) ? source['node'] : undefined;
+  if (isRecord(node) && node['rpcCookieFile'] === undefined && env.POWBRIDGE_RPC_PASSWORD) {
+    node['rpcPassword'] = env.POWBRIDGE_RPC_PASSWORD;
   }
   const config = parseRelayConfig(raw, file);
   const base = dirname(resolve(file));
   config.relay.dataDir = resolve(base, config.relay.dataDir);
-  if (config.source.node?.rpcCookieFile) {
+  if (config.source.node && 'rpcCookieFile' in config.source.node) {
     config.source.node.rpcCookieFile = resolve(base, config.source.node.rpcCookieFile);
   }
   for (const p of config.source.pools ?? []) {

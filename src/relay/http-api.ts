@@ -1,14 +1,19 @@
 import fastify, { type FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import { type Logger, silentLogger } from '../log.js';
-import { MODE_NAMES } from '../qos/htb-bucket.js';
 import type { ClassStats } from '../qos/htb.js';
-import type { SourceState } from '../sources/work-source.js';
 import type { RedeemCounts } from '../tickets/redeemer.js';
 import type { Algorithm } from '../work/algorithm.js';
 import { CIRCUIT_PATH } from './circuit-connector.js';
 import { registerDashboard } from './dashboard/routes.js';
 import type { RelayMetrics } from './metrics.js';
-import { SHARE_REJECT_REASONS, type RelayStats, type ShareRejectReason } from './stats.js';
+import type { RelayStats } from './stats.js';
+import {
+  type QosClassStatus,
+  type RelayStatus,
+  relayStatusSchema,
+  type TicketStatus,
+} from './status-schema.js';
 import type { Stratifier } from './stratifier.js';
 
 /**
@@ -39,62 +44,19 @@ export interface HttpApiOptions {
   tickets?: () => TicketStatus;
   /**
    * Further status sections by name (e.g. `peers`), each read per request and merged into
-   * /v1/status as returned (no response schema: their owners shape them). Names are lower
-   * camelCase and must not clash with a built-in field.
+   * /v1/status as returned (serialised as JSON.stringify would: their owners shape them, and
+   * status-schema.ts describes the known ones). Names are lower camelCase and must not clash
+   * with a built-in field.
    */
   sections?: Record<string, () => unknown>;
   logger?: Logger;
 }
 
-/** One HTB class in the status: counters, buckets and the rate estimate. */
-export interface QosClassStatus {
-  name: string;
-  mode: ClassStats['mode'];
-  /** Send rate estimate in bits per second (the HTB keeps bytes per second). */
-  rateBps: number;
-  bytesSent: number;
-  bytesBorrowed: number;
-  bytesLent: number;
-  /** Bucket credit in seconds of sending at rate (tokens) and at ceil (ctokens); < 0 is debt. */
-  tokens: number;
-  ctokens: number;
-  queuedBytes: number;
-}
-
-/** Why the redeemer refused tickets (RedeemCounts without the successes). */
-export type TicketRefusal = Exclude<keyof RedeemCounts, 'redeemed'>;
-
-/** Tickets signed by the issuer and spent at the redeemer since the relay started. */
-export interface TicketStatus {
-  issued: number;
-  redeemed: number;
-  refused: Record<TicketRefusal, number>;
-}
+export type { QosClassStatus, RelayStatus, TicketRefusal, TicketStatus } from './status-schema.js';
 
 export function ticketStatus(issued: number, counts: Readonly<RedeemCounts>): TicketStatus {
   const { redeemed, ...refused } = counts;
   return { issued, redeemed, refused };
-}
-
-export interface RelayStatus {
-  upstream: {
-    state: SourceState;
-    url: string | null;
-    difficulty: number | null;
-    extranonce2Size: number | null;
-    /** Unix seconds since the upstream has been in this state. */
-    since: number;
-  };
-  clients: number;
-  hashrate: { hps: number; windowSeconds: number };
-  shares: { accepted: number; rejected: Record<ShareRejectReason, number> };
-  forwarded: { accepted: number; rejected: number; lastRejectReason: string | null };
-  blocks: { found: number; accepted: number; rejected: number };
-  jobs: number;
-  /** Present when the relay shapes tunnels; classes parents before children. */
-  qos?: { classes: QosClassStatus[] };
-  /** Present when the relay issues tickets. */
-  tickets?: TicketStatus;
 }
 
 /** The status view of the shaper's class stats (bytes/s → bits/s, internal fields dropped). */
@@ -114,7 +76,7 @@ export function qosStatus(classes: readonly ClassStats[]): { classes: QosClassSt
   };
 }
 
-/** The descriptor until the ticket issuer adds keys and signs it (DESIGN §6.4). */
+/** The descriptor until the ticket issuer adds keys and signs it (docs/design.md §6.4). */
 export interface RelayDescriptor {
   /** Format version of this document (not the software's: no need to tell clients that). */
   version: 1;
@@ -141,80 +103,28 @@ export function relayDescriptor(terms: {
   };
 }
 
-const count = { type: 'integer', minimum: 0 } as const;
-const nullableNumber = { type: ['number', 'null'] } as const;
-
-interface ObjectSchema {
-  type: 'object';
-  additionalProperties: false;
-  required: string[];
-  properties: Record<string, object>;
+/** A JSON Schema object for fastify's response serialiser. */
+interface ResponseSchema {
+  properties?: Record<string, unknown>;
+  [keyword: string]: unknown;
 }
 
-function closedObject(properties: Record<string, object>, optional: string[] = []): ObjectSchema {
-  return {
-    type: 'object',
-    additionalProperties: false,
-    required: Object.keys(properties).filter((key) => !optional.includes(key)),
-    properties,
-  };
+/**
+ * fast-json-stringify serialises with the JSON Schema of a zod schema and drops anything it
+ * does not list, so the answer can never carry more than its type says.
+ */
+function responseSchema(schema: z.ZodType): ResponseSchema {
+  const { $schema: _dialect, ...json } = z.toJSONSchema(schema, {
+    target: 'draft-7',
+    io: 'output',
+  });
+  return json;
 }
 
-const qosClassSchema = closedObject({
-  name: { type: 'string' },
-  mode: { type: 'string', enum: [...MODE_NAMES] },
-  rateBps: { type: 'number' },
-  bytesSent: count,
-  bytesBorrowed: count,
-  bytesLent: count,
-  tokens: { type: 'number' },
-  ctokens: { type: 'number' },
-  queuedBytes: count,
-});
-
-const ticketsSchema = closedObject({
-  issued: count,
-  redeemed: count,
-  refused: closedObject({
-    malformed: count,
-    unknownKey: count,
-    wrongDay: count,
-    badSignature: count,
-    spent: count,
-  } satisfies Record<TicketRefusal, object>),
-});
-
-/** Response schema: fast-json-stringify serialises with it and drops anything not listed. */
-const statusSchema = closedObject(
-  {
-    upstream: closedObject({
-      state: { type: 'string', enum: ['connecting', 'live', 'down'] },
-      url: { type: ['string', 'null'] },
-      difficulty: nullableNumber,
-      extranonce2Size: { type: ['integer', 'null'] },
-      since: { type: 'number' },
-    }),
-    clients: count,
-    hashrate: closedObject({ hps: { type: 'number' }, windowSeconds: { type: 'number' } }),
-    shares: closedObject({
-      accepted: count,
-      rejected: closedObject(Object.fromEntries(SHARE_REJECT_REASONS.map((r) => [r, count]))),
-    }),
-    forwarded: closedObject({
-      accepted: count,
-      rejected: count,
-      lastRejectReason: { type: ['string', 'null'] },
-    }),
-    blocks: closedObject({ found: count, accepted: count, rejected: count }),
-    jobs: count,
-    qos: closedObject({ classes: { type: 'array', items: qosClassSchema } }),
-    tickets: ticketsSchema,
-  },
-  ['qos', 'tickets'],
-);
+const statusSchema = responseSchema(relayStatusSchema);
 
 /** The status schema plus extra sections, each any JSON value (written as JSON.stringify would). */
-function statusSchemaWith(sectionNames: readonly string[]): ObjectSchema {
+function statusSchemaWith(sectionNames: readonly string[]): ResponseSchema {
   const extra = Object.fromEntries(sectionNames.map((name) => [name, {}]));
   return { ...statusSchema, properties: { ...statusSchema.properties, ...extra } };
 }
@@ -224,7 +134,7 @@ const SECTION_NAME = /^[a-z][A-Za-z0-9]{0,31}$/;
 /** The caller's extra status sections, checked once: a bad name is a programming error. */
 function checkedSections(sections: Record<string, () => unknown>): [string, () => unknown][] {
   return Object.entries(sections).map(([name, read]) => {
-    if (!SECTION_NAME.test(name) || Object.hasOwn(statusSchema.properties, name)) {
+    if (!SECTION_NAME.test(name) || Object.hasOwn(relayStatusSchema.shape, name)) {
       throw new Error(`status section name "${name}" is invalid or taken by a built-in field`);
     }
     return [name, read];
@@ -248,9 +158,9 @@ function readSections(
   return values;
 }
 
-const upstreamState = { type: 'string', enum: ['connecting', 'live', 'down'] } as const;
-const healthSchema = closedObject({ ok: { type: 'boolean' }, upstream: upstreamState });
-const readySchema = closedObject({ ready: { type: 'boolean' }, upstream: upstreamState });
+const upstreamState = relayStatusSchema.shape.upstream.shape.state;
+const healthSchema = responseSchema(z.strictObject({ ok: z.boolean(), upstream: upstreamState }));
+const readySchema = responseSchema(z.strictObject({ ready: z.boolean(), upstream: upstreamState }));
 
 export function createHttpApi(options: HttpApiOptions): FastifyInstance {
   const { stratifier, stats, metrics, descriptor } = options;

@@ -141,19 +141,27 @@ describe('tunnel class tree from the config', () => {
   it('a bad tree stops the relay with an error naming the class', async () => {
     const { parseRelayConfig } = await import('../../src/relay/config.js');
     const { startRelay } = await import('../../src/relay/relay.js');
-    const config = parseRelayConfig({
-      relay: { listen: '127.0.0.1:0', dataDir: join(dir, 'bad-tree') },
-      source: {
-        type: 'node',
-        node: { rpcUrl: 'http://127.0.0.1:1', rpcUser: 'u', rpcPassword: 'p', payoutAddress: 'a' },
-      },
-      tunnel: {
-        classes: [
-          { name: 'root', rate: '10mbit' },
-          { name: 'free', parent: 'root', rate: '4mbit', ceil: '2mbit', prio: 7 },
-        ],
-      },
-    });
-    await expect(startRelay(config)).rejects.toThrow(/free/);
+    const withClasses = (classes: object[]) =>
+      parseRelayConfig({
+        relay: { listen: '127.0.0.1:0', dataDir: join(dir, 'bad-tree') },
+        source: {
+          type: 'node',
+          node: {
+            rpcUrl: 'http://127.0.0.1:1',
+            rpcUser: 'u',
+            rpcPassword: 'p',
+            payoutAddress: 'a',
+          },
+        },
+        tunnel: { classes },
+      });
+    const root = { name: 'root', rate: '10mbit' };
+    // A tree the HTB refuses is refused with the config, before anything starts.
+    expect(() =>
+      withClasses([root, { name: 'free', parent: 'root', rate: '4mbit', ceil: '2mbit', prio: 7 }]),
+    ).toThrow(/tunnel\.classes\[1\]\.ceil \(name "free"\)/);
+    // A valid tree without the leaves the tunnel maps streams to stops the relay.
+    const config = withClasses([root, { name: 'free', parent: 'root', rate: '4mbit', prio: 7 }]);
+    await expect(startRelay(config)).rejects.toThrow(/"group\d" is not a leaf class/);
   });
 });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { HtbShaper } from '../../src/qos/htb-shaper.js';
 import { ConfigError, loadRelayConfig, parseRelayConfig } from '../../src/relay/config.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -14,6 +15,8 @@ function write(name: string, text: string): string {
   writeFileSync(file, text);
   return file;
 }
+
+const root10 = { name: 'root', rate: '10mbit' };
 
 const minimalNode = {
   source: {
@@ -70,9 +73,26 @@ describe('relay config', () => {
       /source\.node: set rpcCookieFile, or rpcUser and rpcPassword/,
     ],
     [
+      'both ways of RPC auth',
+      {
+        source: {
+          type: 'node',
+          node: { rpcUrl: 'http://h:1', rpcCookieFile: 'c', rpcUser: 'u', payoutAddress: 'a' },
+        },
+      },
+      /source\.node: set rpcCookieFile, or rpcUser and rpcPassword, not both/,
+    ],
+    [
+      'a user without a password',
+      {
+        source: { type: 'node', node: { rpcUrl: 'http://h:1', rpcUser: 'u', payoutAddress: 'a' } },
+      },
+      /source\.node\.rpcPassword: required with rpcUser/,
+    ],
+    [
       'bad pool url',
       { source: { type: 'pool', pools: [{ url: 'http://pool:3333', user: 'u' }] } },
-      /source\.pools\.0\.url: expected stratum\+tcp/,
+      /source\.pools\[0\]\.url: expected stratum\+tcp/,
     ],
     [
       'bad listen',
@@ -99,11 +119,54 @@ describe('relay config', () => {
       { ...minimalNode, difficulty: { min: 4, max: 2 } },
       /difficulty: min must be <= max/,
     ],
-    ['wrong type', { ...minimalNode, limits: { maxClients: 'many' } }, /limits\.maxClients:/],
+    [
+      'wrong type',
+      { ...minimalNode, limits: { maxClients: 'many' } },
+      /limits\.maxClients: .*expected number, received string/,
+    ],
     [
       'more than 8 signing sessions',
       { ...minimalNode, tickets: { maxOpenSessions: 9 } },
       /tickets\.maxOpenSessions: at most 8: more concurrent sessions open the ROS attack/,
+    ],
+    [
+      'a class ceil below its rate',
+      {
+        ...minimalNode,
+        tunnel: {
+          classes: [root10, { name: 'free', parent: 'root', rate: '4mbit', ceil: '2mbit' }],
+        },
+      },
+      /tunnel\.classes\[1\]\.ceil \(name "free"\): ceil \(250000 B\/s\) below rate \(500000 B\/s\)/,
+    ],
+    [
+      'a bad class rate',
+      {
+        ...minimalNode,
+        tunnel: { classes: [root10, { name: 'a', parent: 'root', rate: 'fast' }] },
+      },
+      /tunnel\.classes\[1\]\.rate \(name "a"\): bad rate "fast"/,
+    ],
+    [
+      'a class under an unknown parent',
+      { ...minimalNode, tunnel: { classes: [root10, { name: 'a', parent: 'nope', rate: 1 }] } },
+      /tunnel\.classes\[1\]\.parent \(name "a"\): unknown parent "nope"/,
+    ],
+    [
+      'a class tree with two roots',
+      { ...minimalNode, tunnel: { classes: [root10, { name: 'other', rate: 1 }] } },
+      /tunnel\.classes: need exactly one root \(class without parent\), found 2/,
+    ],
+    [
+      'a peer listed twice',
+      {
+        ...minimalNode,
+        peers: [
+          { name: 'backup', url: 'http://127.0.0.1:1', identity: 'a'.repeat(64) },
+          { name: 'backup', url: 'http://127.0.0.1:2', identity: 'b'.repeat(64) },
+        ],
+      },
+      /peers\[1\]\.name \(name "backup"\): listed twice/,
     ],
   ];
   for (const [name, value, message] of bad) {
@@ -138,7 +201,7 @@ describe('relay config', () => {
     );
     const config = loadRelayConfig(file, { POWBRIDGE_RPC_PASSWORD: 'from-env' });
     expect(config.relay.dataDir).toBe(join(dir, 'data'));
-    expect(config.source.node?.rpcPassword).toBe('from-env');
+    expect(config.source.node).toMatchObject({ rpcUser: 'u', rpcPassword: 'from-env' });
   });
 
   it('takes the RPC password from the environment when the file has none', () => {
@@ -155,6 +218,94 @@ describe('relay config', () => {
     );
     expect(() => loadRelayConfig(file, {})).toThrow(/rpcCookieFile, or rpcUser and rpcPassword/);
     const config = loadRelayConfig(file, { POWBRIDGE_RPC_PASSWORD: 'from-env' });
-    expect(config.source.node?.rpcPassword).toBe('from-env');
+    expect(config.source.node).toMatchObject({ rpcUser: 'u', rpcPassword: 'from-env' });
+  });
+
+  it('takes no RPC password from the environment when the node is reached by its cookie', () => {
+    const file = write(
+      'cookie.toml',
+      [
+        '[source]',
+        'type = "node"',
+        '[source.node]',
+        'rpcUrl = "http://127.0.0.1:9332"',
+        'rpcCookieFile = "cookie"',
+        'payoutAddress = "a"',
+      ].join('\n'),
+    );
+    const config = loadRelayConfig(file, { POWBRIDGE_RPC_PASSWORD: 'from-env' });
+    expect(config.source.node).toEqual(
+      expect.objectContaining({ rpcCookieFile: join(dir, 'cookie') }),
+    );
+    expect(config.source.node).not.toHaveProperty('rpcPassword');
+  });
+
+  it('the source is a node with one way of RPC auth, or a list of pools', () => {
+    const solo = parseRelayConfig(minimalNode).source;
+    if (solo.type !== 'node') throw new Error('expected a node source');
+    expect('rpcCookieFile' in solo.node && solo.node.rpcCookieFile).toBe('c');
+    const pooled = parseRelayConfig({
+      source: { type: 'pool', pools: [{ url: 'stratum+tcp://pool.example:3333', user: 'u' }] },
+    }).source;
+    if (pooled.type !== 'pool') throw new Error('expected a pool source');
+    expect(pooled.pools).toEqual([
+      {
+        url: 'stratum+tcp://pool.example:3333',
+        user: 'u',
+        password: 'x',
+        tlsRejectUnauthorized: true,
+      },
+    ]);
+  });
+
+  it("checks the class tree with the HTB's schema: bytes/s, parents first, ready for the shaper", () => {
+    const config = parseRelayConfig({
+      ...minimalNode,
+      tunnel: {
+        classes: [
+          { name: 'group4', parent: 'paid', rate: '1mbit' },
+          { name: 'group1', parent: 'paid', rate: '4mbit' },
+          { name: 'free', parent: 'root', rate: '2mbit', ceil: '4mbit', prio: 7 },
+          { name: 'paid', parent: 'root', rate: '9mbit' },
+          root10,
+        ],
+      },
+    });
+    const classes = config.tunnel.classes;
+    if (classes === undefined) throw new Error('expected tunnel.classes');
+    expect(classes.map((c) => [c.name, c.rate])).toEqual([
+      ['root', 1_250_000],
+      ['free', 250_000],
+      ['paid', 1_125_000],
+      ['group4', 125_000],
+      ['group1', 500_000],
+    ]);
+    // The shaper takes the checked tree as it is; the warnings are computed there, once.
+    const shaper = new HtbShaper({ classes });
+    expect(shaper.htb.leafNames).toEqual(['free', 'group4', 'group1']);
+    expect(shaper.warnings).toEqual([
+      expect.stringMatching(/class "root": children's rates add up to 1375000 B\/s/),
+    ]);
+    shaper.close();
+  });
+
+  it('parses its own output to the same config (the CLI merges flags over a loaded file)', () => {
+    for (const input of [
+      {
+        ...minimalNode,
+        tunnel: { classes: [root10, { name: 'free', parent: 'root', rate: '2mbit' }] },
+        peers: [{ name: 'backup', url: 'http://127.0.0.1:1', identity: 'a'.repeat(64) }],
+      },
+      {
+        source: {
+          type: 'pool',
+          pools: [{ url: 'stratum+ssl://pool.example:3333', user: 'u', tlsCaFile: 'ca.pem' }],
+          node: { rpcUrl: 'http://h:1', rpcUser: 'u', rpcPassword: 'p', payoutAddress: 'a' },
+        },
+      },
+    ]) {
+      const once = parseRelayConfig(input);
+      expect(parseRelayConfig(once)).toEqual(once);
+    }
   });
 });

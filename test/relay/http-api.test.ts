@@ -6,9 +6,12 @@ import { CircuitClient } from '../../src/client/circuit-client.js';
 import type { JobParams } from '../../src/protocol/messages.js';
 import { CircuitConnector } from '../../src/relay/circuit-connector.js';
 import type { ClientSession } from '../../src/relay/client-session.js';
+import type { PeerStatus } from '../../src/peers/peer-status.js';
+import { HtbShaper } from '../../src/qos/htb-shaper.js';
 import { createHttpApi, relayDescriptor } from '../../src/relay/http-api.js';
 import { RelayMetrics } from '../../src/relay/metrics.js';
 import { hashesPerDifficulty, RelayStats } from '../../src/relay/stats.js';
+import { relayStatusSchema, relayStatusWithPeersSchema } from '../../src/relay/status-schema.js';
 import type { Stratifier } from '../../src/relay/stratifier.js';
 import { headerFromJob } from '../../src/work/header.js';
 import { u32ToHex } from '../../src/work/hex.js';
@@ -16,6 +19,7 @@ import type { ShareSubmission } from '../../src/work/job.js';
 import { createPowHasher, type PowHasher } from '../../src/work/pow.js';
 import { difficultyToTarget, hashMeetsTarget, nbitsToTarget } from '../../src/work/target.js';
 import { ManualSource } from '../helpers/manual-source.js';
+import { testHttpApi } from '../helpers/http-api.js';
 import { startTestStratifier } from '../helpers/test-stratifier.js';
 import { metricTypes, parseMetrics } from '../helpers/metrics-text.js';
 
@@ -87,7 +91,9 @@ async function getJson(url: string): Promise<{ status: number; body: unknown }> 
 
 describe('http api (injected requests)', () => {
   it('serves the status with exactly the declared fields', async () => {
-    expect(await getJson('/v1/status')).toEqual({
+    const status = await getJson('/v1/status');
+    expect(relayStatusSchema.parse(status.body)).toEqual(status.body);
+    expect(status).toEqual({
       status: 200,
       body: {
         upstream: {
@@ -125,6 +131,7 @@ describe('http api (injected requests)', () => {
     clock = 5_020;
 
     const { body } = await getJson('/v1/status');
+    expect(relayStatusSchema.parse(body)).toEqual(body);
     expect(body).toEqual({
       upstream: {
         state: 'live',
@@ -251,6 +258,84 @@ describe('http api (injected requests)', () => {
     expect(logLines).toHaveLength(1);
     expect(JSON.parse(logLines[0]!)).toMatchObject({ err: 'kaput', route: '/boom' });
     expect(logLines[0]).not.toMatch(/203\.0\.113\.7|198\.51\.100\.9|remote/);
+  });
+});
+
+describe('/v1/status and its schema (src/relay/status-schema.ts)', () => {
+  const peer: PeerStatus = {
+    name: 'backup',
+    url: 'http://127.0.0.1:8641',
+    identity: 'ab'.repeat(32),
+    acceptTickets: true,
+    up: null,
+    lastContactAt: null,
+    lastError: null,
+    keys: ['k1'],
+    balance: {
+      served: 3,
+      unbilled: 1,
+      billed: 2,
+      settledToUs: 1,
+      unpaidToUs: 1,
+      billedToUs: 0,
+      settledByUs: 0,
+      weOwe: 0,
+      owedSync: 0,
+      pendingRequests: 0,
+      pendingSettlements: 0,
+      conflicts: 0,
+      pulled: 5,
+      acked: 4,
+    },
+  };
+
+  it('serves every section as the schema describes it, and nothing more', async () => {
+    const shaper = new HtbShaper({ linkBitsPerSecond: 1e6, clock: () => 100 });
+    const api = testHttpApi({
+      qos: () => shaper.stats(),
+      tickets: () => ({
+        issued: 4,
+        redeemed: 3,
+        refused: { malformed: 0, unknownKey: 1, wrongDay: 0, badSignature: 0, spent: 0 },
+      }),
+      sections: { peers: () => [peer] },
+    });
+    try {
+      const body: unknown = (await api.inject({ method: 'GET', url: '/v1/status' })).json();
+      // Strict schemas: a field served but not declared, or declared but not served, fails.
+      const status = relayStatusWithPeersSchema.parse(body);
+      expect(status.qos?.classes.map((c) => c.name)).toEqual([
+        'root',
+        'free',
+        'paid',
+        'group1',
+        'group4',
+      ]);
+      expect(status.tickets?.refused.unknownKey).toBe(1);
+      expect(status.peers).toEqual([peer]);
+    } finally {
+      shaper.close();
+      await api.close();
+    }
+  });
+
+  it('refuses an answer that drifted from the schema', () => {
+    const served = {
+      upstream: { state: 'live', url: null, difficulty: 1, extranonce2Size: 4, since: 1 },
+      clients: 0,
+      hashrate: { hps: 0, windowSeconds: 300 },
+      shares: { accepted: 0, rejected: ZERO_REJECTS },
+      forwarded: { accepted: 0, rejected: 0, lastRejectReason: null },
+      blocks: { found: 0, accepted: 0, rejected: 0 },
+      jobs: 0,
+    };
+    expect(relayStatusSchema.safeParse(served).success).toBe(true);
+    expect(relayStatusSchema.safeParse({ ...served, uptime: 5 }).success).toBe(false);
+    const { jobs: _jobs, ...withoutJobs } = served;
+    expect(relayStatusSchema.safeParse(withoutJobs).success).toBe(false);
+    expect(
+      relayStatusWithPeersSchema.safeParse({ ...served, peers: [{ name: 'x' }] }).success,
+    ).toBe(false);
   });
 });
 

@@ -7,6 +7,7 @@ import { HtbShaper } from '../../src/qos/htb-shaper.js';
 import { RelayMetrics } from '../../src/relay/metrics.js';
 import type { Relay } from '../../src/relay/relay.js';
 import { RelayStats } from '../../src/relay/stats.js';
+import { relayStatusSchema } from '../../src/relay/status-schema.js';
 import { testHttpApi } from '../helpers/http-api.js';
 import { metricTypes, parseMetrics } from '../helpers/metrics-text.js';
 import { startTestRelay } from '../helpers/test-relay.js';
@@ -58,7 +59,7 @@ describe('qos in /v1/status and /metrics (real HtbShaper, frozen clock)', () => 
     traffic();
     const response = await app.inject({ method: 'GET', url: '/v1/status' });
     expect(response.statusCode).toBe(200);
-    const body = response.json<{ qos: unknown }>();
+    const body = relayStatusSchema.parse(response.json());
     expect(body.qos).toEqual({
       classes: [
         {
@@ -189,9 +190,9 @@ describe('qos wiring in startRelay', () => {
     dataDir = await mkdtemp(join(tmpdir(), 'powbridge-qos-'));
     ({ relay } = await startTestRelay({ dataDir }));
     const status = await relay.app.inject({ method: 'GET', url: '/v1/status' });
-    const { qos } = status.json<{ qos: { classes: { name: string; bytesSent: number }[] } }>();
-    expect(qos.classes.map((c) => c.name)).toEqual(['root', 'free', 'paid', 'group1', 'group4']);
-    expect(qos.classes.every((c) => c.bytesSent === 0)).toBe(true);
+    const classes = relayStatusSchema.parse(status.json()).qos?.classes ?? [];
+    expect(classes.map((c) => c.name)).toEqual(['root', 'free', 'paid', 'group1', 'group4']);
+    expect(classes.every((c) => c.bytesSent === 0)).toBe(true);
     const metricsText = (await relay.app.inject({ method: 'GET', url: '/metrics' })).body;
     const samples = qosSamples(metricsText);
     expect(samples['powbridge_qos_class_bytes_total{class="group4",kind="lent"}']).toBe(0);

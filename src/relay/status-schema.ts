@@ -1,0 +1,90 @@
+import { z } from 'zod';
+import { peerStatusSchema } from '../peers/peer-status.js';
+import { MODE_NAMES } from '../qos/htb-bucket.js';
+import type { SourceState } from '../sources/work-source.js';
+import type { RedeemCounts } from '../tickets/redeemer.js';
+import { SHARE_REJECT_REASONS } from './stats.js';
+
+/**
+ * What GET /v1/status answers, defined once: the TypeScript types are inferred from these
+ * schemas, the HTTP API derives its response (serialisation) schema from them, and tests
+ * parse the answer with them, so a field added on one side only fails a test.
+ */
+
+const count = z.number().int().min(0);
+
+/** Every upstream state a work source has (the status is built from SourceState values). */
+const SOURCE_STATES = ['connecting', 'live', 'down'] as const satisfies readonly SourceState[];
+
+/** One HTB class: counters, buckets and the rate estimate. */
+export const qosClassStatusSchema = z.strictObject({
+  name: z.string(),
+  mode: z.enum(MODE_NAMES),
+  /** Send rate estimate in bits per second (the HTB keeps bytes per second). */
+  rateBps: z.number(),
+  bytesSent: count,
+  bytesBorrowed: count,
+  bytesLent: count,
+  /** Bucket credit in seconds of sending at rate (tokens) and at ceil (ctokens); < 0 is debt. */
+  tokens: z.number(),
+  ctokens: z.number(),
+  queuedBytes: count,
+});
+
+/** Why the redeemer refused tickets (RedeemCounts without the successes). */
+export type TicketRefusal = Exclude<keyof RedeemCounts, 'redeemed'>;
+
+/** Tickets signed by the issuer and spent at the redeemer since the relay started. */
+export const ticketStatusSchema = z.strictObject({
+  issued: count,
+  redeemed: count,
+  refused: z.strictObject({
+    malformed: count,
+    unknownKey: count,
+    wrongDay: count,
+    badSignature: count,
+    spent: count,
+  } satisfies Record<TicketRefusal, z.ZodType>),
+});
+
+/** The sections the HTTP API builds itself. */
+export const relayStatusSchema = z.strictObject({
+  upstream: z.strictObject({
+    state: z.enum(SOURCE_STATES),
+    url: z.string().nullable(),
+    difficulty: z.number().nullable(),
+    extranonce2Size: z.number().int().nullable(),
+    /** Unix seconds since the upstream has been in this state. */
+    since: z.number(),
+  }),
+  clients: count,
+  hashrate: z.strictObject({ hps: z.number(), windowSeconds: z.number() }),
+  shares: z.strictObject({
+    accepted: count,
+    rejected: z.record(z.enum(SHARE_REJECT_REASONS), count),
+  }),
+  forwarded: z.strictObject({
+    accepted: count,
+    rejected: count,
+    lastRejectReason: z.string().nullable(),
+  }),
+  blocks: z.strictObject({ found: count, accepted: count, rejected: count }),
+  jobs: count,
+  /** Present when the relay shapes tunnels; classes parents before children. */
+  qos: z.strictObject({ classes: z.array(qosClassStatusSchema) }).optional(),
+  /** Present when the relay issues tickets. */
+  tickets: ticketStatusSchema.optional(),
+});
+
+/**
+ * The whole answer of a relay with backup relays: the `peers` section is added by its owner
+ * (Peering.status(), through HttpApiOptions.sections), null while it fails.
+ */
+export const relayStatusWithPeersSchema = relayStatusSchema.extend({
+  peers: z.array(peerStatusSchema).nullable().optional(),
+});
+
+export type QosClassStatus = z.output<typeof qosClassStatusSchema>;
+export type TicketStatus = z.output<typeof ticketStatusSchema>;
+export type RelayStatus = z.output<typeof relayStatusSchema>;
+export type RelayStatusWithPeers = z.output<typeof relayStatusWithPeersSchema>;
