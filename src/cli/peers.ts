@@ -1,17 +1,21 @@
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
-import { circuitUrl } from '../client/redeem.js';
-import { Wallet } from '../client/wallet.js';
-import { PEER_LEDGER_FILE, type PeerBalance, PeerLedger } from '../peers/peer-ledger.js';
-import { newId } from '../peers/peering.js';
-import { loadRelayConfig, type PeerConfig, type RelayConfig } from '../relay/config.js';
+import { handOverWalletTickets } from '../client/settlement-tickets.js';
+import {
+  findPeer,
+  type PeerReport,
+  peerLedgerPath,
+  peerReport,
+  withPeerLedger,
+} from '../peers/peer-report.js';
+import { recordSettlement, ticketsWord } from '../peers/settlement.js';
+import { loadRelayConfig } from '../relay/config.js';
 import { fail } from './output.js';
 
 /**
- * `powbridge peers status | settle`: the operator's side of Protocol 2 (DESIGN §7). Both read
- * the relay's peer ledger directly, so they work whether the relay runs or not: the ledger is
- * SQLite in WAL mode, and the relay's sync loop picks up what `settle` writes.
+ * `powbridge peers status | settle`: the operator's side of Protocol 2 (docs/design.md §7),
+ * arguments and printing only; src/peers reads the ledger (peer-report.ts) and records
+ * settlements (settlement.ts), whether the relay runs or not.
  */
 
 interface ConfigFlags {
@@ -31,14 +35,12 @@ interface SettleFlags extends ConfigFlags {
   withTickets?: string;
 }
 
-const LEDGER_FILE = PEER_LEDGER_FILE;
 /**
- * Settlements an operator records by hand. A 'work' settlement (DESIGN §7: paying by
+ * Settlements an operator records by hand. A 'work' settlement (docs/design.md §7: paying by
  * redirecting mining work) carries the peer's tickets, so it is not something to type in.
  */
 const SETTLE_METHODS = ['operator'] as const;
 const SHORT_HEX = 16;
-const SHOWN_CONFLICTS = 5;
 const SHOWN_REQUESTS = 5;
 
 const now = () => Date.now() / 1000;
@@ -62,102 +64,6 @@ function subcommand(name: string, summary: string, details: string): Command {
     .exitOverride(exitTwoOnError);
 }
 
-function ledgerPath(config: RelayConfig): string {
-  return join(config.relay.dataDir, LEDGER_FILE);
-}
-
-/**
- * Run `use` with the relay's ledger, or with null when it does not exist yet. Opening creates
- * the file (and `PeerLedger.open` would fail without the data dir), so a missing ledger is
- * never opened here: a typo in --config or an operator running this as another user must not
- * leave an empty ledger, or a file the relay cannot open, in the relay's data dir. It only
- * exists once the relay has started with peers, so missing means no peer activity yet.
- */
-function withLedger<T>(path: string, use: (ledger: PeerLedger | null) => T): T {
-  if (!existsSync(path)) return use(null);
-  const ledger = PeerLedger.open(path);
-  try {
-    return use(ledger);
-  } finally {
-    ledger.close();
-  }
-}
-
-function findPeer(config: RelayConfig, name: string, configFile: string): PeerConfig {
-  const peer = config.peers.find((p) => p.name === name);
-  if (peer) return peer;
-  const names = config.peers.map((p) => p.name);
-  throw new Error(
-    names.length === 0
-      ? `unknown peer "${name}": ${configFile} configures no peers ([[peers]])`
-      : `unknown peer "${name}"; peers in ${configFile}: ${names.join(', ')}`,
-  );
-}
-
-const NO_ACTIVITY: PeerBalance = {
-  served: 0,
-  unbilled: 0,
-  billed: 0,
-  settledToUs: 0,
-  unpaidToUs: 0,
-  billedToUs: 0,
-  settledByUs: 0,
-  weOwe: 0,
-  owedSync: 0,
-  pendingRequests: 0,
-  pendingSettlements: 0,
-  conflicts: 0,
-  pulled: 0,
-  acked: 0,
-};
-
-interface PeerReport {
-  name: string;
-  url: string;
-  identity: string;
-  acceptTickets: boolean;
-  acceptWhenOffline: boolean;
-  paymentEvery: number;
-  maxUnpaid: number;
-  /** Its billed tickets unpaid reached maxUnpaid: the relay answers its tickets with 36. */
-  refusingTickets: boolean;
-  balance: PeerBalance;
-  /** PAYMENT_REQUESTs it sent us, oldest first. */
-  requestsIn: {
-    id: string;
-    count: number;
-    digest: string;
-    period: { from: number; to: number };
-    receivedAt: number;
-  }[];
-  /** Serials spent both here and there: how many, and the first few as hex prefixes. */
-  conflicts: { count: number; serials: string[] };
-}
-
-function peerReport(peer: PeerConfig, ledger: PeerLedger | null): PeerReport {
-  const balance = ledger?.balance(peer.name) ?? NO_ACTIVITY;
-  const conflicts = ledger?.conflicts(peer.name) ?? [];
-  return {
-    name: peer.name,
-    url: peer.url,
-    identity: peer.identity,
-    acceptTickets: peer.acceptTickets,
-    acceptWhenOffline: peer.acceptWhenOffline,
-    paymentEvery: peer.paymentEvery,
-    maxUnpaid: peer.maxUnpaid,
-    // The same test the relay applies before admitting one of its tickets (Peering.admit).
-    refusingTickets: peer.acceptTickets && balance.unpaidToUs >= peer.maxUnpaid,
-    balance,
-    requestsIn: ledger?.listRequestsIn(peer.name) ?? [],
-    conflicts: {
-      count: conflicts.length,
-      serials: conflicts
-        .slice(0, SHOWN_CONFLICTS)
-        .map((c) => Buffer.from(c.serial).toString('hex').slice(0, SHORT_HEX)),
-    },
-  };
-}
-
 const isoTime = (unix: number) =>
   new Date(unix * 1000).toISOString().replace(/:\d\d\.\d{3}Z$/, 'Z');
 
@@ -165,18 +71,20 @@ function counted(n: number, thing: string): string {
   return `${n} ${thing}${n === 1 ? '' : 's'}`;
 }
 
-const ticketsWord = (n: number) => counted(n, 'ticket');
-
 function acceptText(r: PeerReport): string {
   if (!r.acceptTickets) return 'not accepted';
   return r.refusingTickets ? 'REFUSING' : 'accepted';
 }
 
+/** Rows as left-aligned columns two spaces apart. */
 function table(rows: string[][]): string[] {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  }
   return rows.map((row) =>
     row
-      .map((cell, i) => cell.padEnd(widths[i]!))
+      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
       .join('  ')
       .trimEnd(),
   );
@@ -302,9 +210,9 @@ function statusCommand(): Command {
     .action((flags: StatusFlags) => {
       try {
         const config = loadRelayConfig(flags.config);
-        const path = ledgerPath(config);
+        const path = peerLedgerPath(config.relay.dataDir);
         const exists = existsSync(path);
-        const reports = withLedger(path, (ledger) =>
+        const reports = withPeerLedger(path, (ledger) =>
           config.peers.map((peer) => peerReport(peer, ledger)),
         );
         process.stdout.write(
@@ -357,80 +265,45 @@ function settleCommand(): Command {
           throw new Error('say how many tickets the payment covers: --count <n> or --all');
         }
         const config = loadRelayConfig(flags.config);
-        const peer = findPeer(config, name, flags.config);
-        const path = ledgerPath(config);
-        const lines = withLedger(path, (ledger) => {
-          const balance = ledger?.balance(peer.name) ?? NO_ACTIVITY;
-          const owed =
-            `${peer.name} billed us ${ticketsWord(balance.billedToUs)}, ` +
-            `we settled ${balance.settledByUs}: we owe ${balance.weOwe}`;
-          if (!ledger || balance.weOwe === 0) {
-            throw new Error(
-              `nothing to settle: ${ledger ? owed : `no peer activity yet (${path} does not exist)`}`,
-            );
-          }
-          const count = flags.count ?? balance.weOwe;
-          if (count > balance.weOwe) {
-            throw new Error(`${owed}; refusing to record ${ticketsWord(count)}`);
-          }
-          // recordPaid checks what we owe again under the write lock: two settles at the
-          // same moment cannot together record more than that.
-          const id = newId();
-          if (flags.withTickets) {
-            const handed = handOverTickets(flags.withTickets, peer, count, (tickets) =>
-              ledger.recordPaid(peer.name, id, tickets.length, 'work', Math.floor(now()), tickets),
-            );
-            return [
-              `recorded settlement ${id}: ${ticketsWord(handed)} of ${peer.name}'s own handed over ` +
-                '(method work); they are marked spent in the wallet',
-              `the running relay delivers them to ${peer.name} on its next sync ` +
-                `(every ${config.peering.syncIntervalSeconds} s); only tickets that verify there count`,
-            ];
-          }
-          ledger.recordPaid(peer.name, id, count, flags.method, Math.floor(now()));
-          return [
-            `recorded settlement ${id}: paid ${peer.name} ${ticketsWord(count)} (method ${flags.method})`,
-            `we now owe ${peer.name} ${balance.weOwe - count} of ${balance.billedToUs} billed`,
-            `the running relay delivers it to ${peer.name} on its next sync ` +
-              `(every ${config.peering.syncIntervalSeconds} s); a stopped relay when it starts`,
-          ];
-        });
+        const peer = findPeer(config.peers, name, flags.config);
+        const path = peerLedgerPath(config.relay.dataDir);
+        const walletFile = flags.withTickets;
+        const done = withPeerLedger(path, (ledger) =>
+          recordSettlement(
+            { ledger, path },
+            peer,
+            flags.count,
+            walletFile
+              ? {
+                  method: 'work',
+                  handOver: (count, record) =>
+                    handOverWalletTickets(walletFile, peer, count, record, now()),
+                }
+              : { method: flags.method },
+            now(),
+          ),
+        );
+        const nextSync = `on its next sync (every ${config.peering.syncIntervalSeconds} s)`;
+        const lines =
+          done.method === 'work'
+            ? [
+                `recorded settlement ${done.id}: ${ticketsWord(done.count)} of ${peer.name}'s own ` +
+                  'handed over (method work); they are marked spent in the wallet',
+                `the running relay delivers them to ${peer.name} ${nextSync}; ` +
+                  'only tickets that verify there count',
+              ]
+            : [
+                `recorded settlement ${done.id}: paid ${peer.name} ${ticketsWord(done.count)} ` +
+                  `(method ${done.method})`,
+                `we now owe ${peer.name} ${done.weOwed - done.count} of ${done.billedToUs} billed`,
+                `the running relay delivers it to ${peer.name} ${nextSync}; ` +
+                  'a stopped relay when it starts',
+              ];
         process.stdout.write(`${lines.join('\n')}\n`);
       } catch (err) {
         fail('peers settle', err);
       }
     });
-}
-
-/**
- * Take up to `count` unspent tickets the wallet holds for the peer's circuit, record them
- * (ledger first: if we crash before the wallet is updated, the tickets are offered twice at
- * worst, and the peer counts each serial once), then mark them spent in the wallet.
- */
-function handOverTickets(
-  walletFile: string,
-  peer: PeerConfig,
-  count: number,
-  record: (tickets: string[]) => void,
-): number {
-  if (!existsSync(walletFile)) throw new Error(`${walletFile}: no such wallet`);
-  const wallet = Wallet.open(walletFile);
-  try {
-    const relay = circuitUrl(peer.url);
-    const available = wallet.list({ state: 'unspent', relay }).slice(0, count);
-    if (available.length === 0) {
-      throw new Error(
-        `${walletFile} holds no unspent tickets of ${peer.name} (${relay}); earn some with: ` +
-          `powbridge mine --relay ${relay} --wallet ${walletFile}`,
-      );
-    }
-    record(available.map((t) => t.ticket));
-    const at = Math.floor(now());
-    for (const t of available) wallet.markSpent(t.id, at);
-    return available.length;
-  } finally {
-    wallet.close();
-  }
 }
 
 export function peersCommand(): Command {

@@ -2,18 +2,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type RedeemOutcome, redeemFromWallet } from '../client/redeem.js';
 import type { Wallet } from '../client/wallet.js';
 import { RpcErrorCode } from '../protocol/errors.js';
-import { relayConfigSchema } from '../relay/config.js';
 
 /**
- * ---- Backup relay (Protocol 2, DESIGN §7): the demo's peering code path. ----
- *
- * Kept in this one file while peering (src/peers) is being finished: the config sections
- * that make the two relays peers, and the redemption of a main-relay ticket at the backup.
- * When the config schema has no `peers` yet, the relays run unpeered and the demo says so.
+ * The demo's backup relay (Protocol 2, docs/design.md §7): the config sections that make the
+ * two relays peers, and the redemption of a main-relay ticket at the backup.
  */
-
-/** Whether this build's relay config knows `[[peers]]`. */
-export const PEERING_AVAILABLE = 'peers' in relayConfigSchema.shape;
 
 export interface PeerPlan {
   name: string;
@@ -21,9 +14,8 @@ export interface PeerPlan {
   identity: string;
 }
 
-/** The `peering` and `peers` sections that list `peer` (empty when peering is unavailable). */
+/** The `peering` and `peers` sections that list `peer`. */
 export function peeringSections(peer: PeerPlan): Record<string, unknown> {
-  if (!PEERING_AVAILABLE) return {};
   return {
     // Quick sync: the backup learns the main relay's ticket keys seconds after both start.
     peering: { syncIntervalSeconds: 2 },

@@ -8,7 +8,7 @@ import { circuitUrl, type RedeemOutcome, redeemFromWallet } from '../client/rede
 import { Wallet } from '../client/wallet.js';
 import type { Logger } from '../log.js';
 import { type Relay, startRelay } from '../relay/relay.js';
-import { PEERING_AVAILABLE, redeemAtBackup } from './backup-peering.js';
+import { redeemAtBackup } from './backup-peering.js';
 import { CleanupRegistry } from './cleanup.js';
 import { demoRelayConfig, planRelay, type RelayPlan } from './demo-relays.js';
 import type { Narrator } from './narrator.js';
@@ -224,9 +224,7 @@ class DemoStory {
       `Main relay up at ${main.url}, mining solo: it builds blocks from node A's templates, paying node A's wallet`,
     );
     n.say(
-      PEERING_AVAILABLE
-        ? `Backup relay up at ${backup.url}, on node B; the two relays list each other as peers, so the backup accepts the main relay's tickets`
-        : `Backup relay up at ${backup.url}, on node B (this build has no relay peering, so it runs on its own)`,
+      `Backup relay up at ${backup.url}, on node B; the two relays list each other as peers, so the backup accepts the main relay's tickets`,
     );
     n.plain(`dashboard: ${main.url}/`);
 
@@ -289,27 +287,25 @@ class DemoStory {
     );
 
     // 6. A ticket of the main relay spent at the backup relay (Protocol 2).
-    if (PEERING_AVAILABLE) {
-      await this.until('another ticket', () => wallet.counts().unspent >= 1, 90_000);
+    await this.until('another ticket', () => wallet.counts().unspent >= 1, 90_000);
+    n.say(
+      "Redeeming a main-relay ticket at the backup relay: it checks the main relay's signature and reserves the ticket there, so it cannot be spent twice…",
+    );
+    const atBackup = await redeemAtBackup(wallet, {
+      issuedBy: mainCircuit,
+      backup: circuitUrl(backup.url),
+      now,
+      patienceMs: BACKUP_PATIENCE_MS,
+      signal: this.aborter.signal,
+    });
+    this.checkpoint();
+    if (atBackup.kind === 'granted') {
+      this.redeemed += 1;
       n.say(
-        "Redeeming a main-relay ticket at the backup relay: it checks the main relay's signature and reserves the ticket there, so it cannot be spent twice…",
+        `Priority granted by the backup relay: class "${atBackup.grant.class}" until ${clock(atBackup.grant.expiresAt)}`,
       );
-      const atBackup = await redeemAtBackup(wallet, {
-        issuedBy: mainCircuit,
-        backup: circuitUrl(backup.url),
-        now,
-        patienceMs: BACKUP_PATIENCE_MS,
-        signal: this.aborter.signal,
-      });
-      this.checkpoint();
-      if (atBackup.kind === 'granted') {
-        this.redeemed += 1;
-        n.say(
-          `Priority granted by the backup relay: class "${atBackup.grant.class}" until ${clock(atBackup.grant.expiresAt)}`,
-        );
-      } else {
-        n.say(`The backup relay did not accept the ticket: ${describeRedeem(atBackup)}`);
-      }
+    } else {
+      n.say(`The backup relay did not accept the ticket: ${describeRedeem(atBackup)}`);
     }
 
     // 7. Mining goes on (the dashboard keeps moving) with a summary now and then.

@@ -1,7 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
 import { type Logger, silentLogger } from '../log.js';
-import type { PeerConfig } from '../relay/config.js';
 import {
   checkClock,
   HEADER_NONCE,
@@ -26,10 +25,11 @@ import {
   spentQuery,
   type PeerErrorBody,
 } from './peer-messages.js';
-import { PeerApiError, type Peering } from './peering.js';
+import type { PeerConfig } from './peer-config.js';
+import { PeerApiError, type PeerHandlers } from './peer-handlers.js';
 
 /**
- * The peer API (`/v1/peer/*`, DESIGN §7) on the relay's HTTP port. Every request must be
+ * The peer API (`/v1/peer/*`, docs/design.md §7) on the relay's HTTP port. Every request must be
  * signed by a pinned peer (peer-auth.ts): the sender is looked up first, then the clock, then
  * the signature, and only a correctly signed request spends a slot in the replay cache, so
  * forged traffic cannot evict real nonces. Every answer, refusals included, is signed by our
@@ -38,7 +38,9 @@ import { PeerApiError, type Peering } from './peering.js';
  */
 
 export interface PeerApiOptions {
-  peering: Peering;
+  /** Who may ask: the configured peers, by identity. */
+  peers: { peerByIdentity(identity: string): PeerConfig | undefined };
+  handlers: PeerHandlers;
   identity: PeerSigner;
   clockSkewSeconds: number;
   now?: () => number;
@@ -64,7 +66,7 @@ export function registerPeerApi(app: FastifyInstance, options: PeerApiOptions): 
   const now = options.now ?? (() => Date.now() / 1000);
   const log = options.logger ?? silentLogger;
   const replays = new ReplayGuard(options.clockSkewSeconds);
-  const { peering, identity } = options;
+  const { peers, handlers, identity } = options;
 
   const send = (
     reply: FastifyReply,
@@ -114,7 +116,7 @@ export function registerPeerApi(app: FastifyInstance, options: PeerApiOptions): 
     const raw = typeof request.body === 'string' ? request.body : '';
     try {
       const signed = parseRequestHeaders(header);
-      const peer = peering.peerByIdentity(signed.peer);
+      const peer = peers.peerByIdentity(signed.peer);
       if (!peer) throw new PeerAuthError('unknown_peer', 'not a configured peer of this relay');
       const at = now();
       checkClock(signed.timestamp, at, options.clockSkewSeconds);
@@ -201,7 +203,7 @@ export function registerPeerApi(app: FastifyInstance, options: PeerApiOptions): 
       );
       const body = (auth: Authenticated) => auth.body;
       route(scope, 'POST', '/reserve', reserveRequest, body, (peer, value) => ({
-        results: peering.reserve(peer, value.serials),
+        results: handlers.reserve(peer, value.serials),
       }));
       route(
         scope,
@@ -209,13 +211,13 @@ export function registerPeerApi(app: FastifyInstance, options: PeerApiOptions): 
         '/spent',
         spentQuery,
         (_auth, request) => request.query,
-        (peer, value) => peering.spentPage(peer, value.after, value.limit),
+        (peer, value) => handlers.spentPage(peer, value.after, value.limit),
       );
       route(scope, 'POST', '/payment-request', paymentRequest, body, (peer, value) =>
-        peering.paymentRequest(peer, value),
+        handlers.paymentRequest(peer, value),
       );
       route(scope, 'POST', '/settle', settleRequest, body, (peer, value) =>
-        peering.settle(peer, value),
+        handlers.settle(peer, value),
       );
       done();
     },

@@ -6,10 +6,13 @@ import { verifierKey } from '../tickets/scheme.js';
 import { type AcceptedKey, type IssuingKey, type Keyring, utcDay } from '../tickets/keyring.js';
 
 /**
- * The ticket keys of our peers (DESIGN §7): taken only from a peer's descriptor that verifies
+ * The ticket keys of our peers (docs/design.md §7): taken only from a peer's descriptor that verifies
  * against the identity pinned in our config, and cached on disk so a relay restarted while
  * its peer is down still accepts that peer's tickets (the whole point of a backup).
  */
+
+/** Where verified peer descriptors are cached, under the relay's data directory. */
+export const PEER_KEYS_DIR = 'peers';
 
 /** A ticket is redeemable on its issue day and the next: a key verifies one day past its last. */
 const GRACE_DAYS = 1;

@@ -1,11 +1,11 @@
-import { chmodSync, closeSync, openSync } from 'node:fs';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import type Database from 'better-sqlite3';
-import { checkDurablePath, openDurableDb } from '../tickets/durable-db.js';
+import { checkDurablePath, createPrivateFile, openDurableDb } from '../lib/durable-db.js';
+import type { PeerBalance } from './peer-status.js';
 
 /**
- * What a relay remembers about its peers (DESIGN §7), on disk beside the spent store
+ * What a relay remembers about its peers (docs/design.md §7), on disk beside the spent store
  * (`peers.sqlite`, WAL, synchronous=FULL, 0600):
  *
  * - replication cursors: how far we applied each peer's spent log (`pulled`), and how far
@@ -123,27 +123,6 @@ export interface Conflict {
   theirsAt: number;
 }
 
-export interface PeerBalance {
-  /** Tickets of the peer we served here: billed, not yet billed, and billed but unpaid. */
-  served: number;
-  unbilled: number;
-  billed: number;
-  settledToUs: number;
-  /** Billed tickets the peer has not settled: what `maxUnpaid` limits. */
-  unpaidToUs: number;
-  /** Our tickets the peer served and billed us for, what we settled, and the difference. */
-  billedToUs: number;
-  settledByUs: number;
-  weOwe: number;
-  /** Serials accepted here while the peer was offline that it has not pulled yet. */
-  owedSync: number;
-  pendingRequests: number;
-  pendingSettlements: number;
-  conflicts: number;
-  pulled: number;
-  acked: number;
-}
-
 /** hex SHA-256 over the serials in byte order: what a PAYMENT_REQUEST commits to. */
 export function serialsDigest(serials: readonly Uint8Array[]): string {
   const sorted = serials.map((s) => Buffer.from(s)).sort((x, y) => Buffer.compare(x, y));
@@ -162,8 +141,7 @@ export class PeerLedger {
 
   static open(file: string): PeerLedger {
     checkDurablePath(file, 'peer ledger');
-    closeSync(openSync(file, 'a', 0o600));
-    chmodSync(file, 0o600);
+    createPrivateFile(file);
     return new PeerLedger(
       openDurableDb(file, { what: 'peer ledger', schema: SCHEMA, schemaVersion: SCHEMA_VERSION }),
     );

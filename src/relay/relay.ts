@@ -1,34 +1,38 @@
-import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { SocksProxyAgent } from 'socks-proxy-agent';
+import { Teardown } from '../lib/teardown.js';
+import { routeUpgrades } from '../lib/upgrade-router.js';
 import { type Logger, silentLogger } from '../log.js';
-import { GbtSource } from '../sources/gbt-source.js';
-import { StratumPool } from '../sources/stratum-pool.js';
 import type { WorkSource } from '../sources/work-source.js';
-import type { HtbInput } from '../qos/htb-config.js';
 import { HtbShaper } from '../qos/htb-shaper.js';
 import { TUNNEL_PATH, TunnelConnector } from '../qos/tunnel.js';
 import { registerPeerApi } from '../peers/peer-api.js';
+import { PEER_LEDGER_FILE, PeerLedger } from '../peers/peer-ledger.js';
+import { PEER_KEYS_DIR, PeerKeyDirectory } from '../peers/peer-keys.js';
 import { Peering } from '../peers/peering.js';
-import { TicketDesk } from '../tickets/ticket-desk.js';
+import { TicketIssuer } from '../tickets/issuer.js';
+import type { KeyStore } from '../tickets/key-store.js';
+import { Redeemer } from '../tickets/redeemer.js';
+import { SPENT_STORE_FILE, SpentStore } from '../tickets/spent-store.js';
+import { openTicketKeys, TicketDesk } from '../tickets/ticket-desk.js';
 import { type OnionService, startOnionService } from '../tor/onion-service.js';
-import { BIP320_MASK } from '../work/version.js';
 import { CIRCUIT_PATH, CircuitConnector } from './circuit-connector.js';
 import { type RelayConfig, splitHostPort } from './config.js';
+import { createSource } from './create-source.js';
 import { createHttpApi, relayDescriptor, ticketStatus } from './http-api.js';
 import { RelayMetrics } from './metrics.js';
-import { createShareHasher, type ShareHasher } from './share-hasher.js';
+import { createShareHasher } from './share-hasher.js';
 import { RelayStats } from './stats.js';
 import { Stratifier } from './stratifier.js';
 import { StratumConnector } from './stratum-connector.js';
-import { routeUpgrades } from './upgrade-router.js';
 
 /**
- * The relay bridge assembled from its parts, in data-flow order: work source → stratifier →
- * connectors, with stats and the HTTP API listening on the side. `startRelay` wires and
- * starts everything; `close` stops it in reverse order.
+ * The relay bridge's composition root: the one place that builds its parts, in dependency
+ * order, and stops them in reverse. Data flows work source → stratifier → connectors, with
+ * stats, metrics and the HTTP API listening on the side.
  */
 
 export interface Relay {
@@ -56,63 +60,99 @@ export interface RelayDeps {
   torPassword?: string;
 }
 
-export function createSource(config: RelayConfig, logger: Logger): WorkSource {
-  const { source } = config;
-  if (source.type === 'node') {
-    const node = source.node!;
-    return new GbtSource(
-      {
-        rpcUrl: node.rpcUrl,
-        auth: node.rpcCookieFile
-          ? { cookieFile: node.rpcCookieFile }
-          : { user: node.rpcUser!, password: node.rpcPassword! },
-        payoutAddress: node.payoutAddress,
-        coinbaseTag: node.coinbaseTag,
-        longPoll: node.longPoll,
-        pollIntervalMs: node.pollIntervalSeconds * 1000,
-        algorithm: source.algorithm,
-      },
-      { logger: logger.child({ component: 'source' }) },
-    );
+export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<Relay> {
+  const teardown = new Teardown();
+  try {
+    return await assembleRelay(config, deps, teardown);
+  } catch (err) {
+    // A start that fails halfway stops what it started, through the same steps as close().
+    await teardown.run();
+    throw err;
   }
-  return new StratumPool({
-    pools: source.pools!.map((p) => ({
-      url: p.url,
-      user: p.user,
-      password: p.password,
-      tls: {
-        rejectUnauthorized: p.tlsRejectUnauthorized,
-        ...(p.tlsCaFile ? { ca: readFileSync(p.tlsCaFile, 'utf8') } : {}),
-      },
-    })),
-    algorithm: source.algorithm,
-    requestTimeoutMs: source.requestTimeoutSeconds * 1000,
-    primaryRetryMs: source.primaryRetrySeconds * 1000,
-    versionRolling: source.versionRolling ? { mask: BIP320_MASK } : null,
-    logger: logger.child({ component: 'source' }),
-  });
 }
 
-export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<Relay> {
+/**
+ * Every part built in dependency order and handed what it needs through its constructor:
+ * stores and keys, Protocol 2, redeemer and issuer, the work side, the HTTP API and the
+ * connectors, then the listeners. Each part's stop goes on `teardown` as soon as the part
+ * exists, so close() runs them in reverse.
+ */
+async function assembleRelay(
+  config: RelayConfig,
+  deps: RelayDeps,
+  teardown: Teardown,
+): Promise<Relay> {
   const logger = deps.logger ?? silentLogger;
+  const now = () => Date.now() / 1000;
+  const { dataDir } = config.relay;
+  const { difficulty, limits } = config;
+  const algorithm = config.source.algorithm;
+
   // First, before anything holds a resource: a bad class tree fails the start cleanly.
   const shaper = new HtbShaper({
-    // The tree from the file is checked by parseHtbConfig inside HtbShaper (named errors).
-    ...(config.tunnel.classes
-      ? { config: { classes: config.tunnel.classes } as unknown as HtbInput }
-      : {}),
+    // A tree from the file was checked by the config schema (errors name tunnel.classes[i]).
+    ...(config.tunnel.classes ? { classes: config.tunnel.classes } : {}),
     linkBitsPerSecond: config.tunnel.linkMbit * 1e6,
     // Buckets cover event-loop timer lateness (see defaultHtbConfig).
     burstSeconds: 0.02,
   });
+  teardown.add(() => shaper.close());
   for (const warning of shaper.warnings) logger.warn({ warning }, 'tunnel class tree');
-  await mkdir(config.relay.dataDir, { recursive: true, mode: 0o700 });
-  const algorithm = config.source.algorithm;
-  const source = deps.source ?? createSource(config, logger);
-  const hasher: ShareHasher = await createShareHasher(algorithm, {
-    threads: config.verify.threads,
+
+  // Stores and keys.
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const keys = await openTicketKeys(dataDir, {
+    lifetimeDays: config.tickets.keyLifetimeDays,
+    now,
   });
-  const { difficulty, limits } = config;
+  const spent = SpentStore.open(join(dataDir, SPENT_STORE_FILE));
+  teardown.add(() => spent.close());
+  const peering =
+    config.peers.length > 0 ? openPeering(config, { keys, spent, now }, logger, teardown) : null;
+
+  // Tickets: redeemed through Protocol 2's gate when there are peers.
+  const redeemer = new Redeemer({
+    keyring: peering?.keyring ?? keys,
+    store: spent,
+    windowSeconds: config.tickets.windowSeconds,
+    ...(peering ? { foreign: peering.gate } : {}),
+  });
+  const issuer = new TicketIssuer({
+    keyring: keys,
+    price: config.tickets.price,
+    maxOpenSessions: config.tickets.maxOpenSessions,
+    sessionTtlMs: config.tickets.sessionTtlSeconds * 1000,
+    now,
+  });
+  const tickets = new TicketDesk(
+    { keys, store: spent, issuer, redeemer },
+    {
+      price: config.tickets.price,
+      windowSeconds: config.tickets.windowSeconds,
+      keyLifetimeDays: config.tickets.keyLifetimeDays,
+      backupRelays: config.peers.map((p) => ({
+        identity: p.identity,
+        // http(s) → ws(s): clients reach a backup's circuit like ours.
+        url: new URL(CIRCUIT_PATH, p.url.replace(/^http/, 'ws')).toString(),
+      })),
+      descriptorBase: () =>
+        relayDescriptor({
+          algorithm,
+          initialDifficulty: difficulty.initial,
+          ticketDifficulty: difficulty.ticketDifficulty,
+          vardiffTargetSeconds: difficulty.targetShareSeconds,
+        }),
+      now,
+      logger: logger.child({ component: 'tickets' }),
+    },
+  );
+  tickets.start();
+  teardown.add(() => tickets.stop());
+
+  // The work side: source → stratifier, with stats listening.
+  const source = deps.source ?? createSource(config, logger);
+  const hasher = await createShareHasher(algorithm, { threads: config.verify.threads });
+  teardown.add(() => hasher.close());
   const stratifier = new Stratifier({
     source,
     algorithm,
@@ -130,56 +170,11 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
   });
   const stats = new RelayStats();
   stats.attach(stratifier);
+  teardown.add(() => stats.detach());
+
+  // HTTP: status, metrics, descriptor, dashboard, peer API.
   const metrics = new RelayMetrics(stats, { qos: () => shaper.stats() });
-  let tickets: TicketDesk;
-  // Assigned inside TicketDesk.open's callback, so TS must not narrow it to null here.
-  let peering = null as Peering | null;
-  try {
-    tickets = await TicketDesk.open({
-      dataDir: config.relay.dataDir,
-      ...config.tickets,
-      backupRelays: config.peers.map((p) => ({
-        identity: p.identity,
-        // http(s) → ws(s): clients reach a backup's circuit like ours.
-        url: new URL(CIRCUIT_PATH, p.url.replace(/^http/, 'ws')).toString(),
-      })),
-      ...(config.peers.length > 0
-        ? {
-            peers: ({ keys, store }) => {
-              peering = new Peering({
-                peers: config.peers,
-                settings: config.peering,
-                dataDir: config.relay.dataDir,
-                identity: keys.identity,
-                ownKeys: keys,
-                store,
-                logger: logger.child({ component: 'peers' }),
-                ...(config.peering.proxy
-                  ? { agent: new SocksProxyAgent(config.peering.proxy) }
-                  : {}),
-              });
-              return { keyring: peering.keyring, foreign: peering.gate };
-            },
-          }
-        : {}),
-      descriptorBase: () =>
-        relayDescriptor({
-          algorithm,
-          initialDifficulty: difficulty.initial,
-          ticketDifficulty: difficulty.ticketDifficulty,
-          vardiffTargetSeconds: difficulty.targetShareSeconds,
-        }),
-      logger: logger.child({ component: 'tickets' }),
-    });
-  } catch (err) {
-    // Key files refused (permissions, damage): leave nothing running behind.
-    await peering?.close();
-    stats.detach();
-    shaper.close();
-    await hasher.close();
-    throw err;
-  }
-  const readTickets = () => ticketStatus(tickets.issuer.issued(), tickets.redeemer.counts());
+  const readTickets = () => ticketStatus(issuer.issued(), redeemer.counts());
   metrics.watchTickets(readTickets);
   const app = createHttpApi({
     stratifier,
@@ -189,22 +184,24 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     upstreamUrl: () => source.status().upstream,
     qos: () => shaper.stats(),
     tickets: readTickets,
-    ...(peering ? { sections: { peers: () => peering?.status() } } : {}),
+    ...(peering ? { sections: { peers: () => peering.status() } } : {}),
     logger: logger.child({ component: 'http' }),
   });
+  teardown.add(() => app.close());
   if (peering) {
-    const redeemer = tickets.redeemer;
-    peering.useTicketSpender((ticket, now, origin) =>
-      redeemer.spendForSettlement(ticket, now, origin),
-    );
     peering.registerMetrics(metrics.registry);
     registerPeerApi(app, {
-      peering,
-      identity: tickets.keys.identity,
+      peers: peering.roster,
+      handlers: peering.handlers((ticket, at, origin) =>
+        redeemer.spendForSettlement(ticket, at, origin),
+      ),
+      identity: keys.identity,
       clockSkewSeconds: config.peering.clockSkewSeconds,
       logger: logger.child({ component: 'peer-api' }),
     });
   }
+
+  // Connectors: circuits and the tunnel on the HTTP port, standard miners on their own.
   const circuits = new CircuitConnector(stratifier, {
     limits: {
       maxFrameBytes: limits.maxFrameBytes,
@@ -214,8 +211,9 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     logger: logger.child({ component: 'circuit' }),
     tickets: tickets.service,
   });
+  teardown.add(() => circuits.close());
   const tunnels = new TunnelConnector({
-    grants: tickets.redeemer.grants,
+    grants: redeemer.grants,
     shaper,
     policy: {
       ports: config.tunnel.ports,
@@ -228,6 +226,7 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     },
     logger: logger.child({ component: 'tunnel' }),
   });
+  teardown.add(() => tunnels.close());
   routeUpgrades(
     app.server,
     new Map([
@@ -235,60 +234,35 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
       [TUNNEL_PATH, tunnels.handleUpgrade.bind(tunnels)],
     ]),
   );
-
   const miners = config.relay.stratumListen
     ? new StratumConnector(stratifier, { logger: logger.child({ component: 'stratum' }) })
     : null;
+  if (miners) teardown.add(() => miners.close());
 
+  // Start: work flows, then the listeners, then Tor (which forwards to a listener that exists).
   stratifier.start();
+  teardown.add(() => stratifier.stop());
   source.start();
+  teardown.add(() => source.stop());
   const { host, port } = splitHostPort(config.relay.listen);
+  await app.listen({ host, port });
   let stratumAddress: string | null = null;
-  let onion: OnionService | null = null;
-  // Everything above in reverse order: for close(), and for a start that fails from here on.
-  const stopAll = async () => {
-    // First, so Tor stops sending clients to a relay that is going away.
-    await onion?.close();
-    await miners?.close();
-    circuits.close();
-    tunnels.close();
-    shaper.close();
-    await app.close();
-    stratifier.stop();
-    stats.detach();
-    await peering?.close();
-    tickets.close();
-    await source.stop();
-    await hasher.close();
-  };
-  try {
-    await app.listen({ host, port });
-    if (miners && config.relay.stratumListen) {
-      const at = splitHostPort(config.relay.stratumListen);
-      await miners.listen(at.host, at.port);
-      const bound = miners.address();
-      if (bound) stratumAddress = `${at.host}:${bound.port}`;
-    }
-    // Last: Tor forwards the onion service to the listener, which exists now.
-    if (config.tor.control) {
-      const bound = app.server.address() as AddressInfo;
-      onion = await startOnionService({
-        control: splitHostPort(config.tor.control),
-        dataDir: config.relay.dataDir,
-        target: { host: bound.address, port: bound.port },
-        virtualPort: config.tor.virtualPort,
-        ...(config.tor.passwordFile ? { passwordFile: config.tor.passwordFile } : {}),
-        ...(deps.torPassword ? { password: deps.torPassword } : {}),
-        ...(config.tor.cookieFile ? { cookieFile: config.tor.cookieFile } : {}),
-        logger: logger.child({ component: 'tor' }),
-      });
-      tickets.addEndpoint('onion', onion.url('ws', CIRCUIT_PATH));
-    }
-  } catch (err) {
-    await stopAll();
-    throw err;
+  if (miners && config.relay.stratumListen) {
+    const at = splitHostPort(config.relay.stratumListen);
+    await miners.listen(at.host, at.port);
+    const bound = miners.address();
+    if (bound) stratumAddress = `${at.host}:${bound.port}`;
+  }
+  const onion = config.tor.control
+    ? await startRelayOnion(config, deps, app.server.address() as AddressInfo, logger)
+    : null;
+  if (onion) {
+    // Stopped first, so Tor stops sending clients to a relay that is going away.
+    teardown.add(() => onion.close());
+    tickets.addEndpoint('onion', onion.url('ws', CIRCUIT_PATH));
   }
   peering?.start();
+
   const address = app.server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${shownHost}:${address.port}`;
@@ -296,7 +270,6 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     { url, stratum: stratumAddress, source: config.source.type, algorithm },
     'relay listening',
   );
-
   return {
     url,
     stratumAddress,
@@ -307,6 +280,51 @@ export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Pro
     tickets,
     peering,
     onion,
-    close: stopAll,
+    close: () => teardown.run(),
   };
+}
+
+/** Protocol 2: the peer ledger and key cache opened here, the rest built by Peering. */
+function openPeering(
+  config: RelayConfig,
+  { keys, spent, now }: { keys: KeyStore; spent: SpentStore; now: () => number },
+  logger: Logger,
+  teardown: Teardown,
+): Peering {
+  const { dataDir } = config.relay;
+  const ledger = PeerLedger.open(join(dataDir, PEER_LEDGER_FILE));
+  teardown.add(() => ledger.close());
+  const peering = new Peering({
+    peers: config.peers,
+    settings: config.peering,
+    identity: keys.identity,
+    ownKeys: keys,
+    store: spent,
+    ledger,
+    keys: new PeerKeyDirectory(join(dataDir, PEER_KEYS_DIR), now),
+    now,
+    logger: logger.child({ component: 'peers' }),
+    ...(config.peering.proxy ? { agent: new SocksProxyAgent(config.peering.proxy) } : {}),
+  });
+  teardown.add(() => peering.stop());
+  return peering;
+}
+
+/** The onion service through Tor's control port, forwarding to the bound HTTP listener. */
+function startRelayOnion(
+  config: RelayConfig,
+  deps: RelayDeps,
+  bound: AddressInfo,
+  logger: Logger,
+): Promise<OnionService> {
+  return startOnionService({
+    control: splitHostPort(config.tor.control ?? ''),
+    dataDir: config.relay.dataDir,
+    target: { host: bound.address, port: bound.port },
+    virtualPort: config.tor.virtualPort,
+    ...(config.tor.passwordFile ? { passwordFile: config.tor.passwordFile } : {}),
+    ...(deps.torPassword ? { password: deps.torPassword } : {}),
+    ...(config.tor.cookieFile ? { cookieFile: config.tor.cookieFile } : {}),
+    logger: logger.child({ component: 'tor' }),
+  });
 }

@@ -1,13 +1,12 @@
-import { join } from 'node:path';
 import { type Logger, silentLogger } from '../log.js';
 import type { TicketTerms } from '../protocol/messages.js';
 import { type BackupRelay, buildDescriptor, type SignedDescriptor } from './descriptor.js';
-import { TicketIssuer } from './issuer.js';
+import type { TicketIssuer } from './issuer.js';
 import { KeyStore } from './key-store.js';
-import { type Keyring, utcDay } from './keyring.js';
-import { type ForeignTicketGate, Redeemer } from './redeemer.js';
+import { utcDay } from './keyring.js';
+import type { Redeemer } from './redeemer.js';
 import type { TicketService } from './service.js';
-import { SpentStore } from './spent-store.js';
+import type { SpentStore } from './spent-store.js';
 
 /**
  * The relay's ticket side in one place: keys, issuer, redeemer, spent store and the signed
@@ -15,25 +14,21 @@ import { SpentStore } from './spent-store.js';
  * of spent serials that can no longer be redeemed).
  */
 
+export interface TicketDeskParts {
+  keys: KeyStore;
+  store: SpentStore;
+  issuer: TicketIssuer;
+  redeemer: Redeemer;
+}
+
 export interface TicketDeskOptions {
-  dataDir: string;
   price: number;
   windowSeconds: number;
-  maxOpenSessions: number;
-  sessionTtlSeconds: number;
   keyLifetimeDays: number;
   /** Unsigned relay fields for the descriptor (algorithm, endpoints, difficulty terms). */
   descriptorBase: () => object;
   /** Backup relays listed in the descriptor (Protocol 2 peers that accept our tickets). */
   backupRelays?: readonly BackupRelay[];
-  /**
-   * Protocol 2: given our keys and spent store, the keyring that also holds peers' keys and
-   * the gate their tickets pass through (see src/peers). Without it only our keys count.
-   */
-  peers?: (parts: { keys: KeyStore; store: SpentStore }) => {
-    keyring: Keyring;
-    foreign: ForeignTicketGate;
-  };
   now?: () => number;
   logger?: Logger;
 }
@@ -41,23 +36,42 @@ export interface TicketDeskOptions {
 const HOUR_MS = 3_600_000;
 const MINUTE_MS = 60_000;
 
+/** The relay's ticket keys, with today's and the coming days' keys made if missing. */
+export async function openTicketKeys(
+  dataDir: string,
+  options: { lifetimeDays: number; now: () => number },
+): Promise<KeyStore> {
+  const keys = await KeyStore.open(dataDir, options);
+  await keys.maintain({ lifetimeDays: options.lifetimeDays });
+  return keys;
+}
+
 export class TicketDesk {
+  readonly keys: KeyStore;
+  readonly store: SpentStore;
+  readonly issuer: TicketIssuer;
+  readonly redeemer: Redeemer;
   readonly service: TicketService;
   private descriptorCache: { stamp: string; signed: SignedDescriptor } | null = null;
   private readonly timers: NodeJS.Timeout[] = [];
   private stopWatch: (() => void) | null = null;
   /** Endpoints known only after start (the onion service), merged over descriptorBase's. */
   private readonly extraEndpoints: Record<string, string> = {};
+  private readonly now: () => number;
+  private readonly log: Logger;
 
-  private constructor(
-    readonly keys: KeyStore,
-    readonly store: SpentStore,
-    readonly issuer: TicketIssuer,
-    readonly redeemer: Redeemer,
+  /** The parts are built (and closed) by the caller; the desk runs their upkeep. */
+  constructor(
+    parts: TicketDeskParts,
     private readonly options: TicketDeskOptions,
-    private readonly now: () => number,
-    private readonly log: Logger,
   ) {
+    this.keys = parts.keys;
+    this.store = parts.store;
+    this.issuer = parts.issuer;
+    this.redeemer = parts.redeemer;
+    this.now = options.now ?? (() => Date.now() / 1000);
+    this.log = options.logger ?? silentLogger;
+    const { issuer, redeemer } = parts;
     this.service = {
       terms: () => this.terms(),
       open: (account) => issuer.open(account),
@@ -65,40 +79,6 @@ export class TicketDesk {
       redeem: (ticket, grant) => redeemer.redeemBatched(ticket, this.now(), grant),
       circuitClosed: (account) => issuer.circuitClosed(account),
     };
-  }
-
-  static async open(options: TicketDeskOptions): Promise<TicketDesk> {
-    const now = options.now ?? (() => Date.now() / 1000);
-    const log = options.logger ?? silentLogger;
-    const keys = await KeyStore.open(options.dataDir, {
-      now,
-      lifetimeDays: options.keyLifetimeDays,
-    });
-    await keys.maintain({ lifetimeDays: options.keyLifetimeDays });
-    const store = SpentStore.open(join(options.dataDir, 'spent.sqlite'));
-    const issuer = new TicketIssuer({
-      keyring: keys,
-      price: options.price,
-      maxOpenSessions: options.maxOpenSessions,
-      sessionTtlMs: options.sessionTtlSeconds * 1000,
-      now,
-    });
-    let peered: { keyring: Keyring; foreign: ForeignTicketGate } | undefined;
-    try {
-      peered = options.peers?.({ keys, store });
-    } catch (err) {
-      store.close();
-      throw err;
-    }
-    const redeemer = new Redeemer({
-      keyring: peered?.keyring ?? keys,
-      store,
-      windowSeconds: options.windowSeconds,
-      ...(peered ? { foreign: peered.foreign } : {}),
-    });
-    const desk = new TicketDesk(keys, store, issuer, redeemer, options, now, log);
-    desk.startUpkeep();
-    return desk;
   }
 
   /** Terms for mining.register: today's issuing key, price, window. */
@@ -143,14 +123,16 @@ export class TicketDesk {
     this.descriptorCache = null;
   }
 
-  close(): void {
+  /** Stop the upkeep and drop open issuance sessions; the store stays open (its owner closes it). */
+  stop(): void {
     for (const timer of this.timers.splice(0)) clearInterval(timer);
     this.stopWatch?.();
+    this.stopWatch = null;
     this.issuer.closeAll();
-    this.store.close();
   }
 
-  private startUpkeep(): void {
+  /** Key renewal around midnight, grant expiry, pruning of spent serials of expired days. */
+  start(): void {
     // Another process (powbridge keys rotate) may change the keys: reload and re-sign.
     this.stopWatch = this.keys.watch((err) =>
       this.log.error({ err: String(err) }, 'ticket key reload failed'),

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Wallet } from '../../src/client/wallet.js';
-import type { PeerBalance } from '../../src/peers/peer-ledger.js';
+import type { PeerBalance } from '../../src/peers/peer-status.js';
 import { PeerLedger } from '../../src/peers/peer-ledger.js';
 import { utcDay } from '../../src/tickets/keyring.js';
 import { runCli } from '../helpers/cli.js';

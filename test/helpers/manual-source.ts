@@ -32,9 +32,15 @@ export class ManualSource extends EventEmitter<WorkSourceEvents> implements Work
     super();
   }
 
-  start(): void {}
+  /** Between start() and stop(): what a relay's start and close must leave it as. */
+  running = false;
+
+  start(): void {
+    this.running = true;
+  }
 
   stop(): Promise<void> {
+    this.running = false;
     return Promise.resolve();
   }
 

@@ -3,13 +3,15 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RpcError, RpcErrorCode } from '../../src/protocol/errors.js';
+import { PeerClient } from '../../src/peers/peer-client.js';
 import { serialsDigest } from '../../src/peers/peer-ledger.js';
-import { newId } from '../../src/peers/peering.js';
+import { PEER_PREFIX, paymentResponse } from '../../src/peers/peer-messages.js';
+import { newId } from '../../src/peers/ticket-gate.js';
 import type { Relay } from '../../src/relay/relay.js';
 import { type PeeredRelays, startPeeredRelays } from './peered-relays.js';
 
 /**
- * Protocol 2 between two real relays on loopback (DESIGN §7): a ticket of R1 redeemed at
+ * Protocol 2 between two real relays on loopback (docs/design.md §7): a ticket of R1 redeemed at
  * its backup R2, the reservation that keeps it single-use across both, acceptance while R1
  * is down, replication with conflict detection after a partition, and payment requests.
  */
@@ -95,11 +97,19 @@ describe('ticket exchange', () => {
   it('R2 accepts R1 tickets while R1 is down, unless configured not to', async () => {
     const both = await startBoth({ acceptWhenOffline: false });
     const { a, b } = both;
+    const upGauge = async () =>
+      /powbridge_peer_up\{peer="r1"\} (-?\d+)/.exec(
+        (await running(b.relay).app.inject('/metrics')).body,
+      )?.[1];
+    expect(await upGauge()).toBe('1');
     const ticket = both.ticket(a);
     await both.stop(a);
     expect(await codeOf(redeem(b.relay, ticket.text))).toBe(RpcErrorCode.issuerBusy);
     // Nothing was recorded: the client can redeem it later.
     expect(running(b.relay).tickets.store.isSpent(ticket.serial)).toBe(false);
+    // The failed reservation told the roster, and the gauge follows its events.
+    expect(peering(b.relay).status()[0]).toMatchObject({ up: false });
+    expect(await upGauge()).toBe('0');
   });
 });
 
@@ -250,24 +260,38 @@ describe('payment requests', () => {
     const { a, b } = pair;
     await pair.start(a);
     await pair.start(b);
-    const r1 = peering(a.relay);
-    const fromR2 = r1.peerByIdentity(b.identity);
-    if (!fromR2) throw new Error('r2 not configured at r1');
+    // Sent as R2 would send it: signed by R2's identity, through R1's peer API.
+    const asR2 = new PeerClient({
+      self: running(b.relay).tickets.keys.identity,
+      peer: { name: 'r1', url: `http://127.0.0.1:${a.port}`, identity: a.identity },
+      timeoutMs: 5_000,
+      clockSkewSeconds: 60,
+      now: () => Date.now() / 1000,
+    });
     const own = running(b.relay).tickets.keys.ticketKeys()[0]!.keyId; // R2's key, not R1's
     const serial = randomBytes(32);
-    const request = (keyId: string, digest: string) => ({
-      id: newId(),
-      count: 1,
-      digest,
-      period: { from: 1, to: 2 },
-      serials: [{ serial: serial.toString('hex'), keyId, day: 1 }],
+    const bill = (keyId: string, digest: string) =>
+      asR2.call(
+        'POST',
+        `${PEER_PREFIX}/payment-request`,
+        {
+          id: newId(),
+          count: 1,
+          digest,
+          period: { from: 1, to: 2 },
+          serials: [{ serial: serial.toString('hex'), keyId, day: 1 }],
+        },
+        paymentResponse,
+      );
+    await expect(bill(own, '00'.repeat(32))).rejects.toMatchObject({
+      status: 400,
+      code: 'bad_digest',
     });
-    expect(() => r1.paymentRequest(fromR2, request(own, '00'.repeat(32)))).toThrow(
-      expect.objectContaining({ code: 'bad_digest' }),
-    );
-    expect(() => r1.paymentRequest(fromR2, request(own, serialsDigest([serial])))).toThrow(
-      expect.objectContaining({ code: 'not_our_tickets' }),
-    );
+    await expect(bill(own, serialsDigest([serial]))).rejects.toMatchObject({
+      status: 400,
+      code: 'not_our_tickets',
+    });
+    const r1 = peering(a.relay);
     expect(r1.ledger.listRequestsIn('r2')).toHaveLength(0);
   });
 });
