@@ -1,13 +1,19 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { MessageChannel } from 'node:worker_threads';
-import { afterEach, describe, expect, it } from 'vitest';
-import { controlViews, createControl, nextGeneration } from '../../src/client/miner-control.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  controlViews,
+  createControl,
+  currentGeneration,
+  laneHashes,
+  nextGeneration,
+} from '../../src/client/miner-control.js';
 import { DutyDrift } from '../../src/client/miner-duty.js';
 import { JobTracker } from '../../src/client/miner-jobs.js';
 import { ShareQueue } from '../../src/client/miner-share-queue.js';
 import { HashrateMeter, type ShareResult } from '../../src/client/miner-stats.js';
 import { extranonce2For, header76For, planWork, shareFor } from '../../src/client/miner-work.js';
-import { type FoundNonce, mine } from '../../src/client/miner-worker.js';
+import { CHUNK, type FoundNonce, mine } from '../../src/client/miner-worker.js';
 import { Miner, type MinerOptions } from '../../src/client/miner.js';
 import type { SourceJob, UpstreamShare, UpstreamTerms } from '../../src/sources/work-source.js';
 import type { Algorithm } from '../../src/work/algorithm.js';
@@ -267,7 +273,7 @@ describe('miner pieces', () => {
     // Difficulty 2^-20 is one share per 2^12 nonces: about 16 in 2^16.
     expect(result.found).toBeGreaterThan(2);
     expect(controlViews(control).hashes[0]).toBe(2n ** 16n);
-    await until(() => nonces.length === result.found, 1_000, 'found nonces');
+    await until(() => nonces.length === result.found, 10_000, 'found nonces');
     expect([...nonces].sort((a, b) => a - b)).toEqual(nonces);
     for (const nonce of nonces) {
       expect(nonce).toBeGreaterThanOrEqual(1000);
@@ -277,6 +283,42 @@ describe('miner pieces', () => {
     expect(mine(task)).toEqual({ outcome: 'stopped', hashes: 0, found: 0 });
     port1.close();
   });
+
+  // A worker stops within one kernel call of a new generation (counted in hashes, not in ms:
+  // how long that call takes depends on the machine). The generation moves on from inside
+  // the first call, when it posts its first share, as a clean job would from the main thread.
+  for (const [algorithm, difficulty] of [
+    ['sha256d', 2 ** -24], // ~64 shares per 2^14-nonce call
+    ['scrypt', 2 ** -16], // about every hash a share
+  ] as const) {
+    it(`mine() on ${algorithm}: a new generation stops the task after the kernel call it arrives in`, () => {
+      const source = new ManualSource(algorithm);
+      const terms = source.setTerms({ difficulty, extranonce2Size: 2 });
+      const work = planWork(source.newJob(), terms, algorithm, 0);
+      const control = createControl(1);
+      const views = controlViews(control);
+      const { port1, port2 } = new MessageChannel();
+      const post = port2.postMessage.bind(port2);
+      port2.postMessage = (message: FoundNonce) => {
+        post(message);
+        if (currentGeneration(views) === 0) nextGeneration(views);
+      };
+      const result = mine({
+        algorithm,
+        lane: 0,
+        generation: 0,
+        header76: header76For(work, '0001'),
+        target: work.target,
+        control,
+        port: port2,
+      });
+      expect(result.outcome).toBe('stopped');
+      expect(result.hashes).toBe(CHUNK[algorithm]); // one kernel call of a 2^32-nonce range
+      expect(result.found).toBeGreaterThan(0);
+      expect(laneHashes(views, 0)).toBe(CHUNK[algorithm]);
+      port1.close();
+    });
+  }
 });
 
 describe('miner', () => {
@@ -319,44 +361,35 @@ describe('miner', () => {
     ['sha256d', SHA_DIFFICULTY],
     ['scrypt', SCRYPT_DIFFICULTY],
   ] as const) {
-    it(`${algorithm}: a clean job stops old-job work within 50 ms; no old share is submitted after it`, async () => {
+    // Stopping within one kernel call is shown in hashes by the mine() test above; here the
+    // miner as a whole moves every thread to the new job long before a task would end (a task
+    // is a whole 2^32-nonce range: minutes of sha256d, days of scrypt). The deadlines only
+    // catch a hang.
+    it(`${algorithm}: a clean job stops old-job work mid-task; no old share is submitted after it`, async () => {
       const source = new ManualSource(algorithm);
       const seen = recordSource(source);
       const miner = startMiner(source, { threads: 2 });
       source.goLive({ difficulty });
       await until(() => miner.stats().found >= 2, 10_000, 'first shares');
-      await sleep(300); // past the kernels' tier-up from baseline to optimised code
 
-      const latencies: number[] = [];
       for (let i = 0; i < 7; i++) {
         const old = source.status().job!.jobId;
         const mark = source.submitted.length;
-        const began = performance.now();
         const fresh = source.newJob({ clean: true });
         await until(
           () => miner.stats().threads.every((t) => t.jobId !== old),
-          2_000,
+          10_000,
           'old job to stop',
           1,
         );
-        latencies.push(performance.now() - began);
         await until(
           () => miner.stats().threads.every((t) => t.jobId === fresh.jobId),
-          1_000,
+          10_000,
           'new job',
         );
         await sleep(100);
         expect(source.submitted.slice(mark).every((s) => s.jobId !== old)).toBe(true);
       }
-      console.log(
-        `${algorithm} clean-job stop latency, ms: ${latencies.map((l) => l.toFixed(1)).join(' ')}`,
-      );
-      // A worker notices within one kernel call (~3 ms of CPU); on a loaded machine the OS
-      // may still hold a thread off the CPU for longer, so the median carries the bound and
-      // the worst case only has to be far below a task's length (minutes).
-      const median = [...latencies].sort((a, b) => a - b)[3] as number;
-      expect(median).toBeLessThan(50);
-      expect(Math.max(...latencies)).toBeLessThan(1_000);
 
       // The miner carries on with the last job and its shares are valid.
       const last = source.status().job!.jobId;
@@ -366,7 +399,7 @@ describe('miner', () => {
         'a share of the last job',
       );
       for (const share of source.submitted) expectValidShare(algorithm, seen, share);
-    });
+    }, 60_000);
   }
 
   it('new terms (new session and extranonce1) restart the work on them', async () => {
@@ -383,7 +416,7 @@ describe('miner', () => {
     });
     const mark = source.submitted.length;
     // A session without a job of its own has nothing to mine.
-    await until(() => miner.stats().threads.every((t) => t.jobId === null), 1_000, 'idle');
+    await until(() => miner.stats().threads.every((t) => t.jobId === null), 10_000, 'idle');
     source.newJob({ clean: true });
     await until(() => source.submitted.length >= mark + 3, 10_000, 'shares of session 2');
     const after = source.submitted.slice(mark);
@@ -410,15 +443,23 @@ describe('miner', () => {
   });
 
   it('--jitter: the duty starts at a draw from its band and drifts after a few seconds', async () => {
-    const draws = [0.75, 0];
-    const random = () => draws.shift() ?? 0;
-    const source = new ManualSource('sha256d');
-    const drifting = startMiner(source, { cpuPercent: 50, jitterPercent: 20, random });
-    // First draw 0.75 of the band [40, 60]; it holds 2 s (the shortest hold), then 40.
-    expect(drifting.stats().dutyPercent).toBeCloseTo(55);
-    await sleep(1_500);
-    expect(drifting.stats().dutyPercent).toBeCloseTo(55);
-    await until(() => drifting.stats().dutyPercent === 40, 2_000, 'the next draw');
+    // The drift runs on the miner's timers: fake them, so the hold is checked to the
+    // millisecond however busy the machine is. (The source never goes live: no task runs.)
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    try {
+      const draws = [0.75, 0];
+      const random = () => draws.shift() ?? 0;
+      const source = new ManualSource('sha256d');
+      const drifting = startMiner(source, { cpuPercent: 50, jitterPercent: 20, random });
+      // First draw 0.75 of the band [40, 60]; it holds 2 s (the shortest hold), then 40.
+      expect(drifting.stats().dutyPercent).toBeCloseTo(55);
+      await vi.advanceTimersByTimeAsync(1_999);
+      expect(drifting.stats().dutyPercent).toBeCloseTo(55);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(drifting.stats().dutyPercent).toBeCloseTo(40);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('stop() ends every worker thread', async () => {

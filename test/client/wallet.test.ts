@@ -132,7 +132,9 @@ describe('Wallet.add', () => {
         w.close();
       }
     }
-    expect(acknowledged.size).toBeGreaterThan(5);
+    // Every round counts: its kill is armed only once the writer has acknowledged a ticket
+    // (how many more it gets to depends on the machine's speed, so that is not asserted).
+    expect(acknowledged.size).toBeGreaterThanOrEqual(5);
   }, 60_000);
 });
 

@@ -22,10 +22,13 @@ import { BIN, runCli } from '../helpers/cli.js';
 import { csprng } from '../helpers/ticket-issue.js';
 
 /**
- * Crash safety of `ticket.redeem` (DESIGN §6.3): the relay runs as a child process
+ * Crash safety of `ticket.redeem` (docs/design.md §6.3): the relay runs as a child process
  * (`powbridge relay`, built dist/), clients redeem in a loop (one at a time, the same ticket
  * on several circuits at once, retries of tickets whose answer was lost, replays of spent
- * ones), and the relay is SIGKILLed at a random moment, then restarted on the same data dir.
+ * ones), and the relay is SIGKILLed at a random point of that traffic (once the round has
+ * had a random number of answers, so other requests are in flight), then restarted on the
+ * same data dir. The kill point is counted in answers, not in milliseconds, so a slow or
+ * busy machine shifts it in time but cannot make it miss the redemptions.
  * Afterwards, with no relay running, the spent store is read directly and must hold the
  * serial of every ticket a client was granted; no ticket may ever be granted twice, across
  * any number of restarts; and whatever the store holds beyond the grants must come from an
@@ -41,18 +44,14 @@ import { csprng } from '../helpers/ticket-issue.js';
  *
  * Takes about 15–17 s on the 2-core dev VM (≈ 2.7 s keys and 800 tickets, ≈ 1 s per round,
  * ≈ 2 s for the last start); about 35 s with a second copy running beside it. A failure
- * message names the seed; REDEEM_CRASH_SEED=<seed> reruns the same kill delays (the
+ * message names the seed; REDEEM_CRASH_SEED=<seed> reruns the same kill points (the
  * interleaving still varies with timing).
  */
 
 const TICKETS = 800;
 const ROUNDS = 10;
-/**
- * Kill this long after the relay says it is listening: early kills hit connects, later ones
- * redemptions.
- */
-const KILL_MIN_MS = 30;
-const KILL_MAX_MS = 400;
+/** Kill on the round's n-th answer, n uniform in 1..KILL_MAX_ANSWERS (a round gives ~100–200). */
+const KILL_MAX_ANSWERS = 120;
 const CIRCUITS = 3;
 /** Spent tickets replayed per round: enough to cross restarts, few enough to spare the CPU. */
 const REPLAYS_PER_ROUND = 12;
@@ -75,7 +74,8 @@ interface TicketLog {
 
 interface RoundStats {
   round: number;
-  killAfterMs: number;
+  /** The answer of the round the relay is killed on. */
+  killAtAnswer: number;
   sent: number;
   answers: number;
   grants: number;
@@ -114,6 +114,8 @@ const spentFile = join(dataDir, 'spent.sqlite');
 const tickets: TicketLog[] = [];
 /** Answers that are neither a grant nor 32: any is a failure (reported with the ticket). */
 const unexpected: string[] = [];
+/** The running round's kill: fired by the attempt that brings its answers to `answers`. */
+let killPoint: { answers: number; fire: () => void } | null = null;
 const children = new Set<ChildProcess>();
 
 /** If the test process dies without afterAll, do not leave relays running. */
@@ -215,6 +217,7 @@ async function attempt(client: CircuitClient, t: TicketLog, stats: RoundStats): 
     return 'unknown';
   } finally {
     stats.inFlight--;
+    if (killPoint !== null && stats.answers >= killPoint.answers) killPoint.fire();
   }
 }
 
@@ -308,10 +311,10 @@ describe('ticket.redeem across SIGKILL and restart', () => {
     const context = () => `seed ${seed}, rounds ${JSON.stringify(rounds)}`;
 
     for (let round = 1; round <= ROUNDS; round++) {
-      const killAfterMs = KILL_MIN_MS + Math.floor(random() * (KILL_MAX_MS - KILL_MIN_MS));
+      const killAtAnswer = 1 + Math.floor(random() * KILL_MAX_ANSWERS);
       const stats: RoundStats = {
         round,
-        killAfterMs,
+        killAtAnswer,
         sent: 0,
         answers: 0,
         grants: 0,
@@ -329,14 +332,16 @@ describe('ticket.redeem across SIGKILL and restart', () => {
 
       const relay = await spawnRelay();
       let killed = false;
-      const kill = new Promise<void>((resolve) =>
-        setTimeout(() => {
-          stats.inFlightAtKill = stats.inFlight;
-          killed = true;
-          relay.child.kill('SIGKILL');
-          resolve();
-        }, killAfterMs),
-      );
+      let killDone = (): void => {};
+      const kill = new Promise<void>((resolve) => (killDone = resolve));
+      const fire = (): void => {
+        if (killed) return;
+        killed = true;
+        stats.inFlightAtKill = stats.inFlight;
+        relay.child.kill('SIGKILL');
+        killDone();
+      };
+      killPoint = { answers: killAtAnswer, fire };
 
       const clients = await connectAll(relay.wsUrl, CIRCUITS);
       const [first, second, third] = clients;
@@ -388,7 +393,11 @@ describe('ticket.redeem across SIGKILL and restart', () => {
         })(),
       ];
 
+      // A round can run out of tickets before its kill point (the first has none to replay):
+      // then the kill comes when the workers are done.
+      void Promise.all(workers).then(fire);
       await kill;
+      killPoint = null;
       const { code, signal } = await relay.exited;
       // Killed by us, not dead of something else before the kill.
       expect({ code, signal }, relay.output()).toEqual({ code: null, signal: 'SIGKILL' });
@@ -454,7 +463,7 @@ describe('ticket.redeem across SIGKILL and restart', () => {
     expect(clients).toHaveLength(CIRCUITS);
     const final: RoundStats = {
       round: ROUNDS + 1,
-      killAfterMs: 0,
+      killAtAnswer: 0,
       sent: 0,
       answers: 0,
       grants: 0,

@@ -14,13 +14,13 @@ const send = (message: FromParticipant): void => {
 
 let prepared: ReturnType<typeof prepareRace> | null = null;
 
-function onMessage(message: ToParticipant): void {
+async function onMessage(message: ToParticipant): Promise<void> {
   try {
     if (message.type === 'setup') {
       prepared = prepareRace(message.setup);
       send({ type: 'ready' });
     } else if (prepared) {
-      const result = prepared.go(message.at);
+      const result = await prepared.go(message.barrier);
       prepared.close();
       send({ type: 'done', result });
     }
@@ -29,5 +29,5 @@ function onMessage(message: ToParticipant): void {
   }
 }
 
-if (parentPort) parentPort.on('message', onMessage);
-else process.on('message', (m) => onMessage(m as ToParticipant));
+if (parentPort) parentPort.on('message', (m: ToParticipant) => void onMessage(m));
+else process.on('message', (m) => void onMessage(m as ToParticipant));

@@ -1,5 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -13,9 +14,14 @@ import { acceptingKeyring } from './ticket-issue.js';
 
 /**
  * Races on one spent-store file from several threads and processes at once, each with its
- * own SQLite connection, all released at the same instant. `redeem` redeems one ticket over
- * and over through a full Redeemer; `spend` walks one list of serials with trySpend, so every
- * serial is fought over by every participant.
+ * own SQLite connection, all released together by a start barrier. `redeem` redeems one
+ * ticket over and over through a full Redeemer, by `redeemBatched` as the relay's
+ * `ticket.redeem` does (src/tickets/ticket-desk.ts); `spend` walks one list of serials with
+ * trySpend, so every serial is fought over by every participant.
+ *
+ * The barrier is a directory on disk (threads and processes alike can see it): each racer
+ * drops a file in it and waits until there is one per racer, so the racers overlap however
+ * late a busy machine delivers their `go` — not because they were told a start time.
  */
 
 export type RaceSetup =
@@ -34,11 +40,19 @@ export interface RaceResult {
   won: number[];
   /** Refusals by RpcError code (redeem) or 'spent' (spend). */
   refused: Record<string, number>;
+  /** Date.now() when the racer reached the barrier, and when its last attempt ended. */
   startedAt: number;
   endedAt: number;
 }
 
-export type ToParticipant = { type: 'setup'; setup: RaceSetup } | { type: 'go'; at: number };
+/** Where the racers meet before they start, and how many they are. */
+export interface RaceBarrier {
+  dir: string;
+  racers: number;
+}
+
+export type ToParticipant =
+  { type: 'setup'; setup: RaceSetup } | { type: 'go'; barrier: RaceBarrier };
 export type FromParticipant =
   { type: 'ready' } | { type: 'done'; result: RaceResult } | { type: 'error'; message: string };
 
@@ -46,11 +60,17 @@ export function raceSerial(i: number): Uint8Array {
   return new Uint8Array(createHash('sha256').update(`race/${i}`).digest());
 }
 
+/** A racer: prepared, it races when told to go. */
+export interface PreparedRace {
+  go(barrier: RaceBarrier): Promise<RaceResult>;
+  close(): void;
+}
+
 /** Open the store and warm every cache, so the race itself is only the contested work. */
-export function prepareRace(setup: RaceSetup): { go(at: number): RaceResult; close(): void } {
+export function prepareRace(setup: RaceSetup): PreparedRace {
   const store = SpentStore.open(setup.file);
   /** A won attempt answers what it won: the attempt (redeem) or the serial index (spend). */
-  let attempt: (n: number) => number | string;
+  let attempt: (n: number) => Promise<number | string> | number | string;
   let count: number;
   if (setup.mode === 'redeem') {
     const publicKey = new Uint8Array(Buffer.from(setup.publicKeyHex, 'hex'));
@@ -62,9 +82,9 @@ export function prepareRace(setup: RaceSetup): { go(at: number): RaceResult; clo
       store,
       infoPoints,
     });
-    attempt = (n) => {
+    attempt = async (n) => {
       try {
-        redeemer.redeem(setup.ticket, setup.now);
+        await redeemer.redeemBatched(setup.ticket, setup.now);
         return n;
       } catch (err) {
         if (err instanceof RpcError) return String(err.code);
@@ -86,12 +106,12 @@ export function prepareRace(setup: RaceSetup): { go(at: number): RaceResult; clo
     count = setup.serials;
   }
   return {
-    go(at) {
-      const wait = at - Date.now();
-      if (wait > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, wait);
-      const result: RaceResult = { won: [], refused: {}, startedAt: Date.now(), endedAt: 0 };
+    async go(barrier) {
+      const startedAt = Date.now();
+      await meet(barrier);
+      const result: RaceResult = { won: [], refused: {}, startedAt, endedAt: 0 };
       for (let i = 0; i < count; i++) {
-        const outcome = attempt(i);
+        const outcome = await attempt(i);
         if (typeof outcome === 'number') result.won.push(outcome);
         else result.refused[outcome] = (result.refused[outcome] ?? 0) + 1;
       }
@@ -100,6 +120,19 @@ export function prepareRace(setup: RaceSetup): { go(at: number): RaceResult; clo
     },
     close: () => store.close(),
   };
+}
+
+/** Check in at the barrier, then wait (without blocking this thread) until all have. */
+async function meet({ dir, racers }: RaceBarrier): Promise<void> {
+  writeFileSync(join(dir, randomUUID()), '');
+  // The deadline only turns a racer that never came into an error instead of a hang.
+  const deadline = Date.now() + 30_000;
+  while (readdirSync(dir).length < racers) {
+    if (Date.now() > deadline) {
+      throw new Error(`race barrier: ${readdirSync(dir).length} of ${racers} racers came`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
 }
 
 function shuffle<T>(items: T[]): T[] {
@@ -204,20 +237,25 @@ async function receive<T extends FromParticipant['type']>(
 
 /**
  * Set every participant up, then release them all (and this thread, if `local` is given)
- * at one instant; returns each one's result, this thread's last.
+ * through one barrier; returns each one's result, this thread's last.
  */
 export async function race(
   participants: Participant[],
   setup: RaceSetup,
-  local?: ReturnType<typeof prepareRace>,
+  local?: PreparedRace,
 ): Promise<RaceResult[]> {
   for (const p of participants) p.send({ type: 'setup', setup });
   await Promise.all(participants.map((p) => receive(p, 'ready')));
-  const at = Date.now() + 150;
-  for (const p of participants) p.send({ type: 'go', at });
-  const mine = local?.go(at);
-  const results = await Promise.all(
-    participants.map(async (p) => (await receive(p, 'done')).result),
-  );
-  return mine ? [...results, mine] : results;
+  const dir = mkdtempSync(`${setup.file}.barrier-`);
+  try {
+    const barrier = { dir, racers: participants.length + (local ? 1 : 0) };
+    for (const p of participants) p.send({ type: 'go', barrier });
+    const [mine, results] = await Promise.all([
+      local?.go(barrier),
+      Promise.all(participants.map(async (p) => (await receive(p, 'done')).result)),
+    ]);
+    return mine ? [...results, mine] : results;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -190,7 +190,8 @@ describe('dashboard in headless Chromium', () => {
           (shares?.['duplicate'] ?? 0) > 0 &&
           (upstream?.['accepted'] ?? 0) > 0 &&
           (tickets?.['redeemed'] ?? 0) > 0 &&
-          Object.values(qos ?? {}).some((bps) => bps > 1000) &&
+          (qos?.['free'] ?? 0) > 1000 &&
+          (qos?.['group1'] ?? 0) > 1000 &&
           document.getElementById('glance')?.dataset['identity'] !== undefined
         );
       },

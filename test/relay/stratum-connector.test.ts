@@ -363,18 +363,18 @@ describe('stratum connector: abuse and limits', () => {
     relay.source.goLive({ difficulty: 1e12 });
     const silent = await relay.miner();
     await subscribeOnly(silent);
-    await within(silent.closed, 'handshake timeout', 1_000);
+    await within(silent.closed, 'handshake timeout', 5_000);
     expect(loggedReasons()).toContain('handshake timeout');
     await eventually(() => relay.stratifier.clientCount === 0, 'its slot to go back');
 
     const idle = await relay.miner();
     await handshake(idle);
-    const started = Date.now();
-    // Jobs keep flowing to it; only what it sends counts as a sign of life.
+    // Jobs keep flowing to it, but only what it sends counts as a sign of life: it gets the
+    // new job and is still dropped as idle. (The deadline only catches a hang.)
     relay.source.newJob({ clean: false });
-    await within(idle.closed, 'idle timeout', 2_000);
+    await idle.next('mining.notify');
+    await within(idle.closed, 'idle timeout', 5_000);
     expect(loggedReasons()).toContain('idle');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(200);
   });
 
   it('refuses connections beyond the maximum', async () => {
@@ -427,7 +427,7 @@ describe('stratum connector: upstream changes', () => {
     await within(legacy.closed, 'legacy miner closed');
     await eventually(() => relay.stratifier.clientCount === 1, 'legacy session closed');
 
-    // The current job comes again as clean work (DESIGN §4.2): the follower mines it with
+    // The current job comes again as clean work (docs/design.md §4.2): the follower mines it with
     // its new extranonce, forwarded as slot ‖ extranonce2.
     const job = await follower.next('mining.notify');
     expect(job.clean).toBe(true);

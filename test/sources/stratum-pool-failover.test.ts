@@ -67,18 +67,22 @@ describe('StratumPool: failover', () => {
   it('reports down when every pool fails, then retries with backoff until one is back', async () => {
     const pool = await startPool();
     pool.accepting = false;
+    const started = performance.now();
     const client = startClient([pool], { backoff: { minMs: 40, maxMs: 80 } });
-    await next(client.pool, 'state', ([s]) => s === 'down');
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    const rounds = (): number => client.states.filter((s) => s === 'down').length;
+    // Three failed rounds (counted, not timed: the deadline only catches a hang), then the
+    // pool is back.
+    await eventually(() => expect(rounds()).toBeGreaterThanOrEqual(3));
+    const waited = performance.now() - started;
     pool.accepting = true;
     await live(client);
-    // connecting/down alternate while the pool is down; the delays grow to the cap.
+    // connecting/down alternate while the pool is down.
     expect(client.states.slice(0, 4)).toEqual(['connecting', 'down', 'connecting', 'down']);
     expect(client.states.at(-1)).toBe('live');
-    const rounds = client.states.filter((s) => s === 'down').length;
-    // 250 ms at 20, 40, 40… ms (random 0.5: ¾ of the step) is a handful of rounds, not hundreds.
-    expect(rounds).toBeGreaterThanOrEqual(3);
-    expect(rounds).toBeLessThanOrEqual(12);
+    // Each round first waits out its backoff (30 ms, then 60 ms at the cap, with random 0.5):
+    // a handful of rounds in the time waited, not a tight loop. Timers never fire early, so
+    // a busy machine only makes fewer rounds; one more may have been under way at the switch.
+    expect(rounds()).toBeLessThanOrEqual(2 + waited / 30);
   });
 });
 
@@ -105,10 +109,10 @@ describe('StratumPool: client.reconnect', () => {
     const asked = Date.now();
     // No host: same host; no port: same port; wait 30 s, capped to 250 ms.
     conn.notify('client.reconnect', [null, null, 30]);
-    await pool.connection(1);
-    const waited = Date.now() - asked;
-    expect(waited).toBeGreaterThanOrEqual(240);
-    expect(waited).toBeLessThan(2000);
+    // The reconnect comes after the capped wait (timers never fire early), not after the
+    // 30 s asked for: the deadline only tells the cap apart from no cap.
+    await pool.connection(1, 10_000);
+    expect(Date.now() - asked).toBeGreaterThanOrEqual(240);
   });
 
   it('ignores a reconnect to another host and stays connected', async () => {

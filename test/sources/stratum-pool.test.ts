@@ -392,11 +392,12 @@ describe('StratumPool: stop', () => {
   it('stops promptly while a handshake is waiting for answers', async () => {
     const pool = await startPool();
     pool.handlers['mining.subscribe'] = undefined;
-    const client = startClient([pool], { requestTimeoutMs: 5_000 });
+    const client = startClient([pool], { requestTimeoutMs: 60_000 });
     await pool.waitFor('mining.subscribe');
     const started = Date.now();
     await client.pool.stop();
-    expect(Date.now() - started).toBeLessThan(500);
+    // It does not wait out the minute-long request timeout (the bound only tells that apart).
+    expect(Date.now() - started).toBeLessThan(10_000);
     await (
       await pool.connection(0)
     ).closed;

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RpcError } from '../../src/protocol/errors.js';
 import { GrantBook } from '../../src/tickets/grant-book.js';
 import { encodePoint, encodeScalar, Q } from '../../src/tickets/group.js';
-import { oldestKeptDay, Redeemer } from '../../src/tickets/redeemer.js';
+import { type Grant, oldestKeptDay, Redeemer } from '../../src/tickets/redeemer.js';
 import { generateSignerKey, type SignerKey } from '../../src/tickets/scheme.js';
 import { SpentStore } from '../../src/tickets/spent-store.js';
 import {
@@ -45,10 +45,18 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** The RpcError `redeem` throws, or a failure if it returns a grant. */
-function refusal(ticket: unknown, now = NOW, by = redeemer): RpcError {
+/**
+ * Every redemption goes through `redeemBatched`, the path the relay's `ticket.redeem` takes
+ * (src/tickets/ticket-desk.ts): the spend is group-committed with others of the same tick.
+ */
+function redeem(ticket: unknown, now = NOW, by = redeemer): Promise<Grant> {
+  return by.redeemBatched(ticket, now);
+}
+
+/** The RpcError a redemption is refused with, or a failure if it returns a grant. */
+async function refusal(ticket: unknown, now = NOW, by = redeemer): Promise<RpcError> {
   try {
-    by.redeem(ticket, now);
+    await redeem(ticket, now, by);
   } catch (err) {
     if (err instanceof RpcError) return err;
     throw err;
@@ -64,9 +72,9 @@ function edited(key: SignerKey, edit: (bytes: Buffer) => void, day = DAY): strin
 }
 
 describe('Redeemer', () => {
-  it('turns a valid ticket into a paid grant that carries nothing of the ticket', () => {
+  it('turns a valid ticket into a paid grant that carries nothing of the ticket', async () => {
     const { text, serial } = issueTicket(ours, DAY);
-    const grant = redeemer.redeem(text, NOW + 0.7);
+    const grant = await redeem(text, NOW + 0.7);
     expect(Object.keys(grant).sort()).toEqual(['class', 'expiresAt', 'token']);
     expect(grant.class).toBe('paid');
     expect(grant.expiresAt).toBe(NOW + 600);
@@ -80,83 +88,83 @@ describe('Redeemer', () => {
     expect(redeemer.counts()).toMatchObject({ redeemed: 1 });
   });
 
-  it('a second redemption of the same ticket is refused with 32', () => {
+  it('a second redemption of the same ticket is refused with 32', async () => {
     const { text } = issueTicket(ours, DAY);
-    redeemer.redeem(text, NOW);
-    expect(refusal(text)).toMatchObject({ code: 32, message: 'ticket already spent' });
-    expect(refusal(text, NOW + 86_400)).toMatchObject({ code: 32 });
+    await redeem(text);
+    expect(await refusal(text)).toMatchObject({ code: 32, message: 'ticket already spent' });
+    expect(await refusal(text, NOW + 86_400)).toMatchObject({ code: 32 });
   });
 
-  it('accepts the issue day and the next; refuses older and future days with 31', () => {
-    expect(redeemer.redeem(issueTicket(ours, DAY - 1).text, NOW).class).toBe('paid');
-    expect(redeemer.redeem(issueTicket(ours, DAY).text, NOW + 86_400 - 4_000).class).toBe('paid');
-    expect(refusal(issueTicket(ours, DAY - 2).text)).toMatchObject({
+  it('accepts the issue day and the next; refuses older and future days with 31', async () => {
+    expect((await redeem(issueTicket(ours, DAY - 1).text)).class).toBe('paid');
+    expect((await redeem(issueTicket(ours, DAY).text, NOW + 86_400 - 4_000)).class).toBe('paid');
+    expect(await refusal(issueTicket(ours, DAY - 2).text)).toMatchObject({
       code: 31,
       message: 'ticket expired',
     });
-    expect(refusal(issueTicket(ours, DAY + 1).text)).toMatchObject({
+    expect(await refusal(issueTicket(ours, DAY + 1).text)).toMatchObject({
       code: 31,
       message: 'ticket is from a future day',
     });
     // One second before midnight UTC, tomorrow's ticket is still from the future.
-    expect(refusal(issueTicket(ours, DAY + 1).text, (DAY + 1) * 86_400 - 1).code).toBe(31);
+    expect((await refusal(issueTicket(ours, DAY + 1).text, (DAY + 1) * 86_400 - 1)).code).toBe(31);
   });
 
-  it("refuses a ticket from outside its key's validity with 31", () => {
+  it("refuses a ticket from outside its key's validity with 31", async () => {
     // The peer key is valid on DAY only: its ticket of yesterday, redeemed today, is refused.
     const message = "ticket day is outside its key's validity";
-    expect(refusal(issueTicket(peers, DAY - 1).text)).toMatchObject({ code: 31, message });
-    expect(redeemer.redeem(issueTicket(peers, DAY).text, NOW).class).toBe('paid');
+    expect(await refusal(issueTicket(peers, DAY - 1).text)).toMatchObject({ code: 31, message });
+    expect((await redeem(issueTicket(peers, DAY).text)).class).toBe('paid');
     // Validity is about the issue day: a ticket from the key's last day is good the day after.
-    expect(redeemer.redeem(issueTicket(ours, DAY + 7).text, (DAY + 8) * 86_400).class).toBe('paid');
-    expect(refusal(issueTicket(ours, DAY + 8).text, (DAY + 8) * 86_400)).toMatchObject({
+    expect((await redeem(issueTicket(ours, DAY + 7).text, (DAY + 8) * 86_400)).class).toBe('paid');
+    expect(await refusal(issueTicket(ours, DAY + 8).text, (DAY + 8) * 86_400)).toMatchObject({
       code: 31,
       message,
     });
   });
 
-  it('refuses a tampered signature or x_c with 30, and records nothing', () => {
+  it('refuses a tampered signature or x_c with 30, and records nothing', async () => {
     for (const at of [45, 77, 109, 141, 13]) {
       // Flip the lowest bit of ρ, ω, σ, δ (little-endian: stays < q) or of x_c.
       const text = edited(ours, (b) => (b[at] = (b[at] as number) ^ 1));
-      expect(refusal(text)).toMatchObject({ code: 30, message: 'bad ticket signature' });
+      expect(await refusal(text)).toMatchObject({ code: 30, message: 'bad ticket signature' });
     }
     expect(store.count()).toBe(0);
     expect(redeemer.counts()).toMatchObject({ badSignature: 5, redeemed: 0 });
   });
 
-  it("refuses another relay's key with 35", () => {
-    expect(refusal(issueTicket(stranger, DAY).text)).toMatchObject({
+  it("refuses another relay's key with 35", async () => {
+    expect(await refusal(issueTicket(stranger, DAY).text)).toMatchObject({
       code: 35,
       message: 'unknown ticket key',
     });
   });
 
-  it('refuses a ticket that names our key but was signed by another with 30', () => {
+  it('refuses a ticket that names our key but was signed by another with 30', async () => {
     for (const signer of [stranger, peers]) {
       const { text } = issueTicket(signer, DAY, { claimedKeyId: ours.keyId });
-      expect(refusal(text)).toMatchObject({ code: 30, message: 'bad ticket signature' });
+      expect(await refusal(text)).toMatchObject({ code: 30, message: 'bad ticket signature' });
     }
   });
 
-  it('refuses scalars >= q and identity commitments with 30', () => {
+  it('refuses scalars >= q and identity commitments with 30', async () => {
     for (const at of [45, 77, 109, 141]) {
       const text = edited(ours, (b) => b.set(encodeScalarUnchecked(Q), at));
-      expect(refusal(text)).toMatchObject({ code: 30, message: 'malformed ticket' });
+      expect(await refusal(text)).toMatchObject({ code: 30, message: 'malformed ticket' });
       const high = edited(ours, (b) => b.fill(0xff, at, at + 32));
-      expect(refusal(high)).toMatchObject({ code: 30, message: 'malformed ticket' });
+      expect(await refusal(high)).toMatchObject({ code: 30, message: 'malformed ticket' });
     }
     // ρ = ω = 0 makes α = g^ρ y^ω the identity; σ = δ = 0 does so for β.
-    expect(refusal(edited(ours, (b) => b.fill(0, 45, 109)))).toMatchObject({ code: 30 });
-    expect(refusal(edited(ours, (b) => b.fill(0, 109, 173)))).toMatchObject({ code: 30 });
-    expect(refusal(edited(ours, (b) => b.fill(0, 45, 173)))).toMatchObject({ code: 30 });
+    expect(await refusal(edited(ours, (b) => b.fill(0, 45, 109)))).toMatchObject({ code: 30 });
+    expect(await refusal(edited(ours, (b) => b.fill(0, 109, 173)))).toMatchObject({ code: 30 });
+    expect(await refusal(edited(ours, (b) => b.fill(0, 45, 173)))).toMatchObject({ code: 30 });
     // And the largest valid scalar is just a wrong signature, not a format error.
     const max = edited(ours, (b) => b.set(encodeScalar(Q - 1n), 45));
-    expect(refusal(max)).toMatchObject({ code: 30, message: 'bad ticket signature' });
+    expect(await refusal(max)).toMatchObject({ code: 30, message: 'bad ticket signature' });
     expect(store.count()).toBe(0);
   });
 
-  it('refuses anything that is not a ticket with 30 "malformed ticket"', () => {
+  it('refuses anything that is not a ticket with 30 "malformed ticket"', async () => {
     const valid = issueTicket(ours, DAY).text;
     const garbage: unknown[] = [
       undefined,
@@ -178,27 +186,27 @@ describe('Redeemer', () => {
       edited(ours, (b) => (b[0] = 2)),
     ];
     for (const input of garbage) {
-      expect(refusal(input)).toMatchObject({ code: 30, message: 'malformed ticket' });
+      expect(await refusal(input)).toMatchObject({ code: 30, message: 'malformed ticket' });
     }
     expect(redeemer.counts()).toMatchObject({ malformed: garbage.length });
     expect(store.count()).toBe(0);
   });
 
-  it('answers 33 when the store stays locked, and the ticket stays redeemable', () => {
+  it('answers 33 when the store stays locked, and the ticket stays redeemable', async () => {
     const busyStore = SpentStore.open(file, { busyTimeoutMs: 50 });
     const busy = new Redeemer({ keyring, store: busyStore });
     const { text, serial } = issueTicket(ours, DAY);
     const other = new Database(file);
     other.exec('BEGIN IMMEDIATE');
     try {
-      const error = refusal(text, NOW, busy);
+      const error = await refusal(text, NOW, busy);
       expect(error).toMatchObject({ code: 33, data: { retryAfter: 1 } });
     } finally {
       other.exec('ROLLBACK');
       other.close();
     }
     expect(store.isSpent(serial)).toBe(false);
-    expect(busy.redeem(text, NOW).class).toBe('paid');
+    expect((await redeem(text, NOW, busy)).class).toBe('paid');
     busyStore.close();
   });
 
@@ -211,9 +219,9 @@ describe('Redeemer', () => {
     expect(store.since(0).map((r) => r.day)).toEqual([DAY - 2, DAY - 1, DAY]);
   });
 
-  it('uses the configured window and rejects a nonsensical one', () => {
+  it('uses the configured window and rejects a nonsensical one', async () => {
     const short = new Redeemer({ keyring, store, windowSeconds: 30 });
-    expect(short.redeem(issueTicket(ours, DAY).text, NOW).expiresAt).toBe(NOW + 30);
+    expect((await redeem(issueTicket(ours, DAY).text, NOW, short)).expiresAt).toBe(NOW + 30);
     expect(() => new Redeemer({ keyring, store, windowSeconds: 0 })).toThrow(RangeError);
     expect(() => new Redeemer({ keyring, store, windowSeconds: 1.5 })).toThrow(RangeError);
   });
@@ -225,11 +233,12 @@ describe('1,000 concurrent redemptions of one ticket', () => {
     const stores = [store, SpentStore.open(file), SpentStore.open(file)];
     const redeemers = stores.map((s) => new Redeemer({ keyring, store: s }));
     try {
+      // Each connection group-commits the requests of one tick (256 at most per batch), so
+      // the same serial meets itself inside a batch and the other connections' batches.
       const outcomes = await Promise.allSettled(
-        Array.from({ length: 1_000 }, async (_, i) => {
-          await Promise.resolve();
-          return (redeemers[i % redeemers.length] as Redeemer).redeem(text, NOW);
-        }),
+        Array.from({ length: 1_000 }, (_, i) =>
+          redeem(text, NOW, redeemers[i % redeemers.length] as Redeemer),
+        ),
       );
       const granted = outcomes.filter((o) => o.status === 'fulfilled');
       expect(granted).toHaveLength(1);
@@ -266,6 +275,7 @@ describe('1,000 concurrent redemptions of one ticket', () => {
       for (const r of results) {
         expect(r.won.length + (r.refused['32'] ?? 0)).toBe(200);
       }
+      // They raced: the start barrier had every one of them in before any finished.
       expect(Math.max(...results.map((r) => r.startedAt))).toBeLessThan(
         Math.min(...results.map((r) => r.endedAt)),
       );
