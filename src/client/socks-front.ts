@@ -282,7 +282,7 @@ type Parsed<T> = { value: T; used: number } | 'more' | 'bad';
 function parseGreeting(buf: Buffer): Parsed<number[]> {
   if (buf.length < 2) return 'more';
   if (buf[0] !== VERSION || buf[1] === 0) return 'bad';
-  const used = 2 + buf[1]!;
+  const used = 2 + buf.readUInt8(1);
   if (buf.length < used) return 'more';
   return { value: [...buf.subarray(2, used)], used };
 }
@@ -293,8 +293,8 @@ type Request = { cmd: number; to: string } | { cmd: number; reply: number };
 function parseRequest(buf: Buffer): Parsed<Request> {
   if (buf.length < 5) return 'more';
   if (buf[0] !== VERSION || buf[2] !== 0) return 'bad';
-  const cmd = buf[1]!;
-  const atyp = buf[3]!;
+  const cmd = buf.readUInt8(1);
+  const atyp = buf.readUInt8(3);
   let host: string;
   let at: number;
   if (atyp === ATYP_V4) {
@@ -308,7 +308,7 @@ function parseRequest(buf: Buffer): Parsed<Request> {
     host = `[${groups.join(':')}]`;
     at = 20;
   } else if (atyp === ATYP_DOMAIN) {
-    const length = buf[4]!;
+    const length = buf.readUInt8(4);
     if (length === 0) return 'bad';
     if (buf.length < 5 + length + 2) return 'more';
     const name = buf.subarray(5, 5 + length).toString('latin1');

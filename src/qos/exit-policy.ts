@@ -2,7 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { BlockList, isIP } from 'node:net';
 
 /**
- * Where a priority tunnel may lead (DESIGN §5). The relay opens TCP connections on behalf of
+ * Where a priority tunnel may lead (docs/design.md §5). The relay opens TCP connections on behalf of
  * anonymous clients, so without a policy it would be a door into its own host and network:
  * the loopback admin port, the cloud metadata address, the LAN. The check runs after DNS
  * resolution and the caller connects to the address returned here, never to the name again,
@@ -125,22 +125,24 @@ function blockListOf(cidrs: readonly string[]): BlockList {
 function embeddedV4(address: string): string | null {
   const words = ipv6Words(address);
   if (!words) return null;
+  const [w0 = 0, w1 = 0, w2 = 0, , , w5 = 0, w6 = 0, w7 = 0] = words;
   const v4 = (hi: number, lo: number): string => `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
   const zeros = (from: number, to: number): boolean => words.slice(from, to).every((w) => w === 0);
-  if (zeros(0, 5) && words[5] === 0xffff) return v4(words[6]!, words[7]!);
-  if (words[0] === 0x64 && words[1] === 0xff9b && zeros(2, 6)) return v4(words[6]!, words[7]!);
-  if (words[0] === 0x2002) return v4(words[1]!, words[2]!);
+  if (zeros(0, 5) && w5 === 0xffff) return v4(w6, w7);
+  if (w0 === 0x64 && w1 === 0xff9b && zeros(2, 6)) return v4(w6, w7);
+  if (w0 === 0x2002) return v4(w1, w2);
   return null;
 }
 
 /** The eight 16-bit words of a valid IPv6 address (with '::' and a dotted tail expanded). */
 function ipv6Words(address: string): number[] | null {
   let text = address.toLowerCase();
-  const dotted = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  const dotted = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
   if (dotted) {
-    const bytes = dotted[2]!.split('.').map(Number);
-    const hex = (a: number, b: number): string => ((a << 8) | b).toString(16);
-    text = `${dotted[1]}${hex(bytes[0]!, bytes[1]!)}:${hex(bytes[2]!, bytes[3]!)}`;
+    // The regex matched all four groups, so the defaults never apply.
+    const [a = 0, b = 0, c = 0, d = 0] = dotted.slice(2).map(Number);
+    const hex = (hi: number, lo: number): string => ((hi << 8) | lo).toString(16);
+    text = `${dotted[1]}${hex(a, b)}:${hex(c, d)}`;
   }
   const [head = '', tail] = text.split('::');
   const left = head === '' ? [] : head.split(':');
