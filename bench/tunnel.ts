@@ -17,14 +17,14 @@ import { Report } from './lib/report.js';
 import type { FromClients, ToClients } from './tunnel-clients.js';
 
 /**
- * The priority tunnel on loopback with real sockets (DESIGN §8; issue 6 targets).
+ * The priority tunnel on loopback with real sockets (docs/design.md §8; issue 6 targets).
  *
  * The relay (TunnelConnector on an http server) runs in this process; the bulk TCP server
  * and the `ws` download clients run in a forked child (bench/tunnel-clients.ts), so the relay
  * has one of the two cores to itself. Every stream is a download: bulk server → relay's TCP
  * leg → shaper → WebSocket → client, which counts the bytes it receives.
  *
- * 1. moneTor comparison: HtbShaper at 10 Mbit/s (DESIGN §8's tree: free 2/4, paid 8/10
+ * 1. moneTor comparison: HtbShaper at 10 Mbit/s (docs/design.md §8's tree: free 2/4, paid 8/10
  *    Mbit/s), 40 saturating streams of which 10 hold a grant. After a warm-up each stream's
  *    throughput is measured over a window: mean paid vs mean free (target ≥ 2×), the free
  *    class's aggregate vs its guaranteed 2 Mbit/s, and the control traffic a paying client
@@ -67,8 +67,9 @@ const POLICY: ExitPolicy = {
   allowPrivate: false,
   allowCidrs: ['127.0.0.1/32'],
 };
-/** A real ticket's base64url length (DESIGN §6.3). */
-const TICKET_CHARS = 230;
+/** A real ticket's base64url length (docs/design.md §6.3). */
+/** A v1 ticket: 173 bytes in unpadded base64url. */
+const TICKET_CHARS = Math.ceil((173 * 4) / 3);
 /** What the redeemer hands out: 32 random bytes, base64url. */
 const GRANT_TOKEN_CHARS = 43;
 

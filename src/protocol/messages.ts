@@ -4,7 +4,7 @@ import { ALGORITHMS } from '../work/algorithm.js';
 import { MIN_DIFFICULTY } from '../work/target.js';
 
 /**
- * One schema per circuit message (DESIGN §5). Both ends parse with these: the relay
+ * One schema per circuit message (docs/design.md §5). Both ends parse with these: the relay
  * validates what clients send, the client validates what the relay sends. Types come from the
  * schemas, so there is one source of truth.
  */
@@ -56,9 +56,10 @@ export const jobParams = z.strictObject({
 export const setDifficultyParams = z.strictObject({ difficulty });
 
 /**
- * Not in DESIGN §5's table, needed by its rules: the upstream's extranonce2 size or version
- * mask can change mid-session (§4.2), and clients must be told when there is no work (§3.1).
- * They mirror Stratum's mining.set_extranonce / mining.set_version_mask.
+ * Not in the paper's cells, needed by the design's rules (docs/design.md §5): the upstream's
+ * extranonce2 size or version mask can change mid-session (§4.2), and clients must be told
+ * when there is no work (§3.1). They mirror Stratum's mining.set_extranonce /
+ * mining.set_version_mask.
  */
 export const setExtranonceParams = z.strictObject({
   extranonce1: hexBytes('extranonce1', 1, 32),

@@ -1,8 +1,9 @@
 /**
- * Splitting the upstream extranonce2 among clients (DESIGN §4.2). Each client gets a slot: a
- * fixed-width prefix of the upstream extranonce2, appended to the upstream extranonce1 to
- * form its own extranonce1; the rest of the upstream extranonce2 is the client's. Fixed width
- * matters: with a variable-length tail two clients could search the same space.
+ * Splitting the upstream extranonce2 among clients (docs/design.md §4.2). Each client gets a
+ * slot: a fixed-width prefix of the upstream extranonce2, sent as the client's extranonce1
+ * (the upstream extranonce1 is folded into the client's coinb1, so a pool reconnect changes
+ * nothing the client was told); the rest of the upstream extranonce2 is the client's. Fixed
+ * width matters: with a variable-length tail two clients could search the same space.
  */
 
 export interface SlotLayout {

@@ -11,7 +11,7 @@ import { type BookedJob, type JobBook, MAX_CACHED_ROOTS } from './job-book.js';
 /** What the share checks need to know about the submitting client. */
 export interface ShareClient {
   registered: boolean;
-  /** The client's extranonce1: upstream extranonce1 ‖ slot. */
+  /** The client's extranonce1: its slot (the upstream extranonce1 is folded into coinb1). */
   extranonce1: string;
   extranonce2Size: number;
   /** Negotiated mask (upstream ∩ client), null when version rolling is off. */
@@ -33,7 +33,7 @@ export type ShareVerdict =
     }
   | { ok: false; code: number; message: string };
 
-/** Largest ntime roll accepted past the job's ntime (DESIGN §4.3). */
+/** Largest ntime roll accepted past the job's ntime (docs/design.md §4.3). */
 export const MAX_NTIME_ROLL_SECONDS = 7000;
 
 function reject(code: number, message: string): ShareVerdict {
@@ -56,7 +56,7 @@ function merkleRoot(job: BookedJob, extranonce1: string, extranonce2: string): U
 }
 
 /**
- * The share checks of DESIGN §4.3, in that order: registered (25) → job known (21) →
+ * The share checks of docs/design.md §4.3, in that order: registered (25) → job known (21) →
  * extranonce2 size → ntime window → version bits in mask (20) → duplicate (22) → PoW meets
  * the client's difficulty for that job (23). The duplicate key is recorded before the
  * asynchronous PoW check so two identical shares racing each other cannot both pass.
