@@ -144,7 +144,8 @@ function configLines(
     'upnp=0',
     'natpmp=0',
     'printtoconsole=0',
-    // MWEB activates by itself around height 431 on regtest and block creation then fails.
+    // MWEB activates by itself at height 432 on regtest, and blocks then need a peg-in
+    // (docs/design.md §3.2): kept off here; tests that exercise MWEB override it.
     'vbparams=mweb:4102444800:4102444801',
     'fallbackfee=0.0001',
     ...(connectTo === null ? [] : [`connect=127.0.0.1:${connectTo}`]),

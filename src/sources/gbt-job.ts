@@ -14,6 +14,8 @@ export interface TemplateJob {
   target: bigint;
   /** The block needs the coinbase in witness serialization (the template commits to witnesses). */
   witness: boolean;
+  /** The MWEB extension block that follows the transactions (null before MWEB is active). */
+  mwebBlock: Uint8Array | null;
 }
 
 export interface TemplateJobOptions {
@@ -47,6 +49,8 @@ export function jobFromTemplate(template: BlockTemplate, options: TemplateJobOpt
     tag: options.tag,
     outputs,
   });
+  const mwebBlock = template.mweb === undefined ? null : parseHex(template.mweb, 'mweb');
+  // Every template transaction is a merkle leaf, the HogEx (last, once MWEB is active) too.
   const txids = template.transactions.map((tx, i) =>
     reversed(parseHex(tx.txid, `transactions[${i}].txid`, 32)),
   );
@@ -61,5 +65,5 @@ export function jobFromTemplate(template: BlockTemplate, options: TemplateJobOpt
     ntime: u32ToHex(template.curtime),
     clean: options.clean,
   };
-  return { job, template, target, witness: commitment !== undefined };
+  return { job, template, target, witness: commitment !== undefined, mwebBlock };
 }

@@ -227,6 +227,7 @@ export class GbtSource extends EventEmitter<WorkSourceEvents> implements WorkSou
       header,
       work.witness ? withCoinbaseWitness(coinbase) : coinbase,
       work.template.transactions.map((tx, i) => parseHex(tx.data, `transactions[${i}].data`)),
+      work.mwebBlock,
     );
     const blockHash = toHex(reversed(sha256d(header)));
     const height = work.template.height;

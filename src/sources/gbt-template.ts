@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { parseHex } from '../work/hex.js';
+import { isHogEx } from './gbt-mweb.js';
 
 /**
  * Schemas for the node's answers the solo source relies on. Only the fields we use are
@@ -28,7 +30,7 @@ export const blockTemplateSchema = z.looseObject({
   height: z.number().int().min(1).max(0x7fffffff),
   default_witness_commitment: hex.min(2).optional(),
   /** Present once MWEB is active: the serialized MWEB block that must follow the txs. */
-  mweb: z.string().optional(),
+  mweb: hex.min(2).optional(),
 });
 
 export type BlockTemplate = z.infer<typeof blockTemplateSchema>;
@@ -45,30 +47,38 @@ export const submitBlockResultSchema = z.string().nullable();
 export const GBT_RULES = ['segwit', 'mweb'] as const;
 
 /** BIP9 "!rule" entries we know how to honour; an unknown one means we cannot build the block. */
-const UNDERSTOOD_FORCED_RULES = new Set(['segwit']);
+const UNDERSTOOD_FORCED_RULES = new Set(['segwit', 'mweb']);
 
 export class UnsupportedTemplateError extends Error {
   override name = 'UnsupportedTemplateError';
 }
 
+const ruleActive = (template: BlockTemplate, rule: string): boolean =>
+  template.rules.some((r) => r.replace(/^!/, '') === rule);
+
 /**
  * Refuse templates this builder would turn into invalid blocks, with a reason an operator can
- * act on. MWEB blocks need a HogEx transaction and the MWEB block appended after the
- * transactions; that is not implemented, so an MWEB-active chain is refused here rather than
- * producing blocks the node rejects.
+ * act on. An MWEB template must end with the HogEx transaction: the block is serialized with
+ * the extension after it (docs/design.md §3.2), and Core only reads the extension when the
+ * block's last transaction is the HogEx.
  */
 export function checkTemplateSupported(template: BlockTemplate): void {
-  if (template.mweb !== undefined || template.rules.some((r) => r.replace(/^!/, '') === 'mweb')) {
-    throw new UnsupportedTemplateError(
-      'MWEB is active on this chain; solo mining MWEB blocks is not supported',
-    );
+  if (template.mweb !== undefined) {
+    const last = template.transactions.at(-1);
+    if (last === undefined || !isHogEx(parseHex(last.data, 'HogEx transaction'))) {
+      throw new UnsupportedTemplateError(
+        'template carries an MWEB block but its last transaction is not the HogEx',
+      );
+    }
+  } else if (ruleActive(template, 'mweb')) {
+    throw new UnsupportedTemplateError('MWEB is active but the template has no mweb block');
   }
   for (const rule of template.rules) {
     if (rule.startsWith('!') && !UNDERSTOOD_FORCED_RULES.has(rule.slice(1))) {
       throw new UnsupportedTemplateError(`template requires unknown rule ${rule.slice(1)}`);
     }
   }
-  const segwit = template.rules.some((r) => r.replace(/^!/, '') === 'segwit');
+  const segwit = ruleActive(template, 'segwit');
   if (segwit && template.default_witness_commitment === undefined) {
     // Core always sends one once segwit is active; without it witness transactions (and our
     // coinbase witness) would make an invalid block.

@@ -7,6 +7,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { Socket } from 'node:net';
+import { z } from 'zod';
 import {
   freePort,
   killRegtestNodesNow,
@@ -142,6 +143,33 @@ export async function startRegtestNetwork(
   return { nodes: network.nodes.map(forTests), stop: () => network.stop() };
 }
 
+/**
+ * An `extraConfig` line that lets MWEB activate on Litecoin Core's own regtest schedule (at
+ * MWEB_ACTIVATION_HEIGHT): Core's regtest deployment parameters, written after the line
+ * src/demo/regtest-network.ts adds to keep MWEB off; litecoind applies `vbparams` lines in
+ * order, so the last one counts. Every node of the network needs it, or they disagree on
+ * the rules.
+ */
+export const MWEB_ACTIVATES = 'vbparams=mweb:1601450001:9223372036854775807';
+/** Three 144-block BIP9 periods: started, locked in, active. */
+export const MWEB_ACTIVATION_HEIGHT = 432;
+
+/**
+ * Take a node started with MWEB_ACTIVATES to the eve of MWEB: mine to the height before
+ * activation (paying `wallet`), then peg 1 LTC in to an MWEB address of that wallet. Core
+ * cannot build the activation block without a waiting peg-in (`bad-txns-vin-empty`);
+ * docs/design.md §3.2. Returns the peg-in's txid.
+ */
+export async function prepareMwebActivation(node: RegtestNode, wallet: string): Promise<string> {
+  const address = z.string().parse(await node.walletRpc(wallet, 'getnewaddress'));
+  const height = z.number().parse(await node.rpc('getblockcount'));
+  const missing = MWEB_ACTIVATION_HEIGHT - 1 - height;
+  if (missing < 0) throw new Error(`node is at height ${height}, past MWEB activation`);
+  if (missing > 0) await node.rpc('generatetoaddress', missing, address);
+  const mwebAddress = z.string().parse(await node.walletRpc(wallet, 'getnewaddress', '', 'mweb'));
+  return z.string().parse(await node.walletRpc(wallet, 'sendtoaddress', mwebAddress, 1));
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -163,6 +191,8 @@ export async function waitFor(
 export interface RecordedCall {
   method: string;
   params: unknown[];
+  /** The node's answer (the JSON-RPC `result`), once it has come back whole. */
+  result?: unknown;
 }
 
 export interface RpcRecorder {
@@ -193,13 +223,15 @@ export async function startRpcRecorder(targetUrl: string): Promise<RpcRecorder> 
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
+      let call: RecordedCall | null = null;
       try {
         const parsed = JSON.parse(body.toString('utf8')) as { method?: unknown; params?: unknown };
         if (typeof parsed.method === 'string') {
-          calls.push({
+          call = {
             method: parsed.method,
             params: Array.isArray(parsed.params) ? parsed.params : [],
-          });
+          };
+          calls.push(call);
         }
       } catch {
         // Not JSON: forward as is; the node answers for itself.
@@ -209,6 +241,19 @@ export async function startRpcRecorder(targetUrl: string): Promise<RpcRecorder> 
         { method: req.method, headers: req.headers },
         (up) => {
           res.writeHead(up.statusCode ?? 502, up.headers);
+          const answer: Buffer[] = [];
+          up.on('data', (c: Buffer) => answer.push(c));
+          up.on('end', () => {
+            if (call === null) return;
+            try {
+              const parsed = JSON.parse(Buffer.concat(answer).toString('utf8')) as {
+                result?: unknown;
+              };
+              call.result = parsed.result;
+            } catch {
+              // Not JSON: nothing to record.
+            }
+          });
           up.pipe(res);
         },
       );
