@@ -54,7 +54,8 @@ export interface StratumConnectionEvents {
 
 interface Pending {
   resolve: (result: RequestResult) => void;
-  timer: NodeJS.Timeout;
+  /** Null for a request that waits as long as the connection lives. */
+  timer: NodeJS.Timeout | null;
 }
 
 export class StratumConnection extends EventEmitter<StratumConnectionEvents> {
@@ -62,6 +63,7 @@ export class StratumConnection extends EventEmitter<StratumConnectionEvents> {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private closeReason: string | null = null;
+  private silenceTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     private readonly socket: Socket,
@@ -126,20 +128,40 @@ export class StratumConnection extends EventEmitter<StratumConnectionEvents> {
     return this.closeReason !== null;
   }
 
-  /** Send a request and wait for its answer, at most `timeoutMs`. Never rejects. */
-  request(call: Call, timeoutMs: number): Promise<RequestResult> {
+  /**
+   * Send a request and wait for its answer, at most `timeoutMs`, or with `null` for as long as
+   * the connection lives (an optional request whose late answer is still wanted). Never rejects.
+   */
+  request(call: Call, timeoutMs: number | null): Promise<RequestResult> {
     if (this.closeReason !== null) {
       return Promise.resolve({ kind: 'closed', reason: this.closeReason });
     }
     const id = this.nextId++;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        resolve({ kind: 'timeout' });
-      }, timeoutMs);
+      const timer =
+        timeoutMs === null
+          ? null
+          : setTimeout(() => {
+              this.pending.delete(id);
+              resolve({ kind: 'timeout' });
+            }, timeoutMs);
       this.pending.set(id, { resolve, timer });
       this.socket.write(encodeRequest(id, call));
     });
+  }
+
+  /**
+   * Call `onSilent` once when nothing at all has come from the pool for `ms`. Pools send a job
+   * at least every minute or so; a connection that stays silent longer is dead even when TCP
+   * says otherwise (cpuminer gives up on a pool after 120 s without a line).
+   */
+  watchSilence(ms: number, onSilent: () => void): void {
+    if (this.closeReason !== null) return;
+    if (this.silenceTimer !== null) clearTimeout(this.silenceTimer);
+    this.silenceTimer = setTimeout(() => {
+      this.silenceTimer = null;
+      onSilent();
+    }, ms);
   }
 
   reply(id: StratumId, result: unknown): void {
@@ -154,8 +176,10 @@ export class StratumConnection extends EventEmitter<StratumConnectionEvents> {
     if (this.closeReason !== null) return;
     this.closeReason = reason;
     this.socket.destroy();
+    if (this.silenceTimer !== null) clearTimeout(this.silenceTimer);
+    this.silenceTimer = null;
     for (const { resolve, timer } of this.pending.values()) {
-      clearTimeout(timer);
+      if (timer !== null) clearTimeout(timer);
       resolve({ kind: 'closed', reason });
     }
     this.pending.clear();
@@ -164,6 +188,7 @@ export class StratumConnection extends EventEmitter<StratumConnectionEvents> {
 
   private onLine(line: string): void {
     if (this.closeReason !== null) return;
+    this.silenceTimer?.refresh();
     const parsed = parseMessage(line);
     if (!parsed.ok) {
       // A pool that sends garbage cannot be trusted to frame the next line correctly either.
@@ -183,7 +208,7 @@ export class StratumConnection extends EventEmitter<StratumConnectionEvents> {
       return;
     }
     this.pending.delete(id);
-    clearTimeout(pending.timer);
+    if (pending.timer !== null) clearTimeout(pending.timer);
     pending.resolve({ kind: 'answer', outcome: message.outcome });
   }
 }

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { z } from 'zod';
 import { type Logger, silentLogger } from '../log.js';
 import type { ReconnectParams } from '../stratum/index.js';
@@ -20,10 +20,13 @@ import type {
 /**
  * The upstream pool client (docs/design.md §3.1): a WorkSource over an ordered list of Stratum V1
  * pools. The first pool that completes subscribe + authorize becomes the upstream. When it
- * drops, the list is tried again from the top after a capped exponential backoff with jitter;
- * while mining on a lower pool, the primary is probed every `primaryRetryMs` and taken back as
- * soon as it completes its handshake. Every switch starts a new upstream session number, so
- * shares for jobs of the previous session are refused here instead of forwarded.
+ * drops, the list is tried again from the top after a short backoff (a pool that stopped
+ * answering is tried last, since it would likely hang the next handshake too); while no pool
+ * is live, rounds repeat with a capped exponential backoff with jitter, capped at a few
+ * seconds so mining resumes soon after a pool is back. While mining on a lower pool, the
+ * primary is probed every `primaryRetryMs` and taken back as soon as it completes its
+ * handshake. Every switch starts a new upstream session number, so shares for jobs of the
+ * previous session are refused here instead of forwarded.
  *
  * Event order when a session goes live: `terms`, then the current `job` (if the pool already
  * sent one; the first job of a session is always marked clean), then `state: live`.
@@ -44,8 +47,10 @@ export interface StratumPoolOptions {
   agent?: string;
   /** Connect, handshake and submit answer timeout. Default 10 s. */
   requestTimeoutMs?: number;
-  /** Delay between rounds through the pool list. Default 1 s doubling to 60 s. */
+  /** Delay between rounds through the pool list. Default 0.5 s doubling to 4 s. */
   backoff?: { minMs?: number; maxMs?: number };
+  /** A live pool that sends no line for this long is given up on. Default 120 s. */
+  silenceTimeoutMs?: number;
   /** How often a lower pool's user checks whether the primary is back. Default 60 s. */
   primaryRetryMs?: number;
   /** BIP310 request sent in mining.configure; null disables version rolling. */
@@ -54,6 +59,12 @@ export interface StratumPoolOptions {
   maxReconnectWaitMs?: number;
   /** Uniform in [0, 1) for backoff jitter; injectable for tests. */
   random?: () => number;
+  /**
+   * Every wait of the client itself (backoff between rounds, a client.reconnect wait, the
+   * primary probe interval): resolves after `ms`, rejects once `signal` aborts. Injectable so
+   * tests can run the retry schedule on a virtual clock; request timeouts stay real.
+   */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
   logger?: Logger;
 }
 
@@ -78,15 +89,26 @@ const poolSchema = z.strictObject({
 
 const positiveMs = z.number().int().positive();
 
+/**
+ * Rounds through the pool list while no pool is live: 0.5 s doubling to 4 s, each delay drawn
+ * from [step/2, step]. A pool that comes back is in use at most 4 s (plus one handshake)
+ * later; one connection attempt per pool every 2–4 s is nothing for a pool to serve.
+ */
+export const POOL_RETRY_BACKOFF = { minMs: 500, maxMs: 4_000 } as const;
+
 const optionsSchema = z.object({
   pools: z.array(poolSchema).min(1),
   algorithm: z.enum(ALGORITHMS).default('sha256d'),
   agent: z.string().min(1).max(64).default('powbridge/0.1.0'),
   requestTimeoutMs: positiveMs.default(10_000),
   backoff: z
-    .strictObject({ minMs: positiveMs.default(1_000), maxMs: positiveMs.default(60_000) })
+    .strictObject({
+      minMs: positiveMs.default(POOL_RETRY_BACKOFF.minMs),
+      maxMs: positiveMs.default(POOL_RETRY_BACKOFF.maxMs),
+    })
     .refine((b) => b.maxMs >= b.minMs, { error: 'maxMs must be >= minMs' })
-    .default({ minMs: 1_000, maxMs: 60_000 }),
+    .default(POOL_RETRY_BACKOFF),
+  silenceTimeoutMs: positiveMs.default(120_000),
   primaryRetryMs: positiveMs.default(60_000),
   versionRolling: z
     .strictObject({
@@ -141,13 +163,14 @@ export class StratumPool extends EventEmitter<WorkSourceEvents> implements WorkS
   private loop: Promise<void> | null = null;
   private endActive: ((plan: Plan) => void) | null = null;
   private nextPlan: Plan | null = null;
-  private probeTimer: NodeJS.Timeout | null = null;
+  /** The pending primary probe (its wait, then its handshake); aborting it cancels both. */
   private probe: AbortController | null = null;
+  private readonly sleep: (ms: number, signal: AbortSignal) => Promise<void>;
 
   /** Throws an Error naming the offending key when the options are invalid. */
   constructor(options: StratumPoolOptions) {
     super();
-    const { logger, random, ...data } = options;
+    const { logger, random, sleep, ...data } = options;
     const parsed = optionsSchema.safeParse(data);
     if (!parsed.success) throw new Error(describeOptionsError(parsed.error));
     this.settings = parsed.data;
@@ -155,6 +178,7 @@ export class StratumPool extends EventEmitter<WorkSourceEvents> implements WorkS
     this.pools = parsed.data.pools.map(({ url, ...rest }) => ({ endpoint: url, ...rest }));
     this.resumeIds = this.pools.map(() => null);
     this.logger = logger ?? silentLogger;
+    this.sleep = sleep ?? ((ms, signal) => delay(ms, undefined, { signal }));
     this.backoff = new Backoff({
       ...parsed.data.backoff,
       ...(random ? { random } : {}),
@@ -212,7 +236,7 @@ export class StratumPool extends EventEmitter<WorkSourceEvents> implements WorkS
     while (!signal.aborted) {
       if (plan.delayMs > 0) {
         try {
-          await sleep(plan.delayMs, undefined, { signal });
+          await this.sleep(plan.delayMs, signal);
         } catch {
           break; // aborted by stop()
         }
@@ -267,6 +291,7 @@ export class StratumPool extends EventEmitter<WorkSourceEvents> implements WorkS
       agent: s.agent,
       versionRolling: s.versionRolling,
       requestTimeoutMs: s.requestTimeoutMs,
+      silenceTimeoutMs: s.silenceTimeoutMs,
       resumeSessionId: this.resumeIds[index] ?? null,
       logger: this.logger.child({ pool: endpoint.display }),
       signal,
@@ -290,22 +315,34 @@ export class StratumPool extends EventEmitter<WorkSourceEvents> implements WorkS
     if (index > 0) this.scheduleProbe();
   }
 
-  private onSessionClosed({ session, display }: Established, reason: string): void {
+  private onSessionClosed({ session, index, display }: Established, reason: string): void {
     // A session replaced by the primary is closed on purpose; the new one carries on.
     session.removeAllListeners();
     if (this.active?.session !== session) return;
     this.active = null;
     this.stopProbing();
+    const plan = this.nextPlan ?? this.afterLoss(index, session.stalled !== null);
+    this.nextPlan = null;
     const stopping = this.running === null || this.running.signal.aborted;
     if (!stopping) {
-      this.logger.warn({ pool: display }, `upstream lost: ${reason}`);
+      this.logger.warn({ pool: display, retryInMs: plan.delayMs }, `upstream lost: ${reason}`);
       this.setState('connecting');
     }
-    const plan = this.nextPlan ?? this.fullRound(this.backoff.next());
-    this.nextPlan = null;
     const end = this.endActive;
     this.endActive = null;
     end?.(plan);
+  }
+
+  /**
+   * The round after the live pool was lost. A pool that closed the connection is tried again
+   * first, after the backoff's first step: it usually refuses or accepts the next connection
+   * at once. A pool that stopped answering goes last and the others are tried at once (they
+   * have not been hammered): its next handshake would likely hang for a request timeout too.
+   */
+  private afterLoss(index: number, stalled: boolean): Plan {
+    if (!stalled || this.pools.length === 1) return this.fullRound(this.backoff.next());
+    const others = this.pools.map((_, i) => i).filter((i) => i !== index);
+    return { delayMs: 0, order: [...others, index], portOverride: null };
   }
 
   /** client.reconnect: honoured only towards the same host, since another host is unvetted. */
@@ -330,23 +367,24 @@ export class StratumPool extends EventEmitter<WorkSourceEvents> implements WorkS
 
   private scheduleProbe(): void {
     this.stopProbing();
-    this.probeTimer = setTimeout(() => void this.probePrimary(), this.settings.primaryRetryMs);
+    const probe = new AbortController();
+    this.probe = probe;
+    this.sleep(this.settings.primaryRetryMs, probe.signal).then(
+      () => void this.probePrimary(probe),
+      () => undefined, // cancelled: the pool switched or stopped
+    );
   }
 
   private stopProbing(): void {
-    if (this.probeTimer !== null) clearTimeout(this.probeTimer);
-    this.probeTimer = null;
     this.probe?.abort();
     this.probe = null;
   }
 
   /** While on a lower pool: is the primary back? Switch as soon as its handshake completes. */
-  private async probePrimary(): Promise<void> {
-    this.probeTimer = null;
+  private async probePrimary(probe: AbortController): Promise<void> {
     const running = this.running;
-    if (running === null || this.active === null || this.active.index === 0) return;
-    const probe = new AbortController();
-    this.probe = probe;
+    if (running === null || this.probe !== probe) return;
+    if (this.active === null || this.active.index === 0) return;
     let established: Established;
     try {
       established = await this.establish(0, AbortSignal.any([running.signal, probe.signal]));

@@ -10,21 +10,37 @@ import {
 } from '../stratum/index.js';
 import type { Job } from '../work/job.js';
 import type { SourceJob, SubmitOutcome, UpstreamShare, UpstreamTerms } from './work-source.js';
-import { type IncomingCall, StratumConnection, type TlsOptions } from './stratum-connection.js';
+import {
+  type IncomingCall,
+  type RequestResult,
+  StratumConnection,
+  type TlsOptions,
+} from './stratum-connection.js';
 import type { StratumEndpoint } from './stratum-endpoint.js';
 
 /**
- * One upstream session on one pool: the handshake (configure → subscribe → authorize →
- * extranonce.subscribe), then the pool's notifications turned into terms and jobs.
+ * One upstream session on one pool: the handshake (configure, subscribe and authorize sent
+ * together, then extranonce.subscribe), then the pool's notifications turned into terms and
+ * jobs.
  *
  * A session is established first and activated later, so the pool client can probe its
  * primary pool while still mining on another one. Until `activate()`, notifications only
  * update state; afterwards they are emitted.
  *
- * Difficulty: `mining.set_difficulty` applies to the next job (docs/design.md §3.1), so it is held as
- * pending and folded into the terms when the next `mining.notify` arrives; `terms` is emitted
- * before that `job`. A pool that sends set_difficulty and then a job (the usual order) sees
- * the new difficulty applied with the job.
+ * Version rolling (docs/design.md §3.1): the session goes live on the subscribe and authorize
+ * answers alone. node-stratum-pool never answers `mining.configure`, and waiting for it cost
+ * a whole request timeout. Until the pool grants a mask (configure answer or
+ * `mining.set_version_mask`, whichever comes; a set_version_mask is newer and wins), the terms
+ * say `versionMask: null`, so no job is mined with rolled versions; a grant that arrives later
+ * is emitted as new terms in the same session and takes effect from then on.
+ *
+ * Difficulty: `mining.set_difficulty` applies to the next job (docs/design.md §3.1), so it is
+ * held as pending and folded into the terms when the next `mining.notify` arrives; `terms` is
+ * emitted before that `job`. A pool that sends set_difficulty and then a job (the usual order)
+ * sees the new difficulty applied with the job.
+ *
+ * A pool that stops answering while TCP stays up is given up on (`stalled`): a submit not
+ * answered within the request timeout, or no line at all for `silenceTimeoutMs`.
  */
 
 export interface SessionConfig {
@@ -35,6 +51,8 @@ export interface SessionConfig {
   agent: string;
   versionRolling: VersionRollingRequest | null;
   requestTimeoutMs: number;
+  /** No line from the pool for this long: the pool is given up on. */
+  silenceTimeoutMs: number;
   /** The pool's subscription id from our previous session with it, to resume. */
   resumeSessionId: string | null;
   logger: Logger;
@@ -62,6 +80,9 @@ export class UpstreamSession extends EventEmitter<UpstreamSessionEvents> {
   private extranonce1 = '';
   private extranonce2Size = 0;
   private versionMask: number | null = null;
+  /** A mining.set_version_mask came: a configure answer arriving later is older news. */
+  private maskAnnounced = false;
+  private stalledReason: string | null = null;
   private difficulty = DEFAULT_DIFFICULTY;
   private pendingDifficulty: number | null = null;
   private currentJob: Job | null = null;
@@ -111,23 +132,26 @@ export class UpstreamSession extends EventEmitter<UpstreamSessionEvents> {
   private async handshake(): Promise<void> {
     const { config, connection } = this;
     const timeout = config.requestTimeoutMs;
-    // configure and subscribe are pipelined: the pool handles them in order, and one round
-    // trip is saved. A pool without configure answers it with an error; one that ignores it
-    // silently costs one request timeout here, the price of not guessing at answer order.
-    const configure =
-      config.versionRolling === null
-        ? null
-        : connection.request(
-            {
-              method: 'mining.configure',
-              params: {
-                extensions: ['version-rolling'],
-                versionRolling: config.versionRolling,
-                other: {},
-              },
+    // configure, subscribe and authorize go out together, one round trip (Bitaxe's esp-miner
+    // sends them the same way); pools handle a connection's requests in order. The subscribe
+    // and authorize answers decide the session. configure waits as long as the connection
+    // lives: a pool that never answers it (node-stratum-pool) costs nothing, a late grant
+    // still counts.
+    if (config.versionRolling !== null) {
+      void connection
+        .request(
+          {
+            method: 'mining.configure',
+            params: {
+              extensions: ['version-rolling'],
+              versionRolling: config.versionRolling,
+              other: {},
             },
-            timeout,
-          );
+          },
+          null,
+        )
+        .then((configured) => this.onConfigured(configured));
+    }
     const subscribe = connection.request(
       {
         method: 'mining.subscribe',
@@ -135,8 +159,12 @@ export class UpstreamSession extends EventEmitter<UpstreamSessionEvents> {
       },
       timeout,
     );
-    const [configured, subscribed] = await Promise.all([configure, subscribe]);
+    const authorize = connection.request(
+      { method: 'mining.authorize', params: { user: config.user, password: config.password } },
+      timeout,
+    );
 
+    const subscribed = await subscribe;
     if (subscribed.kind !== 'answer') throw new SessionError(`subscribe ${failure(subscribed)}`);
     if (!subscribed.outcome.ok) {
       throw new SessionError(`subscribe refused: ${describeError(subscribed.outcome.error)}`);
@@ -146,15 +174,8 @@ export class UpstreamSession extends EventEmitter<UpstreamSessionEvents> {
     this.subscriptionId = terms.value.sessionId;
     this.extranonce1 = terms.value.extranonce1;
     this.extranonce2Size = terms.value.extranonce2Size;
-    // A set_version_mask that arrived meanwhile is newer than the configure answer.
-    if (configured?.kind === 'answer' && configured.outcome.ok && this.versionMask === null) {
-      this.versionMask = parseConfigureResult(configured.outcome.result).versionRollingMask;
-    }
 
-    const authorized = await connection.request(
-      { method: 'mining.authorize', params: { user: config.user, password: config.password } },
-      timeout,
-    );
+    const authorized = await authorize;
     if (authorized.kind !== 'answer') throw new SessionError(`authorize ${failure(authorized)}`);
     if (!authorized.outcome.ok || authorized.outcome.result !== true) {
       const why = authorized.outcome.ok
@@ -163,7 +184,10 @@ export class UpstreamSession extends EventEmitter<UpstreamSessionEvents> {
       throw new SessionError(`authorize refused for user ${config.user}: ${why}`);
     }
 
-    // Optional (NiceHash-style): a pool without it answers an error, which changes nothing.
+    connection.watchSilence(config.silenceTimeoutMs, () =>
+      this.stall(`no message from the pool for ${config.silenceTimeoutMs} ms`),
+    );
+    // Optional (NiceHash-style): a pool without it answers an error, or nothing.
     void connection
       .request({ method: 'mining.extranonce.subscribe', params: {} }, timeout)
       .then((result) => {
@@ -171,6 +195,33 @@ export class UpstreamSession extends EventEmitter<UpstreamSessionEvents> {
           config.logger.debug('pool does not support mining.extranonce.subscribe');
         }
       });
+  }
+
+  private onConfigured(result: RequestResult): void {
+    if (result.kind !== 'answer') return; // closed: nothing to set
+    if (!result.outcome.ok) {
+      this.config.logger.debug('pool refused mining.configure: no version rolling');
+      return;
+    }
+    if (this.maskAnnounced) return;
+    this.setVersionMask(parseConfigureResult(result.outcome.result).versionRollingMask);
+  }
+
+  private setVersionMask(mask: number | null): void {
+    if (mask === this.versionMask) return;
+    this.versionMask = mask;
+    this.emitTerms();
+  }
+
+  /** Why the pool was given up on while its connection was still open; null if it was not. */
+  get stalled(): string | null {
+    return this.stalledReason;
+  }
+
+  private stall(reason: string): void {
+    if (this.connection.closed) return;
+    this.stalledReason = reason;
+    this.connection.close(`pool stopped answering: ${reason}`);
   }
 
   /** Start emitting terms and jobs under session numbers from `allocate`. */
@@ -183,7 +234,7 @@ export class UpstreamSession extends EventEmitter<UpstreamSessionEvents> {
       this.difficulty = this.pendingDifficulty;
       this.pendingDifficulty = null;
     }
-    this.emit('terms', this.terms()!);
+    this.emitTerms();
     if (this.currentJob !== null) this.emitJob(this.currentJob);
   }
 
@@ -222,6 +273,8 @@ export class UpstreamSession extends EventEmitter<UpstreamSessionEvents> {
     );
     switch (result.kind) {
       case 'timeout':
+        // Pools answer every submit; one that does not within the timeout has hung.
+        this.stall(`no answer to mining.submit within ${timeout} ms`);
         return { accepted: false, reason: `no answer from the pool within ${timeout} ms` };
       case 'closed':
         return { accepted: false, reason: 'upstream disconnected' };
@@ -264,8 +317,8 @@ export class UpstreamSession extends EventEmitter<UpstreamSessionEvents> {
         this.newSessionNumber();
         return;
       case 'mining.set_version_mask':
-        this.versionMask = call.params.mask;
-        if (this.session !== null) this.emit('terms', this.terms()!);
+        this.maskAnnounced = true;
+        this.setVersionMask(call.params.mask);
         return;
       case 'client.reconnect':
         this.emit('reconnect', call.params);
@@ -300,22 +353,30 @@ export class UpstreamSession extends EventEmitter<UpstreamSessionEvents> {
     }
     this.currentJob = job;
     if (this.session === null) return;
-    if (termsChanged) this.emit('terms', this.terms()!);
+    if (termsChanged) this.emitTerms();
     this.emitJob(job);
   }
 
   private emitJob(job: Job): void {
+    const session = this.session;
+    if (session === null) return;
     const clean = job.clean || !this.sessionHasJob;
     this.sessionHasJob = true;
     this.currentJob = { ...job, clean };
-    this.emit('job', { ...job, clean, session: this.session! });
+    this.emit('job', { ...job, clean, session });
   }
 
   private newSessionNumber(): void {
     if (this.allocate === null) return;
     this.session = this.allocate();
     this.sessionHasJob = false;
-    this.emit('terms', this.terms()!);
+    this.emitTerms();
+  }
+
+  /** Terms go out only once the session is active. */
+  private emitTerms(): void {
+    const terms = this.terms();
+    if (terms !== null) this.emit('terms', terms);
   }
 }
 

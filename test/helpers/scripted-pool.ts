@@ -29,6 +29,12 @@ export type Handler = (message: Received, connection: PoolConnection) => void;
 
 export const DEFAULT_MASK = '1fffe000';
 
+/**
+ * What node-stratum-pool leaves unanswered: it serves subscribe, authorize, submit and
+ * get_transactions, and for any other method logs "unknown method" and sends nothing back.
+ */
+export const NODE_STRATUM_POOL_IGNORES = ['mining.configure', 'mining.extranonce.subscribe'];
+
 /** A notify params array: [jobId, prevhash, coinb1, coinb2, branches, version, nbits, ntime, clean]. */
 export function notifyParams(jobId: string, clean = true, ntime = '5f5e1000'): unknown[] {
   return [
@@ -121,6 +127,8 @@ export interface ScriptedPoolOptions {
   tls?: { key: string; cert: string };
   extranonce1?: string;
   extranonce2Size?: number;
+  /** Listen on this port (a pool restarted where it was); default: any free port. */
+  port?: number;
 }
 
 interface ScriptedPoolEvents {
@@ -137,6 +145,11 @@ export class ScriptedPool extends EventEmitter<ScriptedPoolEvents> {
   extranonce2Size: number;
   /** When false, new connections are closed at once (the pool is "down"). */
   accepting = true;
+  /**
+   * When false, the pool has hung: connections are accepted and kept open, what arrives is
+   * recorded, but nothing is answered on any connection, old or new.
+   */
+  answering = true;
   /** Raw sockets, including TLS ones still in their handshake, so close() never waits. */
   private readonly sockets = new Set<Socket>();
 
@@ -162,7 +175,13 @@ export class ScriptedPool extends EventEmitter<ScriptedPoolEvents> {
     const server = options.tls
       ? createTlsServer({ key: options.tls.key, cert: options.tls.cert }, onSocket)
       : createServer(onSocket);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 0, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
     const address = server.address();
     if (address === null || typeof address === 'string') throw new Error('no port');
     ref.pool = new ScriptedPool(server, address.port, options.tls !== undefined, options);
@@ -191,6 +210,11 @@ export class ScriptedPool extends EventEmitter<ScriptedPoolEvents> {
       'mining.extranonce.subscribe': (m, c) => c.reply(m.id, true),
       'mining.submit': (m, c) => c.reply(m.id, true),
     };
+  }
+
+  /** Never answer these methods (as a pool that does not know them and stays silent). */
+  ignore(...methods: string[]): void {
+    for (const method of methods) this.handlers[method] = undefined;
   }
 
   /** All messages with this method, across connections. */
@@ -240,7 +264,9 @@ export class ScriptedPool extends EventEmitter<ScriptedPoolEvents> {
     const connection = new PoolConnection(this.connections.length, socket, (message, c) => {
       this.messages.push(message);
       this.emit('message', message, c);
-      if (message.method !== undefined) this.handlers[message.method]?.(message, c);
+      if (this.answering && message.method !== undefined) {
+        this.handlers[message.method]?.(message, c);
+      }
     });
     this.connections.push(connection);
     this.emit('connection', connection);

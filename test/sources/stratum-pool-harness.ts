@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, beforeEach, expect } from 'vitest';
@@ -147,5 +148,66 @@ export async function eventually(check: () => void, timeoutMs = 3000): Promise<v
       if (Date.now() > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
+  }
+}
+
+interface VirtualWait {
+  ms: number;
+  due: number;
+  release: () => void;
+}
+
+/**
+ * A virtual clock for the pool client's own waits (its `sleep` option: backoff, reconnect
+ * waits, primary probes). Each wait is held until the test fires it; the clock then jumps to
+ * its end. Sockets and request timeouts stay real, so "how long until live" is measured in
+ * waits the client chose, exactly, however loaded the machine is.
+ */
+export class VirtualClock {
+  now = 0;
+  private readonly pending: VirtualWait[] = [];
+  private readonly events = new EventEmitter<{ wait: [] }>();
+
+  readonly sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+    new Promise((resolve, reject) => {
+      if (signal.aborted) {
+        reject(new Error('aborted'));
+        return;
+      }
+      const onAbort = () => {
+        this.pending.splice(this.pending.indexOf(wait), 1);
+        reject(new Error('aborted'));
+      };
+      const wait: VirtualWait = {
+        ms,
+        due: this.now + ms,
+        release: () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.pending.push(wait);
+      this.events.emit('wait');
+    });
+
+  /** How many waits the client has pending now. */
+  get waiting(): number {
+    return this.pending.length;
+  }
+
+  /**
+   * Wait (really) until the client waits on something, then jump to the end of its earliest
+   * wait and let it go. Returns the length of that wait.
+   */
+  async fire(timeoutMs = 3000): Promise<number> {
+    if (this.pending.length === 0) {
+      await waitForEvent<{ wait: [] }, 'wait'>(this.events, 'wait', () => true, timeoutMs);
+    }
+    const wait = this.pending.reduce((a, b) => (b.due < a.due ? b : a));
+    this.pending.splice(this.pending.indexOf(wait), 1);
+    this.now = Math.max(this.now, wait.due);
+    wait.release();
+    return wait.ms;
   }
 }
