@@ -15,6 +15,7 @@ import {
   type SetExtranonceParams,
   type SetVersionMaskParams,
 } from '../protocol/messages.js';
+import { UpgradeRefusedError } from './connect-errors.js';
 
 /**
  * The client end of a circuit: JSON-RPC 2.0 over one WebSocket. Every message from the relay
@@ -86,6 +87,16 @@ export class CircuitClient extends EventEmitter<CircuitClientEvents> {
       });
       const onError = (err: Error) => reject(err);
       ws.once('error', onError);
+      // Without this listener ws reports only "Unexpected server response: 404"; the status
+      // tells a wrong path (404, give up) from a proxy in trouble (502, retry).
+      ws.once('unexpected-response', (_request, response) => {
+        response.resume();
+        reject(new UpgradeRefusedError(response.statusCode ?? 0));
+        ws.on('error', () => {
+          /* terminate() reports the aborted handshake as an error: already rejected */
+        });
+        ws.terminate();
+      });
       ws.once('open', () => {
         ws.off('error', onError);
         resolve(new CircuitClient(ws, options));

@@ -27,6 +27,15 @@ export class JobTracker {
     this.job = job;
   }
 
+  /**
+   * The source went down (or its upstream did): its jobs are gone there, so forget the job
+   * and make every share still waiting stale. The terms stay: a source keeps them until new.
+   */
+  clear(): void {
+    this.job = null;
+    this.live.clear();
+  }
+
   /** The job to mine and its terms, or null while they are missing or of different sessions. */
   current(): { terms: UpstreamTerms; job: SourceJob } | null {
     const { terms, job } = this;

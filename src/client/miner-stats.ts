@@ -12,6 +12,8 @@ export interface ThreadStats {
 export interface MinerStats {
   /** Hashes (nonces tried) since the miner was created, all threads. */
   hashes: number;
+  /** Started, but waiting for the source to be live: no thread hashes. */
+  paused: boolean;
   threads: ThreadStats[];
   /** Hashes per second over the sliding window (0 until two samples exist). */
   hashrate: number;

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { type Logger, silentLogger } from '../log.js';
 import type {
   SourceJob,
+  SourceState,
   UpstreamShare,
   UpstreamTerms,
   WorkSource,
@@ -35,7 +36,8 @@ export type { MinerStats, ShareResult, ThreadStats } from './miner-stats.js';
  * whole nonce range per task, so threads never overlap. The main thread builds each task's
  * 76 header bytes and turns found nonces into shares. Any new job or new terms starts a new
  * generation in shared memory; every task of the old one returns within one kernel call
- * (milliseconds) and the lanes restart on the new work.
+ * (milliseconds) and the lanes restart on the new work. While the source is not live (the
+ * relay lost its upstream, or the circuit is down) the lanes wait: nothing is hashed or sent.
  */
 
 export interface MinerOptions {
@@ -92,6 +94,8 @@ export class Miner extends EventEmitter<MinerEvents> {
   private driftTimer: NodeJS.Timeout | undefined;
   private sampleTimer: NodeJS.Timeout | undefined;
   private readonly jobs = new JobTracker();
+  /** Mine only while the source is live: what it hands out otherwise would be refused. */
+  private sourceLive = false;
   private work: PlannedWork | null = null;
   private readonly counts = { found: 0, accepted: 0, rejected: 0, stale: 0 };
   private hashrate = 0;
@@ -140,7 +144,9 @@ export class Miner extends EventEmitter<MinerEvents> {
     this.pool = pool;
     this.source.on('terms', this.onTerms);
     this.source.on('job', this.onJob);
-    const { terms, job } = this.source.status();
+    this.source.on('state', this.onState);
+    const { state, terms, job } = this.source.status();
+    this.sourceLive = state === 'live';
     if (terms) this.onTerms(terms);
     if (job) this.onJob(job);
     this.startTimers();
@@ -165,6 +171,7 @@ export class Miner extends EventEmitter<MinerEvents> {
     }));
     return {
       hashes: threads.reduce((sum, t) => sum + t.hashes, 0),
+      paused: this.running && !this.sourceLive,
       threads,
       hashrate: this.hashrate,
       dutyPercent: this.dutyPercent,
@@ -176,6 +183,7 @@ export class Miner extends EventEmitter<MinerEvents> {
     this.running = false;
     this.source.off('terms', this.onTerms);
     this.source.off('job', this.onJob);
+    this.source.off('state', this.onState);
     clearTimeout(this.driftTimer);
     clearInterval(this.sampleTimer);
     this.hashrate = 0;
@@ -196,12 +204,25 @@ export class Miner extends EventEmitter<MinerEvents> {
     this.replan();
   };
 
+  /**
+   * The source left or reached `live`. Leaving it pauses the workers (no hashing, and no
+   * submits: the jobs are forgotten, so found shares still queued end as stale) until it is
+   * live again and has a job.
+   */
+  private readonly onState = (state: SourceState): void => {
+    const live = state === 'live';
+    if (live === this.sourceLive) return;
+    this.sourceLive = live;
+    if (!live) this.jobs.clear();
+    this.replan();
+  };
+
   /** New generation: stops every task, then lets the lanes pick up the current work. */
   private replan(): void {
     const generation = nextGeneration(this.views);
     this.work = null;
     const current = this.jobs.current();
-    if (this.running && current) {
+    if (this.running && this.sourceLive && current) {
       const { terms, job } = current;
       try {
         const algorithm = this.options.algorithm ?? this.source.algorithm;

@@ -1,7 +1,9 @@
 import { type Agent, get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import type { TicketTerms } from '../protocol/messages.js';
-import { KeyPin } from '../tickets/key-pin.js';
+import { DescriptorError } from '../tickets/descriptor.js';
+import { KeyPin, PinError } from '../tickets/key-pin.js';
+import { UnusableRelayError } from './connect-errors.js';
 
 /**
  * The client's check of a relay's ticket terms against its signed descriptor (docs/design.md §6.4):
@@ -71,4 +73,74 @@ export async function checkTerms(
   pin.accept(await fetchDescriptor(circuitUrl, options.agent), options.now ?? Date.now() / 1000);
   pin.check({ keyId: terms.keyId, publicKey: terms.publicKey, day: terms.day });
   return pin;
+}
+
+/**
+ * The miner's check of a relay it registered with, against the identity the user pinned
+ * (--relay-identity): the descriptor must be signed by that identity and, with ticket terms,
+ * list the offered key for its day; `pin` carries what earlier descriptors of this run showed. A relay that fails is not mined for at all (throws
+ * UnusableRelayError, one line: what was expected, what the relay offered, what to do): its
+ * credit could only buy tickets under a key that may single the user out, or from a relay
+ * the user did not mean. A descriptor that cannot be fetched throws a plain Error: the
+ * miner retries.
+ */
+export async function admitRelay(
+  circuitUrl: string,
+  identityHex: string,
+  terms: TicketTerms | null,
+  options: { agent?: Agent; pin?: KeyPin; now?: number } = {},
+): Promise<void> {
+  let json: unknown;
+  try {
+    json = await fetchDescriptor(circuitUrl, options.agent);
+  } catch (err) {
+    throw new Error(`cannot check the relay: ${(err as Error).message}`);
+  }
+  const identity = identityHex.toLowerCase();
+  const pin = options.pin ?? new KeyPin(identity);
+  try {
+    pin.accept(json, options.now ?? Date.now() / 1000);
+  } catch (err) {
+    if (!(err instanceof DescriptorError || err instanceof PinError)) throw err;
+    const offered = offeredIdentity(json);
+    if (offered !== null && offered !== identity) {
+      throw new UnusableRelayError(
+        `the relay at ${circuitUrl} is not the one --relay-identity pins: expected identity ` +
+          `${identity}, its descriptor is signed by ${offered}; check the identity with the ` +
+          `relay's operator (\`powbridge keys show\`) and the --relay address`,
+      );
+    }
+    const what =
+      err instanceof PinError
+        ? 'contradicts what it signed before'
+        : `does not verify under identity ${identity}`;
+    throw new UnusableRelayError(
+      `the relay at ${circuitUrl} sent a descriptor that ${what} (${err.message}); ` +
+        `not mining for it: tell its operator`,
+    );
+  }
+  if (!terms) return;
+  try {
+    pin.check({ keyId: terms.keyId, publicKey: terms.publicKey, day: terms.day });
+  } catch (err) {
+    if (!(err instanceof PinError)) throw err;
+    throw new UnusableRelayError(
+      `the relay at ${circuitUrl} offered ticket key ${terms.keyId} for day ${terms.day}, but ` +
+        `its descriptor signed by ${identity} lists ${listedFor(pin, terms.day)}; not mining ` +
+        `for tickets that could single you out: tell its operator, or mine with --donate`,
+    );
+  }
+}
+
+function offeredIdentity(json: unknown): string | null {
+  if (typeof json !== 'object' || json === null || !('identity' in json)) return null;
+  const { identity } = json;
+  return typeof identity === 'string' && /^[0-9a-f]{64}$/i.test(identity)
+    ? identity.toLowerCase()
+    : null;
+}
+
+function listedFor(pin: KeyPin, day: number): string {
+  const key = pin.pinned().find((k) => k.notBeforeDay <= day && day <= k.notAfterDay);
+  return key ? `key ${key.keyId} for that day` : 'no key for that day';
 }

@@ -4,8 +4,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocketServer } from 'ws';
 import { CircuitSource, retryDelayMs } from '../../src/client/circuit-source.js';
 import { RpcError, RpcErrorCode } from '../../src/protocol/errors.js';
+import { encodeNotification, encodeResult } from '../../src/protocol/jsonrpc.js';
 import { CircuitConnector } from '../../src/relay/circuit-connector.js';
 import type { SourceJob, UpstreamTerms } from '../../src/sources/work-source.js';
 import { MIN_DIFFICULTY } from '../../src/work/target.js';
@@ -131,5 +133,96 @@ describe('CircuitSource: a relay that refuses the register (37)', () => {
     const busy = new RpcError(RpcErrorCode.issuerBusy, 'busy', { retryAfter: 30 });
     expect(retryDelayMs(busy, 200)).toBe(200);
     expect(retryDelayMs(new Error('connect ECONNREFUSED'), 200)).toBe(200);
+  });
+});
+
+describe('CircuitSource: a scripted relay', () => {
+  /** A relay that answers the register and then sends what the test tells it to. */
+  async function scriptedRelay() {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: '/v1/circuit' });
+    await new Promise<void>((resolve) => wss.once('listening', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+    const registered = new Promise<(method: string, params: object) => void>((resolve) => {
+      wss.on('connection', (ws) => {
+        ws.on('message', (data) => {
+          const text = Buffer.isBuffer(data) ? data.toString('utf8') : '';
+          const request = JSON.parse(text) as { id: number; method: string };
+          if (request.method !== 'mining.register') return;
+          ws.send(
+            encodeResult(request.id, {
+              algorithm: 'sha256d',
+              extranonce1: '00000001',
+              extranonce2Size: 4,
+              difficulty: 2 ** -10,
+              versionMask: null,
+              ticket: null,
+            }),
+          );
+          resolve((method, params) => ws.send(encodeNotification(method, params)));
+        });
+      });
+    });
+    const { port } = wss.address() as AddressInfo;
+    return { url: `ws://127.0.0.1:${port}/v1/circuit`, registered };
+  }
+
+  const job = (jobId: string) => ({
+    jobId,
+    prevhash: '00'.repeat(32),
+    coinb1: '01',
+    coinb2: '02',
+    merkleBranch: [],
+    version: '20000000',
+    nbits: '207fffff',
+    ntime: '00000000',
+    clean: true,
+  });
+
+  it('a new difficulty applies from the next job on, as for a Stratum miner', async () => {
+    const relay = await scriptedRelay();
+    const source = new CircuitSource({ url: relay.url, mode: 'donate' });
+    cleanups.push(() => source.stop());
+    const seen: string[] = [];
+    source.on('terms', (t) => seen.push(`terms ${t.difficulty} ${t.versionMask}`));
+    source.on('job', (j) => seen.push(`job ${j.jobId}`));
+    source.start();
+    const send = await relay.registered;
+    send('mining.job', job('a'));
+    // The relay judges job a at the difficulty it was sent with: keep mining it at that. (The
+    // version mask makes new terms at once, showing the difficulty in force meanwhile.)
+    send('mining.set_difficulty', { difficulty: 2 ** -12 });
+    send('mining.set_version_mask', { versionMask: '1fffe000' });
+    send('mining.job', job('b'));
+    await waitFor('job b', () => Promise.resolve(seen.includes('job b')));
+    expect(seen).toEqual([
+      `terms ${2 ** -10} null`,
+      'job a',
+      `terms ${2 ** -10} ${0x1fffe000}`,
+      `terms ${2 ** -12} ${0x1fffe000}`,
+      'job b',
+    ]);
+  });
+
+  it('relay.state down pauses (no job, not live); the job sent meanwhile is mined on live', async () => {
+    const relay = await scriptedRelay();
+    const source = new CircuitSource({ url: relay.url, mode: 'donate' });
+    cleanups.push(() => source.stop());
+    const states: string[] = [];
+    source.on('state', (s) => states.push(s));
+    source.start();
+    const send = await relay.registered;
+    send('mining.job', job('a'));
+    await waitFor('live', () => Promise.resolve(source.status().state === 'live'));
+    send('relay.state', { upstream: 'down', message: 'upstream lost' });
+    await waitFor('paused', () => Promise.resolve(source.link().state === 'no-upstream'));
+    expect(source.status()).toMatchObject({ state: 'connecting', job: null });
+    send('mining.job', { ...job('b'), clean: false });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(source.status()).toMatchObject({ state: 'connecting', job: null });
+    send('relay.state', { upstream: 'live', message: 'upstream is back' });
+    await waitFor('live again', () => Promise.resolve(source.status().state === 'live'));
+    // Mined as a fresh start: the relay forgot every job of before the outage.
+    expect(source.status().job).toMatchObject({ jobId: 'b', clean: true });
+    expect(states).toEqual(['live', 'connecting', 'live']);
   });
 });

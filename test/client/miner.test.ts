@@ -462,6 +462,32 @@ describe('miner', () => {
     }
   });
 
+  it('pauses while the source is not live: no hashing, no submits; resumes on live work', async () => {
+    const source = new ManualSource('sha256d');
+    const miner = startMiner(source, { threads: 2 });
+    source.goLive({ difficulty: SHA_DIFFICULTY });
+    await until(() => miner.stats().accepted >= 2, 10_000, 'shares');
+    source.setState('connecting');
+    await until(
+      () => miner.stats().paused && miner.stats().threads.every((t) => t.jobId === null),
+      10_000,
+      'idle',
+    );
+    const paused = miner.stats();
+    const submitted = source.submitted.length;
+    await sleep(300);
+    expect(miner.stats().hashes).toBe(paused.hashes);
+    expect(miner.stats().found).toBe(paused.found);
+    expect(source.submitted.length).toBe(submitted);
+    // Live again, with a job of the new session: the workers pick it up.
+    source.setTerms({ session: 2, difficulty: SHA_DIFFICULTY });
+    const fresh = source.newJob({ clean: true });
+    expect(miner.stats().paused).toBe(true);
+    source.setState('live');
+    await until(() => source.submitted.some((s) => s.jobId === fresh.jobId), 10_000, 'resumed');
+    expect(miner.stats().hashes).toBeGreaterThan(paused.hashes);
+  });
+
   it('stop() ends every worker thread', async () => {
     const source = new ManualSource('sha256d');
     const before = osThreads();
