@@ -68,7 +68,8 @@ async function sharesPerSecond(
     extranonce1: '0001',
     extranonce2Size: 6,
     versionMask: null,
-    difficultyForJob: () => MIN_DIFFICULTY,
+    difficulty: MIN_DIFFICULTY,
+    jobSent: () => ({ bookId: job.id, difficulty: MIN_DIFFICULTY }),
   };
   let n = 0;
   const start = performance.now();

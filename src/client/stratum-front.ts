@@ -25,6 +25,8 @@ export async function startStratumFront(options: {
   host: string;
   port: number;
   logger?: Logger;
+  /** Seconds, for vardiff; injectable for tests. */
+  now?: () => number;
 }): Promise<StratumFront> {
   const logger = options.logger ?? silentLogger;
   const registered = options.source.registered;
@@ -35,10 +37,12 @@ export async function startStratumFront(options: {
     source: options.source,
     algorithm,
     hasher: await createPowHasher(algorithm),
-    // Local miners start at the relay's difficulty (the ceiling) and vardiff finds theirs.
+    // Local miners start at the relay's difficulty (the ceiling), or at the one they
+    // suggest, and vardiff finds theirs.
     initialDifficulty: Number.POSITIVE_INFINITY,
     ticketDifficulty: 1, // credit is the relay's business, not ours
     vardiff: { minDifficulty: MIN_DIFFICULTY },
+    ...(options.now ? { now: options.now } : {}),
     logger: logger.child({ component: 'front' }),
   });
   stratifier.start();

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { SourceJob } from '../sources/work-source.js';
 import { type PreparedJob, prepareJob } from '../work/header.js';
 import { parseU32Hex } from '../work/hex.js';
@@ -7,6 +8,9 @@ import { nbitsToTarget } from '../work/target.js';
 /**
  * Jobs clients may still submit against: every job since the last clean one (docs/design.md §4.3),
  * each under a relay-assigned id so upstream ids never collide across upstream sessions.
+ * Ids are a random per-process prefix and a counter, so they never repeat across upstream
+ * sessions or relay restarts either: a miner's work for a job of an old connection or an
+ * earlier process is stale (21), never judged against another job (23).
  *
  * Clients see coinb1 with the upstream extranonce1 folded in, so a client's extranonce1 is
  * only its slot: reconnects, failover and set_extranonce of the same size change the jobs,
@@ -43,21 +47,39 @@ export interface BookedJob {
 /** Merkle roots cached per job before the cache starts over. */
 export const MAX_CACHED_ROOTS = 4096;
 
-export class JobBook {
+/** What a client session needs of the book to announce jobs. */
+export interface JobIds {
+  /** The job is still in the book (not cleared, not dropped). */
+  has(id: string): boolean;
+  /** A fresh job id, never given before by this book. */
+  nextId(): string;
+}
+
+export class JobBook implements JobIds {
   private readonly jobs = new Map<string, BookedJob>();
   private counter = 0;
   private latest: BookedJob | null = null;
 
-  /** `maxJobs` bounds memory when an upstream never sends a clean job. */
-  constructor(private readonly maxJobs = 64) {}
+  /**
+   * `maxJobs` bounds memory when an upstream never sends a clean job. `idPrefix`: random by
+   * default (4 bytes: two relay processes share one with odds of 1 in 2^32).
+   */
+  constructor(
+    private readonly maxJobs = 64,
+    private readonly idPrefix = randomBytes(4).toString('hex'),
+  ) {}
+
+  nextId(): string {
+    this.counter += 1;
+    return `${this.idPrefix}${this.counter.toString(16)}`;
+  }
 
   /** Book a job. Throws (HexError/HeaderError naming the field) on a malformed job. */
   add(source: SourceJob, terms: JobTerms): BookedJob {
     const clientJob = { ...source, jobId: '', coinb1: source.coinb1 + terms.extranonce1 };
     const prepared = prepareJob(clientJob);
     if (source.clean) this.jobs.clear();
-    this.counter = (this.counter + 1) % 2 ** 32;
-    const id = this.counter.toString(16);
+    const id = this.nextId();
     clientJob.jobId = id;
     const booked: BookedJob = {
       id,
@@ -82,6 +104,10 @@ export class JobBook {
 
   get(id: string): BookedJob | undefined {
     return this.jobs.get(id);
+  }
+
+  has(id: string): boolean {
+    return this.jobs.has(id);
   }
 
   get current(): BookedJob | null {

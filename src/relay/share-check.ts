@@ -16,15 +16,25 @@ export interface ShareClient {
   extranonce2Size: number;
   /** Negotiated mask (upstream ∩ client), null when version rolling is off. */
   versionMask: number | null;
-  /** Difficulty in force when the job was sent to this client; undefined if never sent. */
-  difficultyForJob(jobId: string): number | undefined;
+  /** The client's difficulty now (for the jobs it is sent next). */
+  difficulty: number;
+  /** The job behind an id this client was sent, and its difficulty; undefined if never sent. */
+  jobSent(jobId: string): SentJob | undefined;
+}
+
+/** A job as one client was sent it. */
+export interface SentJob {
+  /** The job book's id (a retarget re-sends the same work under a new id). */
+  bookId: string;
+  /** The client's difficulty when the job was sent. */
+  difficulty: number;
 }
 
 export type ShareVerdict =
   | {
       ok: true;
       job: BookedJob;
-      /** The difficulty the share is credited at (the client's, not the hash's). */
+      /** The difficulty the share is credited at (the client's for that job, not the hash's). */
       difficulty: number;
       hash: Uint8Array;
       header: Uint8Array;
@@ -60,6 +70,10 @@ function merkleRoot(job: BookedJob, extranonce1: string, extranonce2: string): U
  * extranonce2 size → ntime window → version bits in mask (20) → duplicate (22) → PoW meets
  * the client's difficulty for that job (23). The duplicate key is recorded before the
  * asynchronous PoW check so two identical shares racing each other cannot both pass.
+ *
+ * A share is judged at the difficulty its job was sent with. When the client's difficulty
+ * has since gone down, a share meeting the lower one is accepted too, credited at it: some
+ * miners apply a new difficulty to the work they already have, and they are honest too.
  */
 export async function checkShare(
   client: ShareClient,
@@ -69,11 +83,9 @@ export async function checkShare(
   hasher: PowHasher,
 ): Promise<ShareVerdict> {
   if (!client.registered) return reject(RpcErrorCode.notRegistered, 'not registered');
-  const job = book.get(share.jobId);
-  const difficulty = job ? client.difficultyForJob(job.id) : undefined;
-  if (!job || difficulty === undefined) {
-    return reject(RpcErrorCode.jobNotFound, 'job not found (stale)');
-  }
+  const sent = client.jobSent(share.jobId);
+  const job = sent ? book.get(sent.bookId) : undefined;
+  if (!sent || !job) return reject(RpcErrorCode.jobNotFound, 'job not found (stale)');
   if (!isHex(share.extranonce2, client.extranonce2Size)) {
     return reject(
       RpcErrorCode.shareOther,
@@ -108,9 +120,8 @@ export async function checkShare(
     shareVersion(job.prepared, share.versionBits, client.versionMask),
   );
   const hash = await hasher(header);
-  if (!hashMeetsTarget(hash, difficultyToTarget(difficulty, algorithm))) {
-    return reject(RpcErrorCode.lowDifficulty, 'low difficulty share');
-  }
+  const difficulty = creditedDifficulty(hash, sent.difficulty, client.difficulty, algorithm);
+  if (difficulty === null) return reject(RpcErrorCode.lowDifficulty, 'low difficulty share');
   return {
     ok: true,
     job,
@@ -120,4 +131,18 @@ export async function checkShare(
     meetsUpstream: hashMeetsTarget(hash, difficultyToTarget(job.upstreamDifficulty, algorithm)),
     meetsNetwork: hashMeetsTarget(hash, job.networkTarget),
   };
+}
+
+/** The job's difficulty if the hash meets it, else the client's lower current one if met. */
+function creditedDifficulty(
+  hash: Uint8Array,
+  sent: number,
+  current: number,
+  algorithm: Algorithm,
+): number | null {
+  if (hashMeetsTarget(hash, difficultyToTarget(sent, algorithm))) return sent;
+  if (current < sent && hashMeetsTarget(hash, difficultyToTarget(current, algorithm))) {
+    return current;
+  }
+  return null;
 }

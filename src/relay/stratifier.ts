@@ -38,7 +38,10 @@ export interface StratifierOptions {
   /** PoW of a header; a worker pool for scrypt so the event loop stays free. */
   hasher: PowHasher;
   vardiff?: Partial<VardiffConfig>;
-  /** Difficulty a new client starts at (clamped to the upstream difficulty). */
+  /**
+   * Difficulty a new client starts at, unless its connector gives another (the Stratum port
+   * has its own); clamped to [min, max] and the upstream difficulty.
+   */
   initialDifficulty: number;
   /** One unit of credit is one share at this difficulty (docs/design.md §4.4). */
   ticketDifficulty: number;
@@ -158,12 +161,13 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
   /**
    * mining.register: a new session with a slot. Throws RpcError 37 (relay full or not ready,
    * with `data.retryAfter`) when there is no upstream yet or no slot is left. Call
-   * sendCurrentWork once the reply is out.
+   * sendCurrentWork once the reply is out. `initialDifficulty` overrides the stratifier's
+   * (a Stratum port's own start, or what the miner suggested before subscribing).
    */
   register(
     channel: ClientChannel,
     mode: ClientMode,
-    options: { versionMaskRequest?: number } = {},
+    options: { versionMaskRequest?: number; initialDifficulty?: number } = {},
   ): { session: ClientSession; outcome: RegisterOutcome } {
     if (!this.layout || !this.slots || !this.terms) {
       throw new RpcError(RpcErrorCode.relayFull, 'no upstream work yet, retry later', {
@@ -186,7 +190,8 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
       }
       throw err;
     }
-    const vardiff = new Vardiff(this.vardiffConfig, this.startDifficulty(), this.now());
+    const start = options.initialDifficulty ?? this.initialDifficulty;
+    const vardiff = new Vardiff(this.vardiffConfig, start, this.now());
     const session = new ClientSession(this.nextId++, mode, channel, vardiff);
     session.slot = slot;
     session.extranonce1 = slotHex(slot, this.layout.slotBytes);
@@ -217,8 +222,18 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
       return;
     }
     const job = this.book.current;
-    if (job)
-      session.sendJob({ ...job.clientJob, clean: true }, (id) => this.book.get(id) !== undefined);
+    if (job) session.sendJob(job, true, this.book);
+  }
+
+  /**
+   * Stratum mining.suggest_difficulty: the miner's own difficulty, within [min, max] and the
+   * upstream difficulty. `announce`: the miner is working, so tell it (set_difficulty, then
+   * the current job under a new id); before that, the difficulty goes out when work starts.
+   */
+  suggestDifficulty(session: ClientSession, difficulty: number, announce: boolean): void {
+    const ceiling = this.terms?.difficulty ?? Number.POSITIVE_INFINITY;
+    const next = session.vardiff.suggest(difficulty, this.now(), ceiling);
+    if (next !== null && announce) this.applyDifficulty(session, next);
   }
 
   close(session: ClientSession): void {
@@ -255,7 +270,7 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
       this.emit('block', { session, hash: hashHex(verdict.hash), outcome: null });
 
     const ceiling = this.terms?.difficulty ?? Number.POSITIVE_INFINITY;
-    const next = session.vardiff.onShare(this.now(), ceiling);
+    const next = session.vardiff.onShare(this.now(), ceiling, verdict.difficulty);
     if (next !== null) this.applyDifficulty(session, next);
     return { accepted: true, credit: session.credit };
   }
@@ -280,19 +295,13 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     if (!outcome.accepted) this.log.warn({ reason: outcome.reason }, 'upstream rejected a share');
   }
 
-  private startDifficulty(): number {
-    const ceiling = this.terms?.difficulty ?? Number.POSITIVE_INFINITY;
-    return Math.min(this.initialDifficulty, ceiling);
-  }
-
   private applyDifficulty(session: ClientSession, difficulty: number): void {
     session.channel.sendDifficulty(difficulty);
-    // Stratum semantics: the new difficulty applies to the next job. Re-send the current
-    // job under its id so it takes effect now instead of at the next upstream notify.
+    // Stratum semantics: a difficulty applies to the jobs sent after it, and miners keep
+    // mining what they have at the old one. Re-send the current job, under a new id, so it
+    // takes effect now instead of at the next upstream notify; not clean, so nothing is lost.
     const job = this.book.current;
-    if (job && this.state === 'live') {
-      session.sendJob({ ...job.clientJob, clean: false }, (id) => this.book.get(id) !== undefined);
-    }
+    if (job && this.state === 'live') session.sendJob(job, false, this.book);
   }
 
   private onTerms(terms: UpstreamTerms): void {
@@ -319,10 +328,7 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     // (docs/design.md §4.2). After a new session `current` is null and nothing stale goes out.
     const job = this.book.current;
     if (relaid && previous && job && this.state === 'live') {
-      const keep = (id: string) => this.book.get(id) !== undefined;
-      for (const session of this.sessions.values()) {
-        session.sendJob({ ...job.clientJob, clean: true }, keep);
-      }
+      for (const session of this.sessions.values()) session.sendJob(job, true, this.book);
     }
   }
 
@@ -373,8 +379,9 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
       this.log.error({ err: (err as Error).message }, 'malformed upstream job dropped');
       return;
     }
-    const keep = (id: string) => this.book.get(id) !== undefined;
-    for (const session of this.sessions.values()) session.sendJob(booked.clientJob, keep);
+    for (const session of this.sessions.values()) {
+      session.sendJob(booked, booked.clientJob.clean, this.book);
+    }
     this.emit('job', { jobId: booked.id, clean: job.clean, clients: this.sessions.size });
   }
 

@@ -15,6 +15,11 @@ import { DEFAULT_STRATUM_LIMITS, type StratumLimits } from './stratum-miner-limi
 
 export interface StratumConnectorOptions {
   limits?: Partial<StratumLimits>;
+  /**
+   * Difficulty miners start at (config `difficulty.stratumInitial`); the stratifier's when
+   * undefined. Standard miners span CPUs to ASICs, so the port has its own start.
+   */
+  initialDifficulty?: number;
   logger?: Logger;
 }
 
@@ -22,6 +27,7 @@ export class StratumConnector {
   private readonly server: Server;
   private readonly limits: StratumLimits;
   private readonly log: Logger;
+  private readonly initialDifficulty: number | undefined;
   private readonly connections = new Set<StratumMinerConnection>();
   /** A job goes to every miner as the same bytes: encode it once. */
   private readonly encodedJobs = new WeakMap<Job, string>();
@@ -32,6 +38,7 @@ export class StratumConnector {
   ) {
     this.limits = { ...DEFAULT_STRATUM_LIMITS, ...options.limits };
     this.log = options.logger ?? silentLogger;
+    this.initialDifficulty = options.initialDifficulty;
     // Jobs are small and time-critical: no Nagle delay. TCP keep-alive finds dead peers
     // that the idle timeout would otherwise wait out.
     this.server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
@@ -83,6 +90,7 @@ export class StratumConnector {
       limits: this.limits,
       log: this.log,
       encodeJob: (job) => this.encodeJob(job),
+      initialDifficulty: this.initialDifficulty,
     });
     this.connections.add(connection);
     socket.once('close', () => this.connections.delete(connection));

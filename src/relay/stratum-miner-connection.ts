@@ -30,6 +30,8 @@ import type { StratumLimits } from './stratum-miner-limits.js';
  * Handshake: mining.configure (optional, first) → mining.subscribe registers the miner with
  * the stratifier (that is when it gets its extranonce1) → mining.authorize (any name) starts
  * the work: set_difficulty, then notify. Subscribe and authorize may come in either order.
+ * Miners start at the port's own difficulty, or at the one they ask for with
+ * mining.suggest_difficulty (before or after authorize); vardiff takes it from there.
  *
  * When the relay has no upstream yet, subscribe is answered with Stratum error 20 and the
  * connection stays open: cgminer and cpuminer treat a failed subscribe as a dead pool and
@@ -46,6 +48,8 @@ export interface MinerConnectionOptions {
   log: Logger;
   /** A job goes to every miner as the same line: the connector encodes it once. */
   encodeJob: (job: Job) => string;
+  /** Difficulty a miner starts at (the stratifier's when undefined). */
+  initialDifficulty?: number;
 }
 
 type Request = Extract<StratumMessage, { kind: 'request' }>;
@@ -68,6 +72,7 @@ export class StratumMinerConnection implements ClientChannel {
   private readonly limits: StratumLimits;
   private readonly log: Logger;
   private readonly encodeJob: (job: Job) => string;
+  private initialDifficulty: number | undefined;
   private readonly decoder: LineDecoder;
   private readonly bucket: TokenBucket;
   private readonly idleTimer: NodeJS.Timeout;
@@ -93,6 +98,7 @@ export class StratumMinerConnection implements ClientChannel {
     this.limits = options.limits;
     this.log = options.log;
     this.encodeJob = options.encodeJob;
+    this.initialDifficulty = options.initialDifficulty;
     this.bucket = new TokenBucket({
       perSecond: this.limits.maxRequestsPerSecond,
       burstSeconds: this.limits.burstSeconds,
@@ -234,6 +240,9 @@ export class StratumMinerConnection implements ClientChannel {
       case 'mining.ping':
         this.reply(id, 'pong');
         return;
+      case 'mining.suggest_difficulty':
+        this.onSuggestDifficulty(id, request.params.difficulty);
+        return;
       default:
         this.invalid(
           id,
@@ -264,6 +273,7 @@ export class StratumMinerConnection implements ClientChannel {
     try {
       const { session, outcome } = this.stratifier.register(this, 'donate', {
         versionMaskRequest: this.versionMaskRequest,
+        initialDifficulty: this.initialDifficulty,
       });
       this.session = session;
       this.reply(
@@ -282,6 +292,16 @@ export class StratumMinerConnection implements ClientChannel {
     } catch (err) {
       this.replyFailure(id, err, 'mining.subscribe');
     }
+  }
+
+  private onSuggestDifficulty(id: StratumId, difficulty: number): void {
+    if (this.session) {
+      this.stratifier.suggestDifficulty(this.session, difficulty, this.working);
+    } else {
+      // Not registered yet: it becomes the difficulty the miner starts at.
+      this.initialDifficulty = difficulty;
+    }
+    this.reply(id, true);
   }
 
   private async onSubmit(id: StratumId, params: SubmitParams): Promise<void> {

@@ -1,8 +1,13 @@
 /**
- * Per-client variable difficulty (docs/design.md §4.4). Pure: the caller passes the time. Retargets
- * after enough shares or on a timer (so an idle client goes down), in powers of two, by a
+ * Per-client variable difficulty (docs/design.md §4.4). Pure: the caller passes the time.
+ * Retargets after enough shares, early when a few shares already show a client far faster
+ * than the target, or on a timer (so an idle client goes down); in powers of two, by a
  * bounded factor per step, within [floor, ceiling] where the ceiling is never above the
  * upstream difficulty.
+ *
+ * The rate is measured in work (the sum of the accepted shares' difficulties per second), not
+ * in share count: right after a retarget a miner still sends shares of its older jobs at the
+ * older difficulty, and counting them as shares of the new one would overshoot.
  */
 
 export interface VardiffConfig {
@@ -10,8 +15,14 @@ export interface VardiffConfig {
   targetShareSeconds: number;
   /** Retarget at least this often (seconds), even without shares. */
   retargetSeconds: number;
-  /** Retarget early once this many shares arrived since the last retarget. */
+  /** Retarget once this many shares arrived since the last retarget. */
   retargetShares: number;
+  /**
+   * Retarget early once this many shares arrived and their work implies at least
+   * `fastFactor` times the target rate: a fast miner gets there in seconds, not minutes.
+   */
+  fastShares: number;
+  fastFactor: number;
   /** Largest factor of one step (a power of two, e.g. 4). */
   maxStep: number;
   minDifficulty: number;
@@ -22,6 +33,10 @@ export const DEFAULT_VARDIFF: VardiffConfig = {
   targetShareSeconds: 15,
   retargetSeconds: 60,
   retargetShares: 8,
+  // Four shares implying ≥ 16× the target rate: a client at its right difficulty shows that
+  // about once in 8,000 windows (Poisson), while a miner 100× too fast shows it in 4 shares.
+  fastShares: 4,
+  fastFactor: 16,
   maxStep: 4,
   minDifficulty: 2 ** -16,
   maxDifficulty: 2 ** 32,
@@ -29,6 +44,8 @@ export const DEFAULT_VARDIFF: VardiffConfig = {
 
 export class Vardiff {
   private shares = 0;
+  /** Sum of the accepted shares' difficulties since the last retarget. */
+  private work = 0;
   private since: number;
   private current: number;
 
@@ -45,11 +62,18 @@ export class Vardiff {
     return this.current;
   }
 
-  /** Record an accepted share; returns a new difficulty when it is time to change. */
-  onShare(nowSeconds: number, ceiling: number): number | null {
+  /**
+   * Record an accepted share credited at `shareDifficulty` (the difficulty its job was sent
+   * with); returns a new difficulty when it is time to change.
+   */
+  onShare(nowSeconds: number, ceiling: number, shareDifficulty = this.current): number | null {
     this.shares += 1;
-    if (this.shares < this.config.retargetShares) return null;
-    return this.retarget(nowSeconds, ceiling);
+    this.work += shareDifficulty;
+    const { retargetShares, fastShares, fastFactor } = this.config;
+    const due =
+      this.shares >= retargetShares ||
+      (this.shares >= fastShares && this.factor(nowSeconds) >= fastFactor);
+    return due ? this.retarget(nowSeconds, ceiling) : null;
   }
 
   /** Timer tick; returns a new difficulty when the retarget interval has passed. */
@@ -66,19 +90,41 @@ export class Vardiff {
     return next;
   }
 
-  private retarget(nowSeconds: number, ceiling: number): number | null {
+  /**
+   * The miner asked for a difficulty (Stratum mining.suggest_difficulty): take it within
+   * [floor, ceiling] and measure from here. Returns the new difficulty, or null if unchanged.
+   */
+  suggest(difficulty: number, nowSeconds: number, ceiling: number): number | null {
+    const next = this.bounded(difficulty, ceiling);
+    this.restart(nowSeconds);
+    if (next === this.current) return null;
+    this.current = next;
+    return next;
+  }
+
+  /** Wanted difficulty ÷ current, from the work since the last retarget. */
+  private factor(nowSeconds: number): number {
     const elapsed = Math.max(nowSeconds - this.since, 1e-3);
-    const { targetShareSeconds, maxStep } = this.config;
-    // Shares per second observed vs wanted; no shares at all means "too hard": step down.
-    const factor = this.shares === 0 ? 1 / maxStep : (this.shares * targetShareSeconds) / elapsed;
+    return (this.work * this.config.targetShareSeconds) / (elapsed * this.current);
+  }
+
+  private retarget(nowSeconds: number, ceiling: number): number | null {
+    const { maxStep } = this.config;
+    // No shares at all means "too hard": step down.
+    const factor = this.shares === 0 ? 1 / maxStep : this.factor(nowSeconds);
     const stepped = Math.min(Math.max(factor, 1 / maxStep), maxStep);
     const wanted = 2 ** Math.round(Math.log2(this.current * stepped));
-    this.shares = 0;
-    this.since = nowSeconds;
+    this.restart(nowSeconds);
     const next = this.bounded(wanted, ceiling);
     if (next === this.current) return null;
     this.current = next;
     return next;
+  }
+
+  private restart(nowSeconds: number): void {
+    this.shares = 0;
+    this.work = 0;
+    this.since = nowSeconds;
   }
 
   private bounded(value: number, ceiling: number): number {

@@ -77,6 +77,8 @@ export interface MethodParams {
   'client.get_version': Record<string, never>;
   'mining.ping': Record<string, never>;
   'mining.submit': SubmitParams;
+  /** A miner asks for a share difficulty (cgminer, ASIC firmware); the pool may ignore it. */
+  'mining.suggest_difficulty': { difficulty: number };
 }
 
 export type Method = keyof MethodParams;
@@ -210,6 +212,7 @@ export const paramSchemas: { [M in Method]: z.ZodType<MethodParams[M]> } = {
   'client.get_version': noParams,
   'mining.ping': noParams,
   'mining.submit': submit,
+  'mining.suggest_difficulty': setDifficulty,
 };
 
 export function isMethod(method: string): method is Method {
@@ -250,6 +253,7 @@ export function encodeParams(call: Call): unknown[] {
       ];
     }
     case 'mining.set_difficulty':
+    case 'mining.suggest_difficulty':
       return [call.params.difficulty];
     case 'mining.set_extranonce':
       return [call.params.extranonce1, call.params.extranonce2Size];

@@ -9,9 +9,18 @@ import {
   parseMessage,
   parseSubscribeResult,
 } from '../../src/stratum/index.js';
+import type { Algorithm } from '../../src/work/algorithm.js';
+import { coinbaseAndRoot, prepareJob, shareHeader } from '../../src/work/header.js';
+import { parseHex, u32ToHex } from '../../src/work/hex.js';
 import type { Job } from '../../src/work/job.js';
+import { powHash } from '../../src/work/pow.js';
+import { difficultyToTarget, hashMeetsTarget } from '../../src/work/target.js';
 
-/** A scripted standard Stratum V1 miner for tests of the relay's and the client's Stratum ports. */
+/**
+ * Scripted standard Stratum V1 miners for tests of the relay's and the client's Stratum ports:
+ * TestMiner speaks the protocol line by line; CpuMiner mines with real hashes, following the
+ * work the way cpuminer and cgminer do.
+ */
 const WAIT_MS = 3_000;
 
 /** Reject after `ms` so a missing message fails fast with a name instead of a test timeout. */
@@ -54,6 +63,7 @@ export class TestMiner {
   private readonly queues = new Map<string, unknown[]>();
   private readonly waiters = new Map<string, ((params: unknown) => void)[]>();
   private readonly replies = new Map<string, (reply: Reply) => void>();
+  private readonly listeners: ((method: string, params: unknown) => void)[] = [];
   private nextId = 1;
 
   private constructor(readonly socket: Socket) {
@@ -107,6 +117,11 @@ export class TestMiner {
     return this.queues.get(method)?.length ?? 0;
   }
 
+  /** Every notification from now on, in arrival order across methods (they still queue too). */
+  onNotification(listener: (method: string, params: unknown) => void): void {
+    this.listeners.push(listener);
+  }
+
   send(data: string | Uint8Array): void {
     this.socket.write(data);
   }
@@ -142,6 +157,7 @@ export class TestMiner {
       return;
     }
     this.methods.push(message.method);
+    for (const listener of this.listeners) listener(message.method, message.params);
     const waiter = this.waiters.get(message.method)?.shift();
     if (waiter) waiter(message.params);
     else {
@@ -194,4 +210,229 @@ export async function handshake(
   const { difficulty } = await miner.next('mining.set_difficulty');
   const job = await miner.next('mining.notify');
   return { ...result.value, difficulty, job };
+}
+
+/** Simulated time for a relay's vardiff: a scripted miner moves it on as it hashes. */
+export class SimClock {
+  private seconds = 0;
+  readonly now = (): number => this.seconds;
+
+  advance(seconds: number): void {
+    this.seconds += seconds;
+  }
+}
+
+/** A share a CpuMiner sent, and how the relay answered (undefined while unanswered). */
+export interface MinedShare {
+  jobId: string;
+  /** The difficulty the miner believed in force for the job: the one its notify came after. */
+  difficulty: number;
+  /** Clock time it was found. */
+  at: number;
+  /** Whether a higher set_difficulty had already arrived when it was sent (old work). */
+  oldWork: boolean;
+  code?: number | null;
+}
+
+interface ThreadWork {
+  job: Job;
+  difficulty: number;
+  target: bigint;
+  extranonce2: string;
+  header: Uint8Array;
+  view: DataView;
+  nonce: number;
+  scanned: number;
+}
+
+interface MinerThread {
+  work: ThreadWork | null;
+  /** The job's data changed (clean job or new prevhash): drop the work now. */
+  restart: boolean;
+  /** The scan returned (a share, or its nonce range done): look for newer work. */
+  scanDone: boolean;
+}
+
+export interface CpuMinerOptions {
+  algorithm?: Algorithm;
+  /** Hash rate in the clock's time: every hash moves `clock` on by 1 / hashesPerSecond. */
+  hashesPerSecond: number;
+  clock: SimClock;
+  /** Mining threads (cpuminer -t), each with its own work (default 4). */
+  threads?: number;
+  /** Nonces a thread scans before it looks for newer work (cpuminer: about a minute's worth). */
+  scanNonces?: number;
+  /** Shares sent before waiting for the oldest answer (default 1: wait for each). */
+  pipeline?: number;
+}
+
+/**
+ * A standard CPU miner with real hashing, behaving as cpuminer (and cgminer) do with Stratum:
+ * `mining.set_difficulty` only sets the difficulty of the *next* `mining.notify`; each thread
+ * keeps mining the work it has at that work's difficulty, and takes the newest job only when
+ * its scan returns (it found a share, or its nonce range is done); only a clean job or a new
+ * prevhash restarts the threads at once. Each new work gets the next extranonce2 (cpuminer
+ * increments it per work), so shares are never duplicates. It submits every hash meeting the
+ * difficulty it believes in for that work, as a real miner does.
+ */
+export class CpuMiner {
+  readonly shares: MinedShare[] = [];
+  /** Every set_difficulty received, with the clock time it came. */
+  readonly retargets: { difficulty: number; at: number }[] = [];
+  private readonly algorithm: Algorithm;
+  private readonly threads: MinerThread[];
+  private readonly scanNonces: number;
+  private readonly pipeline: number;
+  private readonly pending: Promise<void>[] = [];
+  private readonly extranonce1: Uint8Array;
+  private nextDifficulty: number;
+  private latest: { job: Job; difficulty: number };
+  private extranonce2Counter = 0;
+
+  constructor(
+    private readonly miner: TestMiner,
+    private readonly work: Work,
+    private readonly options: CpuMinerOptions,
+  ) {
+    this.algorithm = options.algorithm ?? 'sha256d';
+    this.threads = Array.from({ length: options.threads ?? 4 }, () => ({
+      work: null,
+      restart: false,
+      scanDone: false,
+    }));
+    this.scanNonces = options.scanNonces ?? 60 * options.hashesPerSecond;
+    this.pipeline = options.pipeline ?? 1;
+    this.extranonce1 = parseHex(work.extranonce1, 'extranonce1');
+    this.nextDifficulty = work.difficulty;
+    this.latest = { job: work.job, difficulty: work.difficulty };
+    miner.onNotification((method, params) => this.onNotification(method, params));
+  }
+
+  /** The difficulty the next notify will carry (the last set_difficulty). */
+  get difficulty(): number {
+    return this.nextDifficulty;
+  }
+
+  get accepted(): MinedShare[] {
+    return this.shares.filter((s) => s.code === null);
+  }
+
+  get rejected(): MinedShare[] {
+    return this.shares.filter((s) => s.code !== null && s.code !== undefined);
+  }
+
+  /** Hash until `until()` holds (checked between hashes), then wait for every answer. */
+  async mine(until: () => boolean, maxHashes = 10_000_000): Promise<void> {
+    for (let hashes = 0; !until();) {
+      if (!this.miner.open) throw new Error('the relay closed the connection');
+      for (const thread of this.threads) {
+        const share = this.hash(thread);
+        if (share) await this.submit(share);
+      }
+      hashes += this.threads.length;
+      if (hashes > maxHashes) throw new Error(`no end after ${maxHashes} hashes`);
+      // Let the relay's lines in, as the miner's network thread would meanwhile.
+      if (hashes % 256 < this.threads.length) await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(this.pending.splice(0));
+  }
+
+  private onNotification(method: string, params: unknown): void {
+    if (method === 'mining.set_difficulty') {
+      const { difficulty } = params as MethodParams['mining.set_difficulty'];
+      this.nextDifficulty = difficulty;
+      this.retargets.push({ difficulty, at: this.options.clock.now() });
+    } else if (method === 'mining.notify') {
+      const job = params as Job;
+      const restart = job.clean || job.prevhash !== this.latest.job.prevhash;
+      this.latest = { job, difficulty: this.nextDifficulty };
+      if (restart) for (const thread of this.threads) thread.restart = true;
+    }
+  }
+
+  /** One hash on the thread's work; the share when it meets the work's difficulty. */
+  private hash(thread: MinerThread): FoundShare | null {
+    if (thread.work === null || thread.restart) this.take(thread);
+    else if (thread.scanDone && thread.work.job.jobId !== this.latest.job.jobId) this.take(thread);
+    thread.scanDone = false;
+    const work = thread.work as ThreadWork;
+    const nonce = work.nonce;
+    work.view.setUint32(76, nonce, true);
+    const hash = powHash(this.algorithm, work.header);
+    this.options.clock.advance(1 / this.options.hashesPerSecond);
+    work.nonce = (work.nonce + 1) >>> 0;
+    work.scanned += 1;
+    if (work.scanned >= this.scanNonces) {
+      work.scanned = 0;
+      thread.scanDone = true;
+    }
+    if (!hashMeetsTarget(hash, work.target)) return null;
+    thread.scanDone = true;
+    return {
+      jobId: work.job.jobId,
+      extranonce2: work.extranonce2,
+      ntime: work.job.ntime,
+      nonce: u32ToHex(nonce),
+      difficulty: work.difficulty,
+      at: this.options.clock.now(),
+      oldWork: this.nextDifficulty > work.difficulty,
+    };
+  }
+
+  /** New work from the newest job, at the difficulty its notify came with. */
+  private take(thread: MinerThread): void {
+    const { job, difficulty } = this.latest;
+    this.extranonce2Counter += 1;
+    const size = this.work.extranonce2Size;
+    const extranonce2 = (this.extranonce2Counter % 2 ** (8 * Math.min(size, 6)))
+      .toString(16)
+      .padStart(size * 2, '0');
+    const prepared = prepareJob(job);
+    const { merkleRoot } = coinbaseAndRoot(
+      prepared,
+      this.extranonce1,
+      parseHex(extranonce2, 'extranonce2'),
+    );
+    const header = shareHeader(
+      prepared,
+      merkleRoot,
+      { ntime: job.ntime, nonce: '00000000' },
+      prepared.version,
+    );
+    thread.work = {
+      job,
+      difficulty,
+      target: difficultyToTarget(difficulty, this.algorithm),
+      extranonce2,
+      header,
+      view: new DataView(header.buffer, header.byteOffset, header.byteLength),
+      nonce: 0,
+      scanned: 0,
+    };
+    thread.restart = false;
+  }
+
+  private async submit(found: FoundShare): Promise<void> {
+    const { extranonce2, ntime, nonce, ...share } = found;
+    const record: MinedShare = { ...share };
+    this.shares.push(record);
+    const answered = this.miner
+      .request('mining.submit', ['cpu.worker', share.jobId, extranonce2, ntime, nonce])
+      .then((reply) => {
+        record.code = reply.error === null ? null : replyCode(reply);
+      });
+    this.pending.push(answered);
+    if (this.pending.length >= this.pipeline) await this.pending.shift();
+  }
+}
+
+/** A share as found: what is submitted beside what is recorded. */
+type FoundShare = Omit<MinedShare, 'code'> & { extranonce2: string; ntime: string; nonce: string };
+
+/** The code of an error reply, array form ([code, message, data]) or object form. */
+function replyCode(reply: Reply): number {
+  const error = reply.error;
+  if (Array.isArray(error)) return Number(error[0]);
+  if (typeof error === 'object' && error !== null && 'code' in error) return Number(error.code);
+  return Number.NaN;
 }

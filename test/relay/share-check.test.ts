@@ -26,7 +26,8 @@ beforeAll(async () => {
   hasher = await createPowHasher('sha256d');
 });
 
-function setup(clientDifficulty: number, upstreamDifficulty = 1) {
+/** `clientDifficulty`: the job was sent at it; `currentDifficulty`: the client's now. */
+function setup(clientDifficulty: number, upstreamDifficulty = 1, currentDifficulty?: number) {
   const book = new JobBook();
   const job = book.add(sourceJob, { difficulty: upstreamDifficulty, extranonce1: 'aabbccdd' });
   const client: ShareClient = {
@@ -34,7 +35,8 @@ function setup(clientDifficulty: number, upstreamDifficulty = 1) {
     extranonce1: '0001',
     extranonce2Size: 4,
     versionMask: BIP320_MASK,
-    difficultyForJob: (id) => (id === job.id ? clientDifficulty : undefined),
+    difficulty: currentDifficulty ?? clientDifficulty,
+    jobSent: (id) => (id === job.id ? { bookId: job.id, difficulty: clientDifficulty } : undefined),
   };
   const share = { jobId: job.id, extranonce2: '00000001', ntime: '60000010', nonce: '00000000' };
   return { book, job, client, share };
@@ -73,7 +75,7 @@ describe('checkShare: docs/design.md §4.3 checks in order', () => {
     ).toMatchObject({
       code: RpcErrorCode.jobNotFound,
     });
-    const unsent = { ...client, difficultyForJob: () => undefined };
+    const unsent = { ...client, jobSent: () => undefined };
     expect(await checkShare(unsent, share, book, 'sha256d', hasher)).toMatchObject({
       code: RpcErrorCode.jobNotFound,
     });
@@ -174,13 +176,99 @@ describe('checkShare: docs/design.md §4.3 checks in order', () => {
     expect(await checkShare(client, found, book, 'sha256d', hasher)).toMatchObject({
       code: RpcErrorCode.lowDifficulty,
     });
-    // Just above what it achieved: 23; just below: accepted.
+    // Just above what it achieved: 23; just below: accepted. (Each setup is a new book, so
+    // the share names that book's id for the same job.)
     const above = setup(achieved * 1.01);
-    expect(await checkShare(above.client, found, above.book, 'sha256d', hasher)).toMatchObject({
+    expect(
+      await checkShare(
+        above.client,
+        { ...found, jobId: above.job.id },
+        above.book,
+        'sha256d',
+        hasher,
+      ),
+    ).toMatchObject({
       code: RpcErrorCode.lowDifficulty,
     });
     const below = setup(achieved * 0.99);
-    expect((await checkShare(below.client, found, below.book, 'sha256d', hasher)).ok).toBe(true);
+    expect(
+      (
+        await checkShare(
+          below.client,
+          { ...found, jobId: below.job.id },
+          below.book,
+          'sha256d',
+          hasher,
+        )
+      ).ok,
+    ).toBe(true);
+
+    // Sent at the lower difficulty, the client's is higher now (a retarget up): the job's
+    // difficulty judges, and the share is credited at it.
+    const raised = setup(achieved * 0.99, 1, 1e9);
+    expect(
+      await checkShare(
+        raised.client,
+        { ...found, jobId: raised.job.id },
+        raised.book,
+        'sha256d',
+        hasher,
+      ),
+    ).toMatchObject({
+      ok: true,
+      difficulty: achieved * 0.99,
+    });
+    // Sent above what it achieved, but the client's difficulty went down since (a miner that
+    // applies the new difficulty to the work it has): accepted, credited at the lower one.
+    const lowered = setup(achieved * 1.01, 1, achieved * 0.99);
+    expect(
+      await checkShare(
+        lowered.client,
+        { ...found, jobId: lowered.job.id },
+        lowered.book,
+        'sha256d',
+        hasher,
+      ),
+    ).toMatchObject({
+      ok: true,
+      difficulty: achieved * 0.99,
+    });
+    const stillLow = setup(achieved * 1.01, 1, achieved * 1.005);
+    expect(
+      await checkShare(
+        stillLow.client,
+        { ...found, jobId: stillLow.job.id },
+        stillLow.book,
+        'sha256d',
+        hasher,
+      ),
+    ).toMatchObject({ code: RpcErrorCode.lowDifficulty });
+  });
+
+  it('a job re-sent under a new id is the same job: one duplicate key for both ids', async () => {
+    const { book, client, share, job } = setup(MIN_DIFFICULTY);
+    const alias = book.nextId();
+    const resent: ShareClient = {
+      ...client,
+      jobSent: (id) =>
+        id === job.id || id === alias ? { bookId: job.id, difficulty: MIN_DIFFICULTY } : undefined,
+    };
+    expect(
+      await checkShare(resent, { ...share, jobId: alias }, book, 'sha256d', hasher),
+    ).toMatchObject({ ok: true, job: { id: job.id } });
+    expect(await checkShare(resent, share, book, 'sha256d', hasher)).toMatchObject({
+      code: RpcErrorCode.duplicateShare,
+    });
+    // The id alone means nothing: a client never sent it gets 21.
+    expect(
+      await checkShare(
+        client,
+        { ...share, jobId: alias, nonce: '00000009' },
+        book,
+        'sha256d',
+        hasher,
+      ),
+    ).toMatchObject({ code: RpcErrorCode.jobNotFound });
   });
 });
 
@@ -210,6 +298,16 @@ describe('JobBook', () => {
     expect(a.id).not.toBe(b.id);
     expect(book.get(a.id)).toBeUndefined();
     expect(book.get(b.id)?.source.session).toBe(2);
+  });
+
+  it('ids never repeat: not from nextId, not across books (relay restarts)', () => {
+    const book = new JobBook(64, 'feedbeef');
+    const ids = [book.add(sourceJob, terms).id, book.nextId(), book.add(sourceJob, terms).id];
+    expect(ids).toEqual(['feedbeef1', 'feedbeef2', 'feedbeef3']);
+    // Another process: its own random prefix, so the same counter gives other ids.
+    const restarted = [new JobBook(), new JobBook()].map((b) => b.add(sourceJob, terms).id);
+    expect(restarted[0]).toMatch(/^[0-9a-f]{8}1$/);
+    expect(restarted[0]).not.toBe(restarted[1]);
   });
 
   it('keeps non-clean jobs up to its bound, dropping the oldest', () => {

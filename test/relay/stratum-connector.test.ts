@@ -4,16 +4,20 @@ import type { ClientSession } from '../../src/relay/client-session.js';
 import { Stratifier } from '../../src/relay/stratifier.js';
 import { StratumConnector } from '../../src/relay/stratum-connector.js';
 import type { StratumLimits } from '../../src/relay/stratum-miner-limits.js';
+import type { VardiffConfig } from '../../src/relay/vardiff.js';
+import { headerFromJob } from '../../src/work/header.js';
 import { u32ToHex } from '../../src/work/hex.js';
 import type { Job } from '../../src/work/job.js';
 import { createPowHasher } from '../../src/work/pow.js';
-import { MIN_DIFFICULTY } from '../../src/work/target.js';
+import { hashDifficulty, MIN_DIFFICULTY } from '../../src/work/target.js';
 import { BIP320_MASK } from '../../src/work/version.js';
 import { ManualSource } from '../helpers/manual-source.js';
 import {
+  CpuMiner,
   eventually,
   handshake,
   type Reply,
+  SimClock,
   TestMiner,
   within,
   type Work,
@@ -41,22 +45,39 @@ function loggedReasons(): string[] {
 }
 
 async function startRelay(
-  options: { initialDifficulty?: number; limits?: Partial<StratumLimits> } = {},
+  options: {
+    initialDifficulty?: number;
+    /** The Stratum port's own start (config difficulty.stratumInitial). */
+    stratumInitial?: number;
+    limits?: Partial<StratumLimits>;
+    /** Vardiff settings (default: no retarget within a test). */
+    vardiff?: Partial<VardiffConfig>;
+    now?: () => number;
+  } = {},
 ): Promise<Relay> {
   const source = new ManualSource('sha256d');
   const stratifier = new Stratifier({
     source,
     algorithm: 'sha256d',
     hasher: await createPowHasher('sha256d'),
-    // MIN_DIFFICULTY: every nonce is a valid share. No vardiff retarget within a test.
+    // MIN_DIFFICULTY: every nonce is a valid share.
     initialDifficulty: options.initialDifficulty ?? MIN_DIFFICULTY,
     ticketDifficulty: MIN_DIFFICULTY,
-    vardiff: { minDifficulty: MIN_DIFFICULTY, retargetShares: 1_000 },
+    vardiff: options.vardiff ?? {
+      minDifficulty: MIN_DIFFICULTY,
+      retargetShares: 1_000,
+      fastShares: 1_000,
+    },
+    ...(options.now ? { now: options.now } : {}),
   });
   stratifier.start();
   const sessions: ClientSession[] = [];
   stratifier.on('client-open', (session) => sessions.push(session));
-  const connector = new StratumConnector(stratifier, { limits: options.limits, logger });
+  const connector = new StratumConnector(stratifier, {
+    limits: options.limits,
+    initialDifficulty: options.stratumInitial,
+    logger,
+  });
   await connector.listen('127.0.0.1', 0);
   cleanups.push(async () => {
     await connector.close();
@@ -129,7 +150,12 @@ afterEach(async () => {
   const sockets = () =>
     process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap' || r === 'TCPServerWrap');
   await eventually(() => sockets().length === 0, 'every socket closed', 1_000);
-  // No idle, handshake, grace or vardiff timer outlives the relay.
+  // No idle, handshake, grace or vardiff timer outlives the relay. (A connection clears its
+  // timers on 'close', which can come a few turns after its handle is gone: wait on
+  // setImmediate, which is no timer itself.)
+  for (let turn = 0; turn < 100 && activeTimers() > timersBefore; turn++) {
+    await new Promise((resolve) => setImmediate(resolve));
+  }
   expect(activeTimers()).toBeLessThanOrEqual(timersBefore);
 });
 
@@ -350,9 +376,9 @@ describe('stratum connector: abuse and limits', () => {
     const relay = await startRelay();
     relay.source.goLive();
     const miner = await relay.miner();
-    const unknown = await miner.request('mining.suggest_difficulty', [1024], 'abc');
+    const unknown = await miner.request('mining.suggest_target', ['00000000ffff'], 'abc');
     expect(unknown.id).toBe('abc');
-    expect(unknown.error).toEqual([-32601, 'unknown method mining.suggest_difficulty', null]);
+    expect(unknown.error).toEqual([-32601, 'unknown method mining.suggest_target', null]);
     const poolSide = await miner.request('mining.set_difficulty', [1]);
     expect(errorCode(poolSide)).toBe(-32601);
     expect((await miner.request('mining.ping')).result).toBe('pong');
@@ -491,3 +517,173 @@ describe('stratum connector: upstream changes', () => {
     expect(work.job.clean).toBe(true);
   });
 });
+
+describe('stratum connector: difficulty', () => {
+  it("starts miners at the port's own difficulty, or at the one they suggest before subscribing", async () => {
+    const relay = await startRelay({
+      initialDifficulty: 2 ** -10, // circuits'
+      stratumInitial: 2 ** -20,
+      vardiff: { minDifficulty: 2 ** -24, maxDifficulty: 2 ** -4, fastShares: 1_000 },
+    });
+    relay.source.goLive({ difficulty: 2 ** -6 });
+    expect((await handshake(await relay.miner())).difficulty).toBe(2 ** -20);
+
+    const suggested = async (difficulty: unknown): Promise<number> => {
+      const miner = await relay.miner();
+      expect(await miner.request('mining.suggest_difficulty', [difficulty])).toMatchObject({
+        result: true,
+        error: null,
+      });
+      return (await handshake(miner)).difficulty;
+    };
+    expect(await suggested(2 ** -8)).toBe(2 ** -8);
+    // Clamped to [min, max], and never above the upstream difficulty (2^-6 here).
+    expect(await suggested(2 ** -40)).toBe(2 ** -24);
+    expect(await suggested(1e9)).toBe(2 ** -6);
+    expect(await suggested(3e-5)).toBe(3e-5); // taken as asked, not rounded
+
+    // Refused as invalid params, naming the field; the miner stays.
+    const miner = await relay.miner();
+    expect((await miner.request('mining.suggest_difficulty', [0])).error).toEqual([
+      -32602,
+      'mining.suggest_difficulty: difficulty: must be finite and > 0',
+      null,
+    ]);
+    expect((await miner.request('mining.suggest_difficulty', ['8'])).error).toEqual([
+      -32602,
+      'mining.suggest_difficulty: difficulty: expected a number',
+      null,
+    ]);
+    expect(errorCode(await miner.request('mining.suggest_difficulty', []))).toBe(-32602);
+    expect(miner.open).toBe(true);
+  });
+
+  it('a suggestion while working: set_difficulty, then the same work under a new id; the old id keeps its difficulty', async () => {
+    const relay = await startRelay();
+    relay.source.goLive({ difficulty: 1e12 });
+    // Between subscribe and authorize: it is the difficulty work starts at.
+    const miner = await relay.miner();
+    await miner.request('mining.subscribe', []);
+    expect((await miner.request('mining.suggest_difficulty', [2 ** -31])).result).toBe(true);
+    expect((await miner.request('mining.authorize', ['w', 'x'])).result).toBe(true);
+    expect((await miner.next('mining.set_difficulty')).difficulty).toBe(2 ** -31);
+    const first = await miner.next('mining.notify');
+    expect(miner.methods).toEqual(['mining.set_difficulty', 'mining.notify']);
+
+    // While working: set_difficulty, then the current job under a new id, not clean (the
+    // miner finishes what it has: that work was sent at 2^-31 and is judged at it).
+    expect((await miner.request('mining.suggest_difficulty', [2 ** -8])).result).toBe(true);
+    expect((await miner.next('mining.set_difficulty')).difficulty).toBe(2 ** -8);
+    const resent = await miner.next('mining.notify');
+    expect(resent.jobId).not.toBe(first.jobId);
+    expect(resent).toEqual({ ...first, jobId: resent.jobId, clean: false });
+    const work: Work = {
+      extranonce1: relay.sessions[0]?.extranonce1 ?? '',
+      extranonce2Size: 6,
+      difficulty: 2 ** -31,
+      job: first,
+    };
+    // Half of all hashes meet 2^-31, one in 2^24 meets 2^-8: find an old-work share that
+    // meets the first and not the second, and a second one for the new id.
+    const below = await sharesBelow(work, 2 ** -31, 2 ** -8, 2);
+    expect((await miner.request('mining.submit', share(work, below[0] ?? {}))).result).toBe(true);
+    const late = share(work, { ...below[1], job: resent });
+    expect((await miner.request('mining.submit', late)).error).toEqual([
+      23,
+      'low difficulty share',
+      null,
+    ]);
+    // The same suggestion again changes nothing: no new job.
+    await miner.request('mining.suggest_difficulty', [2 ** -8]);
+    await miner.request('mining.ping');
+    expect(miner.queued('mining.notify')).toBe(0);
+  });
+
+  it('a cpuminer-like miner far faster than the target: vardiff gets there in seconds, no honest share is rejected', async () => {
+    // Simulated time: the miner moves the relay's clock on by 1/256 s per hash it computes.
+    // That squeezes 25 minutes into a few real seconds, so the per-second request limit
+    // (real time) is lifted.
+    const clock = new SimClock();
+    const relay = await startRelay({
+      stratumInitial: 2 ** -28, // 16 hashes a share: 16 shares a second
+      vardiff: { minDifficulty: MIN_DIFFICULTY }, // the defaults: one share per 15 s
+      now: clock.now,
+      limits: { maxRequestsPerSecond: 1_000_000 },
+    });
+    relay.source.goLive({ difficulty: 1e12 });
+    const miner = await relay.miner();
+    const work = await handshake(miner);
+    expect(work.difficulty).toBe(2 ** -28);
+    const cpu = new CpuMiner(miner, work, { hashesPerSecond: 256, clock, threads: 4 });
+
+    // 15 s a share at 256 hashes/s is difficulty 15 × 256 / 2^32 ≈ 2^-20.1. Within the first
+    // simulated minute it is within 4× of that, after several retargets.
+    await cpu.mine(() => clock.now() >= 60);
+    expect(cpu.difficulty).toBeGreaterThanOrEqual(2 ** -22);
+    expect(cpu.retargets.length).toBeGreaterThanOrEqual(3);
+
+    // The pool's work changes meanwhile, as it does: a new job, then a new block. (The ping
+    // lets the notify reach the miner before it hashes on: work of the old block found after
+    // the new one is stale, 21, for any pool.)
+    relay.source.newJob({ clean: false });
+    await cpu.mine(() => clock.now() >= 300);
+    relay.source.newJob({ clean: true });
+    await miner.request('mining.ping');
+    await cpu.mine(() => clock.now() >= 1500);
+
+    // Not one honest share rejected: not the ones of work taken before a retarget and sent
+    // after it at the old difficulty (the shares cpuminer lost), of which there were some.
+    expect(cpu.rejected).toEqual([]);
+    expect(cpu.shares.every((s) => s.code === null)).toBe(true);
+    expect(cpu.shares.filter((s) => s.oldWork).length).toBeGreaterThan(0);
+    // Settled: over the last 20 minutes, within 4× of one share per 15 s.
+    const settled = cpu.accepted.filter((s) => s.at >= 300).length;
+    expect(settled).toBeGreaterThanOrEqual(1200 / 60);
+    expect(settled).toBeLessThanOrEqual(1200 / 3.75);
+    // Every set_difficulty was followed by a notify (a job with a new id) before any other.
+    const methods = miner.methods;
+    methods.forEach((method, i) => {
+      if (method === 'mining.set_difficulty') expect(methods[i + 1]).toBe('mining.notify');
+    });
+    expect(new Set(relay.sessions.map((s) => s.rejected))).toEqual(new Set([0]));
+  }, 60_000);
+
+  it('work for a job of an old connection is stale (21), also after the relay restarts', async () => {
+    const before = await startRelay();
+    before.source.goLive({ difficulty: 1e12 });
+    const gone = await before.miner();
+    const old = await handshake(gone);
+    await gone.close();
+    await cleanups.splice(0)[0]?.(); // the relay stops
+
+    // The restarted relay's first job: its ids do not repeat the old process's.
+    const after = await startRelay();
+    after.source.goLive({ difficulty: 1e12 });
+    const miner = await after.miner();
+    const work = await handshake(miner);
+    expect(work.job.jobId).not.toBe(old.job.jobId);
+    const stale = await miner.request('mining.submit', share(work, { job: old.job }));
+    expect(stale.error).toEqual([21, 'job not found (stale)', null]);
+    expect((await miner.request('mining.submit', share(work, {}))).result).toBe(true);
+  });
+});
+
+/** `count` shares of `work` whose hash meets `low` but not `high` (distinct nonces). */
+async function sharesBelow(
+  work: Work,
+  low: number,
+  high: number,
+  count: number,
+): Promise<{ extranonce2: string; nonce: string }[]> {
+  const hasher = await createPowHasher('sha256d');
+  const found: { extranonce2: string; nonce: string }[] = [];
+  const extranonce2 = '00'.repeat(work.extranonce2Size);
+  for (let n = 0; found.length < count; n++) {
+    const nonce = u32ToHex(0x40000000 + n);
+    const candidate = { jobId: work.job.jobId, extranonce2, ntime: work.job.ntime, nonce };
+    const { header } = headerFromJob(work.job, work.extranonce1, candidate, null);
+    const achieved = hashDifficulty(await hasher(header), 'sha256d');
+    if (achieved >= low && achieved < high) found.push({ extranonce2, nonce });
+  }
+  return found;
+}

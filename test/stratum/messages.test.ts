@@ -76,11 +76,11 @@ describe('parseMessage: envelope', () => {
   });
 
   it('passes unknown methods through as "unknown" with their id', () => {
-    expect(call('mining.suggest_difficulty', [512], 4)).toEqual({
+    expect(call('mining.suggest_target', ['00000000ffff'], 4)).toEqual({
       kind: 'unknown',
       id: 4,
-      method: 'mining.suggest_difficulty',
-      params: [512],
+      method: 'mining.suggest_target',
+      params: ['00000000ffff'],
     });
     expect(call('x.y', [], null)).toMatchObject({ kind: 'unknown', id: null });
   });
@@ -321,6 +321,7 @@ describe('encoders', () => {
       },
     },
     { method: 'mining.set_difficulty', params: { difficulty: 1024.5 } },
+    { method: 'mining.suggest_difficulty', params: { difficulty: 512 } },
     { method: 'mining.set_extranonce', params: { extranonce1: 'abcd', extranonce2Size: 6 } },
     { method: 'mining.set_version_mask', params: { mask: 0x00ffe000 } },
     { method: 'client.reconnect', params: { host: 'h.example', port: 3334, waitSeconds: 2 } },
