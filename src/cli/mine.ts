@@ -2,6 +2,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { MineApp } from '../client/mine-app.js';
+import { parseCircuitUrl } from '../client/relay-url.js';
 import { formatStatus } from '../client/status-line.js';
 import { Wallet } from '../client/wallet.js';
 import { createLogger } from '../log.js';
@@ -20,6 +21,7 @@ interface MineFlags {
   stratumListen?: string;
   socksListen?: string;
   autoRedeem: boolean;
+  priorityTickets: number;
   logLevel: string;
   statusInterval: number;
 }
@@ -51,6 +53,12 @@ export function mineCommand(): Command {
       "a local SOCKS5 port whose streams use the relay's priority tunnel",
     )
     .option('--no-auto-redeem', 'do not redeem wallet tickets for SOCKS streams automatically')
+    .option(
+      '--priority-tickets <n>',
+      "tickets to keep paid into the SOCKS streams' grant per window: more buy a higher group",
+      intIn(1, 100),
+      1,
+    )
     .option('--log-level <level>', 'log level (logs go to stderr)', 'warn')
     .option(
       '--status-interval <s>',
@@ -62,10 +70,12 @@ export function mineCommand(): Command {
       let stratumListen: { host: string; port: number } | undefined;
       let socksListen: { host: string; port: number } | undefined;
       let wallet: Wallet | undefined;
+      let relayUrl: string;
       try {
-        const url = new URL(flags.relay);
-        if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
-          throw new Error('--relay: expected a ws:// or wss:// URL (the relay circuit endpoint)');
+        try {
+          relayUrl = parseCircuitUrl(flags.relay);
+        } catch (err) {
+          throw new Error(`--relay: ${(err as Error).message}`);
         }
         if (flags.relayIdentity !== undefined && !/^[0-9a-f]{64}$/i.test(flags.relayIdentity)) {
           throw new Error('--relay-identity: expected 64 hex characters');
@@ -90,7 +100,7 @@ export function mineCommand(): Command {
       let app: MineApp;
       try {
         app = new MineApp({
-          relayUrl: flags.relay,
+          relayUrl,
           mode: flags.donate ? 'donate' : 'tickets',
           threads: flags.threads,
           cpuPercent: flags.cpu,
@@ -101,39 +111,61 @@ export function mineCommand(): Command {
           ...(stratumListen ? { stratumListen } : {}),
           ...(socksListen ? { socksListen } : {}),
           autoRedeem: flags.autoRedeem,
+          priorityTickets: flags.priorityTickets,
           logger,
         });
       } catch (err) {
         wallet?.close();
         return fail('mine', err);
       }
-      app.start();
       const tty = process.stdout.isTTY;
       const show = () => {
         const line = formatStatus(app.status());
         process.stdout.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
       };
-      const timer = setInterval(show, tty ? 1000 : flags.statusInterval * 1000);
+      /** A plain line on stderr (over the status line on a terminal, which redraws). */
+      const say = (message: string) => {
+        if (tty) process.stdout.write('\r\x1b[K');
+        process.stderr.write(`powbridge mine: ${message}\n`);
+      };
       app.on('ticket', () => {
         if (!tty) process.stdout.write('ticket stored in the wallet\n');
       });
+      // Why there is no circuit, once per cause (not once per retry) until mining resumes.
+      let told: string | null = null;
+      app.on('link', (link) => {
+        if (link.state === 'live') told = null;
+        if (link.state !== 'retrying' || link.reason === told) return;
+        told = link.reason;
+        const seconds = Math.max(1, Math.round((link.retryAt - Date.now()) / 1000));
+        say(`${link.reason} (${link.refused ? 'paused, next try' : 'retrying'} in ${seconds} s)`);
+      });
       let stopping = false;
-      const stop = () => {
+      const timer = setInterval(show, tty ? 1000 : flags.statusInterval * 1000);
+      const stop = (exitCode: number, lastLine: boolean) => {
         if (stopping) return;
         stopping = true;
         clearInterval(timer);
         // A last status line: what this run did, even if it was shorter than an interval.
-        show();
-        if (tty) process.stdout.write('\n');
+        if (lastLine) {
+          show();
+          if (tty) process.stdout.write('\n');
+        }
         app
           .stop()
           .catch((err: unknown) => logger.error({ err: String(err) }, 'error while stopping'))
           .finally(() => {
             wallet?.close();
-            process.exit(0);
+            process.exit(exitCode);
           });
       };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      // A relay that cannot be mined for (wrong path, not the pinned relay): one line, exit 2.
+      app.on('fatal', (err) => {
+        say(err.message);
+        stop(2, false);
+      });
+      app.start();
+      process.once('SIGINT', () => stop(0, true));
+      process.once('SIGTERM', () => stop(0, true));
     });
 }

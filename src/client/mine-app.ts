@@ -1,24 +1,27 @@
 import { EventEmitter } from 'node:events';
 import type { Agent } from 'node:http';
 import { type Logger, silentLogger } from '../log.js';
-import { RpcError, RpcErrorCode } from '../protocol/errors.js';
-import type { RegisterResult, TicketTerms } from '../protocol/messages.js';
-import { CircuitSource } from './circuit-source.js';
+import type { RegisterResult } from '../protocol/messages.js';
+import { KeyPin } from '../tickets/key-pin.js';
+import { type CircuitLink, CircuitSource } from './circuit-source.js';
+import type { UnusableRelayError } from './connect-errors.js';
 import { Miner } from './miner.js';
 import type { MinerStats } from './miner-stats.js';
 import { circuitUrl } from './redeem.js';
-import { checkTerms } from './relay-descriptor.js';
+import { admitRelay } from './relay-descriptor.js';
 import { isolatedSocksAgents, parseSocksProxy } from './socks-agent.js';
 import { GrantKeeper, type SocksFront, startSocksFront, walletRedeemer } from './socks-front.js';
 import { type StratumFront, startStratumFront } from './stratum-front.js';
-import { TicketClient } from './ticket-client.js';
+import { TicketLoop } from './ticket-loop.js';
 import type { Wallet } from './wallet.js';
 
 /**
  * `powbridge mine`: one circuit to the relay (through Tor's SOCKS port for real use), the
  * worker-pool miner on it, the ticket loop that turns credit into tickets, the wallet that
  * keeps them, and optionally a Stratum port for standard miners. A ticket is written to the
- * wallet before anything reports it.
+ * wallet before anything reports it. The workers hash only while the circuit is live (the
+ * relay has upstream work and, with --relay-identity, its descriptor checked out); a relay
+ * that cannot be mined for (wrong path, not the pinned relay) stops the app (`fatal`).
  */
 
 export interface MineOptions {
@@ -37,12 +40,15 @@ export interface MineOptions {
   socksListen?: { host: string; port: number };
   /** Redeem wallet tickets automatically while SOCKS streams are active (default true). */
   autoRedeem?: boolean;
+  /** Tickets to keep paid into the SOCKS streams' grant per window: its group (default 1). */
+  priorityTickets?: number;
   agent?: string;
   logger?: Logger;
 }
 
 export interface MineStatus {
-  state: string;
+  /** Where the circuit stands (`live`: mining). */
+  link: CircuitLink;
   miner: MinerStats | null;
   credit: number;
   tickets: number;
@@ -52,32 +58,38 @@ export interface MineStatus {
 export interface MineEvents {
   /** A ticket is safely in the wallet. */
   ticket: [{ day: number; keyId: string }];
-  status: [MineStatus];
+  /** The circuit's state changed (connecting, live, paused, retrying with the reason...). */
+  link: [CircuitLink];
+  /** This relay cannot be mined for: everything has stopped mining; call stop(). */
+  fatal: [UnusableRelayError];
 }
 
 export class MineApp extends EventEmitter<MineEvents> {
   readonly source: CircuitSource;
   private readonly miner: Miner | null;
+  private readonly tickets: TicketLoop | null;
   private readonly agent: Agent | undefined;
   private readonly log: Logger;
   private front: StratumFront | null = null;
   private socks: SocksFront | null = null;
   private keeper: GrantKeeper | null = null;
-  private ticketsEarned = 0;
-  private ticketBusy = false;
-  private ticketError: string | null = null;
-  private verifiedTerms = new WeakSet<RegisterResult>();
+  /** With --relay-identity: the relay's ticket keys as its descriptors showed them this run. */
+  private readonly pin: KeyPin | null;
 
   constructor(private readonly options: MineOptions) {
     super();
     this.log = options.logger ?? silentLogger;
     // One agent (one set of SOCKS credentials, so one Tor circuit) for the mining circuit.
     this.agent = options.proxy ? isolatedSocksAgents(parseSocksProxy(options.proxy))() : undefined;
+    const identity = options.relayIdentity;
+    this.pin = identity ? new KeyPin(identity.toLowerCase()) : null;
     this.source = new CircuitSource({
       url: options.relayUrl,
       mode: options.mode,
       agent: options.agent ?? 'powbridge-miner',
       ...(this.agent ? { httpAgent: this.agent } : {}),
+      ...(options.proxy ? { proxy: options.proxy } : {}),
+      ...(identity ? { admit: (result) => this.admit(identity, result) } : {}),
       logger: this.log.child({ component: 'circuit' }),
     });
     this.miner =
@@ -90,8 +102,22 @@ export class MineApp extends EventEmitter<MineEvents> {
             logger: this.log.child({ component: 'miner' }),
           })
         : null;
-    this.source.updates.on('credit', () => void this.maybeTicket());
-    this.source.updates.on('registered', (r) => void this.onRegistered(r));
+    const wallet = options.wallet;
+    this.tickets =
+      wallet && options.mode === 'tickets'
+        ? new TicketLoop({
+            source: this.source,
+            wallet,
+            // Under the normalised URL, so `powbridge tickets redeem --relay …` finds them.
+            relayUrl: circuitUrl(options.relayUrl),
+            logger: this.log.child({ component: 'tickets' }),
+          })
+        : null;
+    this.tickets?.on('ticket', (t) => this.emit('ticket', { day: t.day, keyId: t.keyId }));
+    this.source.updates.on('credit', () => this.tickets?.poke());
+    this.source.updates.on('registered', () => void this.onRegistered());
+    this.source.updates.on('link', (link) => this.emit('link', link));
+    this.source.updates.on('fatal', (err) => void this.onFatal(err));
   }
 
   start(): void {
@@ -106,16 +132,33 @@ export class MineApp extends EventEmitter<MineEvents> {
     await this.front?.close();
     await this.miner?.stop();
     await this.source.stop();
+    await this.tickets?.close();
   }
 
   status(): MineStatus {
     return {
-      state: this.source.status().state,
+      link: this.source.link(),
       miner: this.miner?.stats() ?? null,
       credit: this.source.credit,
-      tickets: this.ticketsEarned,
-      ticketError: this.ticketError,
+      tickets: this.tickets?.tickets ?? 0,
+      ticketError: this.tickets?.lastError ?? null,
     };
+  }
+
+  /** --relay-identity: the relay's descriptor must be signed by it and list the offered key. */
+  private admit(identity: string, result: RegisterResult): Promise<void> {
+    return admitRelay(
+      this.options.relayUrl,
+      identity,
+      this.options.mode === 'tickets' ? result.ticket : null,
+      { ...(this.agent ? { agent: this.agent } : {}), ...(this.pin ? { pin: this.pin } : {}) },
+    );
+  }
+
+  private async onFatal(err: UnusableRelayError): Promise<void> {
+    // The source has stopped; the workers must not wait on it. Shares cannot be sent anyway.
+    await this.miner?.stop();
+    this.emit('fatal', err);
   }
 
   /** SOCKS5 → tunnel, one Tor circuit per stream with --proxy, tickets redeemed as needed. */
@@ -132,6 +175,7 @@ export class MineApp extends EventEmitter<MineEvents> {
           logger: this.log.child({ component: 'grants' }),
         }),
         autoRedeem: this.options.autoRedeem ?? true,
+        tickets: this.options.priorityTickets ?? 1,
         logger: this.log.child({ component: 'grants' }),
       });
     }
@@ -149,7 +193,7 @@ export class MineApp extends EventEmitter<MineEvents> {
     }
   }
 
-  private async onRegistered(result: RegisterResult): Promise<void> {
+  private async onRegistered(): Promise<void> {
     if (this.options.stratumListen && !this.front) {
       try {
         this.front = await startStratumFront({
@@ -162,65 +206,6 @@ export class MineApp extends EventEmitter<MineEvents> {
         this.log.error({ err: (err as Error).message }, 'Stratum front failed to start');
       }
     }
-    if (result.ticket && this.options.mode === 'tickets') await this.verify(result);
-  }
-
-  /** Check the relay's ticket key against its descriptor signed by the pinned identity. */
-  private async verify(result: RegisterResult): Promise<boolean> {
-    if (this.verifiedTerms.has(result)) return true;
-    const terms = result.ticket as TicketTerms;
-    if (!this.options.relayIdentity) {
-      this.verifiedTerms.add(result);
-      return true;
-    }
-    try {
-      await checkTerms(this.options.relayUrl, this.options.relayIdentity, terms, {
-        ...(this.agent ? { agent: this.agent } : {}),
-      });
-      this.verifiedTerms.add(result);
-      return true;
-    } catch (err) {
-      this.ticketError = `relay ticket key not trusted: ${(err as Error).message}`;
-      this.log.error({ err: this.ticketError }, 'refusing tickets from this relay');
-      return false;
-    }
-  }
-
-  /** Credit covers the price: get a ticket, store it, then count it. One at a time. */
-  private async maybeTicket(): Promise<void> {
-    const registered = this.source.registered;
-    const terms = registered?.ticket;
-    const wallet = this.options.wallet;
-    if (this.ticketBusy || !terms || !wallet || this.options.mode !== 'tickets') return;
-    if (this.source.credit < terms.price) return;
-    const circuit = this.source.circuit;
-    if (!circuit || !registered || !(await this.verify(registered))) return;
-    this.ticketBusy = true;
-    try {
-      const issued = await new TicketClient(terms).obtain(circuit, () =>
-        this.source.noteSpent(terms.price),
-      );
-      // Durable before anything else learns of it (status line, log, counters).
-      // Under the normalised URL, so `powbridge tickets redeem --relay …` finds them.
-      wallet.add(circuitUrl(this.options.relayUrl), issued, Date.now() / 1000);
-      this.ticketsEarned += 1;
-      this.ticketError = null;
-      this.emit('ticket', { day: issued.day, keyId: issued.keyId });
-      this.log.info({ day: issued.day }, 'ticket stored in the wallet');
-    } catch (err) {
-      if (err instanceof RpcError && err.code === RpcErrorCode.notEnoughCredit) {
-        // Our view of the credit ran ahead of the relay's: wait for the next share.
-        this.log.debug('not enough credit yet');
-      } else {
-        this.ticketError = (err as Error).message;
-        this.log.warn({ err: this.ticketError }, 'ticket request failed');
-      }
-    } finally {
-      this.ticketBusy = false;
-    }
-    // More credit may have arrived meanwhile (e.g. a burst of shares).
-    if (this.source.credit >= (terms.price ?? Infinity) && this.ticketError === null) {
-      void this.maybeTicket();
-    }
+    this.tickets?.poke();
   }
 }

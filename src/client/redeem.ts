@@ -35,6 +35,8 @@ export interface RedeemOptions {
   /** Ticket ids not to try (already refused in this run). */
   skip?: readonly number[];
   timeoutMs?: number;
+  /** A live grant's token: the ticket tops it up (a higher group, docs/design.md §8). */
+  grant?: string;
 }
 
 export type RedeemOutcome =
@@ -67,7 +69,10 @@ export async function redeemFromWallet(
       ...(agent ? { agent } : {}),
       ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
     });
-    const grant = await circuit.request('ticket.redeem', { ticket: entry.ticket });
+    const grant = await circuit.request('ticket.redeem', {
+      ticket: entry.ticket,
+      ...(options.grant === undefined ? {} : { grant: options.grant }),
+    });
     wallet.markSpent(ticketId, options.now(), grant.expiresAt);
     return { kind: 'granted', ticketId, grant };
   } catch (err) {

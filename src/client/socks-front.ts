@@ -11,7 +11,7 @@ import type { Wallet } from './wallet.js';
  * through the relay's priority tunnel. No authentication, CONNECT only; IPv4, IPv6 and domain
  * names (the relay resolves names, so no DNS query leaves this host). Each stream carries the
  * current grant token, if any; a GrantKeeper redeems wallet tickets while streams are active
- * so new streams keep the paid class.
+ * so new streams keep the paid class, and tops the grant up to the tier the user asked for.
  *
  * Nothing here logs a destination or a local client's address.
  */
@@ -23,10 +23,20 @@ export interface GrantLike {
 }
 
 export interface GrantKeeperOptions {
-  /** Obtain a fresh grant (e.g. `walletRedeemer`); null when none could be had. */
-  redeem: () => Promise<GrantLike | null>;
+  /**
+   * Spend one ticket (e.g. `walletRedeemer`): for a fresh grant, or with `topUp`, the token
+   * of the live grant, into that grant. The relay answers a top-up with the same token, or
+   * with a new grant when it no longer knows the token. Null when no ticket could be spent.
+   */
+  redeem: (topUp?: string) => Promise<GrantLike | null>;
   /** Redeem by itself while streams are active (default true). */
   autoRedeem?: boolean;
+  /**
+   * Tickets to keep paid into the grant in each window (default 1). The relay puts a grant's
+   * streams in a higher group for more tickets in the window (docs/design.md §8); above 1 the
+   * keeper tops the grant up, one ticket at a time, while the wallet has tickets.
+   */
+  tickets?: number;
   /** A grant expiring within this many seconds is treated as gone (default 60). */
   marginSeconds?: number;
   /** After a redeem that brought nothing, wait this long before another (default 60). */
@@ -41,27 +51,42 @@ export interface GrantKeeperOptions {
 /**
  * Holds the current grant and renews it while streams are active: when a stream starts, or
  * the grant comes within the margin of expiry while streams run, it calls `redeem()`, never
- * two at a time. A grant only applies to streams opened after it (the relay reads the token
- * at upgrade), so the renewal is for the streams to come.
+ * two at a time. A renewal is a fresh grant (a new token), which applies to streams opened
+ * after it (the relay reads the token at upgrade), so the renewal is for the streams to come.
+ *
+ * With `tickets` above 1 it also tops the grant up: each ticket paid in counts for a window
+ * from its redemption, so whenever fewer than `tickets` of them are good beyond the margin it
+ * spends one more into the same token. A top-up moves the grant's open streams as well, since
+ * the relay classifies every chunk by the token's tickets. It links the tickets of one grant
+ * to each other, the price of a higher group; renewals stay unlinked.
  */
 export class GrantKeeper {
   private grant: GrantLike | null = null;
+  /** When each ticket paid into the current grant stops counting (Unix seconds). */
+  private paid: number[] = [];
   private inflight: Promise<void> | null = null;
   private retryAt = 0;
   private leases = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly autoRedeem: boolean;
+  private readonly tickets: number;
   private readonly margin: number;
   private readonly retry: number;
   private readonly waitMs: number;
   private readonly now: () => number;
   private readonly log: Logger;
-  /** Redeem calls made (for status lines and tests). */
+  /** Redeem calls made, top-ups included (for status lines and tests). */
   redeems = 0;
+  /** Of those, top-ups of a live grant. */
+  topUps = 0;
 
   constructor(private readonly options: GrantKeeperOptions) {
     this.autoRedeem = options.autoRedeem ?? true;
+    this.tickets = options.tickets ?? 1;
+    if (!Number.isInteger(this.tickets) || this.tickets < 1) {
+      throw new RangeError(`tickets per grant must be a positive integer, not ${this.tickets}`);
+    }
     this.margin = options.marginSeconds ?? 60;
     this.retry = options.retrySeconds ?? 60;
     this.waitMs = options.waitMs ?? 5000;
@@ -81,15 +106,23 @@ export class GrantKeeper {
     return grant.token;
   }
 
-  /** Install a grant obtained elsewhere. */
+  /** Tickets paid into the current grant that still count beyond the margin. */
+  get paidTickets(): number {
+    if (this.current() === null) return 0;
+    const until = this.now() + this.margin;
+    return this.paid.filter((expiresAt) => expiresAt > until).length;
+  }
+
+  /** Install a grant obtained elsewhere (taken as one ticket). */
   set(grant: GrantLike | null): void {
     this.grant = grant;
+    this.paid = grant ? [grant.expiresAt] : [];
     this.schedule();
   }
 
   /** The relay refused this token (401): forget it. */
   invalidate(token: string): void {
-    if (this.grant?.token === token) this.grant = null;
+    if (this.grant?.token === token) this.set(null);
   }
 
   /** Mark a stream active; returns its release (idempotent). */
@@ -132,16 +165,23 @@ export class GrantKeeper {
     clearTimeout(this.timer);
   }
 
-  /** Start a redeem if one is due: streams active, no usable grant, none running, not backing off. */
+  /**
+   * Start a redeem if one is due: streams active, none running, not backing off, and either
+   * no usable grant (a fresh one) or fewer tickets in it than asked for (a top-up). Each
+   * redeem that brings a grant kicks again, so top-ups follow one another up to the tier.
+   */
   private kick(): void {
     if (!this.autoRedeem || this.closed || this.leases === 0) return;
-    if (this.inflight || this.current() !== null || this.now() < this.retryAt) return;
+    if (this.inflight || this.now() < this.retryAt) return;
+    const topUp = this.current();
+    if (topUp !== null && this.paidTickets >= this.tickets) return;
     this.redeems++;
+    if (topUp !== null) this.topUps++;
     this.inflight = (async () => {
       try {
-        const grant = await this.options.redeem();
+        const grant = await this.options.redeem(topUp ?? undefined);
         if (grant) {
-          this.grant = grant;
+          this.took(grant, topUp);
           this.retryAt = 0;
         } else {
           this.retryAt = this.now() + this.retry;
@@ -151,17 +191,31 @@ export class GrantKeeper {
         this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'redeem failed');
       } finally {
         this.inflight = null;
-        this.schedule();
+        this.kick();
+        if (!this.inflight) this.schedule();
       }
     })();
   }
 
-  /** While streams are active, wake up when the grant enters the margin (or the backoff ends). */
+  /** A ticket went into `grant`: into the current one when the relay topped it up. */
+  private took(grant: GrantLike, topUp: string | null): void {
+    if (topUp !== null && grant.token === topUp && this.grant?.token === topUp) {
+      this.paid.push(grant.expiresAt);
+      this.grant = { token: topUp, expiresAt: Math.max(this.grant.expiresAt, grant.expiresAt) };
+    } else {
+      this.grant = grant;
+      this.paid = [grant.expiresAt];
+    }
+  }
+
+  /**
+   * While streams are active, wake up when the grant enters the margin, when one of its
+   * tickets stops counting for the tier, or when the backoff ends.
+   */
   private schedule(): void {
     clearTimeout(this.timer);
     if (this.closed || this.leases === 0 || !this.autoRedeem) return;
-    const due = this.grant ? this.grant.expiresAt - this.margin : this.retryAt;
-    const delayMs = Math.max(1000, (due - this.now()) * 1000);
+    const delayMs = Math.max(1000, (this.nextDue() - this.now()) * 1000);
     if (!Number.isFinite(delayMs) || delayMs > 2 ** 31 - 1) return;
     this.timer = setTimeout(() => {
       this.kick();
@@ -169,25 +223,47 @@ export class GrantKeeper {
     }, delayMs);
     this.timer.unref();
   }
+
+  /** When kick() next has something to do (Unix seconds). */
+  private nextDue(): number {
+    if (this.current() === null) return this.retryAt;
+    const renewal = (this.grant?.expiresAt ?? 0) - this.margin;
+    if (this.tickets === 1) return renewal;
+    if (this.paidTickets < this.tickets) return Math.min(renewal, this.retryAt);
+    const until = this.now() + this.margin;
+    const lapses = this.paid.filter((e) => e > until).map((e) => e - this.margin);
+    return Math.min(renewal, ...lapses);
+  }
 }
 
 /**
- * A `redeem` for GrantKeeper that spends wallet tickets: tickets the relay calls spent or
- * expired are settled in the wallet and the next one is tried (a few at most); anything else
- * brings nothing this time.
+ * A `redeem` for GrantKeeper that spends wallet tickets, into a new grant or, with `topUp`,
+ * into that grant: tickets the relay calls spent or expired are settled in the wallet and the
+ * next one is tried (a few at most); anything else brings nothing this time.
  */
 export function walletRedeemer(
   wallet: Wallet,
   options: RedeemOptions & { logger?: Logger; maxTries?: number },
-): () => Promise<GrantLike | null> {
+): (topUp?: string) => Promise<GrantLike | null> {
   const log = options.logger ?? silentLogger;
-  return async () => {
+  return async (topUp) => {
     const skip = [...(options.skip ?? [])];
     for (let i = 0; i < (options.maxTries ?? 3); i++) {
-      const outcome = await redeemFromWallet(wallet, { ...options, skip });
+      const outcome = await redeemFromWallet(wallet, {
+        ...options,
+        skip,
+        ...(topUp === undefined ? {} : { grant: topUp }),
+      });
       switch (outcome.kind) {
         case 'granted':
-          log.info({ class: outcome.grant.class, expiresAt: outcome.grant.expiresAt }, 'grant');
+          log.info(
+            {
+              class: outcome.grant.class,
+              expiresAt: outcome.grant.expiresAt,
+              topUp: topUp !== undefined && outcome.grant.token === topUp,
+            },
+            'grant',
+          );
           return { token: outcome.grant.token, expiresAt: outcome.grant.expiresAt };
         case 'none':
           return null;

@@ -2,6 +2,7 @@ import { Htb, htbSpec, parseHtbConfig } from './htb.js';
 import type { ClassStats, HtbClassTree, HtbInput, HtbSpec } from './htb.js';
 import { FREE_CLASS } from './shaper.js';
 import type { Shaper, ShapingGrant } from './shaper.js';
+import { DEFAULT_TICKET_GROUPS, groupFor, type TicketGroup } from './ticket-groups.js';
 
 /**
  * The tunnel's Shaper (shaper.ts) driven by the pure HTB of docs/design.md §8 (htb.ts). The HTB
@@ -15,12 +16,6 @@ import type { Shaper, ShapingGrant } from './shaper.js';
  * one chunk at a time per stream direction and pauses its socket meanwhile, so it is bounded
  * by the number of open directions, not by the bytes peers send.
  */
-
-/** A paid group: grants with at least `minTickets` tickets go to `leaf`. */
-export interface TicketGroup {
-  minTickets: number;
-  leaf: string;
-}
 
 export interface HtbShaperOptions {
   /**
@@ -36,7 +31,10 @@ export interface HtbShaperOptions {
   burstSeconds?: number;
   /** The leaf for streams without a live grant; default 'free'. */
   freeLeaf?: string;
-  /** Ticket thresholds; default 1 → 'group1', 4 → 'group4' (docs/design.md §8's tree). */
+  /**
+   * Ticket thresholds; default 1 → 'group4', 4 → 'group1' (docs/design.md §8). The relay
+   * config checks a mapping against its tree (ticket-groups.ts); here only that the leaves exist.
+   */
   groups?: readonly TicketGroup[];
   /** Time constant of the per-class rate estimates in seconds (default 1). */
   rateWindow?: number;
@@ -46,15 +44,11 @@ export interface HtbShaperOptions {
 
 export const DEFAULT_LINK_BITS_PER_SECOND = 10e6;
 
-export const DEFAULT_TICKET_GROUPS: readonly TicketGroup[] = [
-  { minTickets: 1, leaf: 'group1' },
-  { minTickets: 4, leaf: 'group4' },
-];
-
 /**
  * docs/design.md §8's tree (the paper's Figure 1) with every rate a fraction of the link: root 10/10;
- * free 2/4 prio 7; paid 8/10 split into group1 4/10 prio 0 and group4 1.5/10 prio 3 — in
- * Mbit/s at the default 10 Mbit/s link. Bursts and quanta keep sch_htb's defaults.
+ * free 2/4 prio 7; paid 8/10 split into group1 4/10 prio 0 (the top tier, 4+ tickets) and
+ * group4 1.5/10 prio 3 (1–3 tickets) — in Mbit/s at the default 10 Mbit/s link. Bursts and
+ * quanta keep sch_htb's defaults.
  */
 const MTU = 1600;
 
@@ -127,9 +121,9 @@ export class HtbShaper implements Shaper {
     const leaves = new Set(this.htb.leafNames);
     for (const c of spec.classes) if (leaves.has(c.name)) this.limits.set(c.name, c.limit);
     this.freeLeaf = options.freeLeaf ?? FREE_CLASS;
-    // Highest threshold first, so classify takes the first group the grant reaches.
+    // Increasing thresholds, as groupFor reads them.
     this.groups = [...(options.groups ?? DEFAULT_TICKET_GROUPS)].sort(
-      (a, b) => b.minTickets - a.minTickets,
+      (a, b) => a.minTickets - b.minTickets,
     );
     // A typo in the mapping would otherwise surface only as a RangeError mid-stream.
     for (const leaf of [this.freeLeaf, ...this.groups.map((g) => g.leaf)]) {
@@ -143,15 +137,9 @@ export class HtbShaper implements Shaper {
     return this.htb.warnings;
   }
 
-  /**
-   * null → the free leaf; else the group with the highest threshold the tickets reach. A live
-   * grant below every threshold (0 tickets) still paid, so it gets the lowest group rather
-   * than being demoted to free.
-   */
+  /** null → the free leaf; else the group of the grant's tickets in the window (groupFor). */
   classify(grant: ShapingGrant | null): string {
-    if (grant === null) return this.freeLeaf;
-    for (const g of this.groups) if (grant.tickets >= g.minTickets) return g.leaf;
-    return (this.groups[this.groups.length - 1] as TicketGroup).leaf;
+    return grant === null ? this.freeLeaf : groupFor(this.groups, grant.tickets);
   }
 
   /**

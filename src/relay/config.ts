@@ -3,7 +3,20 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { peeringConfigSchema, peersConfigSchema } from '../peers/peer-config.js';
-import { htbClassTreeSchema } from '../qos/htb-config.js';
+import {
+  type HtbClassTree,
+  htbClassTreeSchema,
+  htbSpec,
+  parseHtbConfig,
+} from '../qos/htb-config.js';
+import { defaultHtbConfig } from '../qos/htb-shaper.js';
+import {
+  DEFAULT_TICKET_GROUPS,
+  describeGroups,
+  type TicketGroup,
+  ticketGroupProblems,
+  ticketGroupsSchema,
+} from '../qos/ticket-groups.js';
 import { ALGORITHMS } from '../work/algorithm.js';
 import { MIN_DIFFICULTY } from '../work/target.js';
 
@@ -124,6 +137,9 @@ const source = z.discriminatedUnion(
 const difficultySection = z
   .strictObject({
     initial: difficulty.default(2 ** -10),
+    // The Stratum port's start: standard miners span CPUs to ASICs; vardiff and
+    // mining.suggest_difficulty take it from there. Clamped into [min, max] like `initial`.
+    stratumInitial: difficulty.default(16),
     min: difficulty.default(2 ** -16),
     max: difficulty.default(2 ** 32),
     targetShareSeconds: positive.default(15),
@@ -131,6 +147,41 @@ const difficultySection = z
     ticketDifficulty: difficulty.default(1),
   })
   .refine((d) => d.min <= d.max, { error: 'min must be <= max' });
+
+/**
+ * The mapping of tickets to groups must agree with the tree the relay runs, the configured one
+ * or the default scaled to linkMbit: more tickets never buy a lower guaranteed rate or a worse
+ * prio (docs/design.md §8). Checked here, once, so an unsound mapping stops the start with a
+ * message naming the groups.
+ */
+function checkTicketGroups(
+  tunnel: {
+    classes?: HtbClassTree | undefined;
+    groups?: TicketGroup[] | undefined;
+    linkMbit: number;
+  },
+  ctx: z.RefinementCtx,
+): void {
+  const classes = tunnel.classes
+    ? htbSpec(tunnel.classes).classes
+    : parseHtbConfig(defaultHtbConfig(tunnel.linkMbit * 1e6)).classes;
+  const groups = tunnel.groups ?? DEFAULT_TICKET_GROUPS;
+  for (const problem of ticketGroupProblems(classes, groups)) {
+    if (tunnel.groups) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['groups', problem.group, problem.field],
+        message: problem.message,
+      });
+    } else {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['classes'],
+        message: `the default [[tunnel.groups]] (${describeGroups(groups)}): ${problem.message}`,
+      });
+    }
+  }
+}
 
 export const relayConfigSchema = z.strictObject({
   relay: z
@@ -199,10 +250,15 @@ export const relayConfigSchema = z.strictObject({
       linkMbit: positive.max(100_000).default(10),
       // Optional: your own class tree instead of the scaled default, checked here by the
       // HTB's own schema (src/qos/htb-config.ts): [[tunnel.classes]] name, parent, rate, ceil
-      // ("10mbit" or bytes/s), burst, cburst, prio 0..7, quantum, limit. Leaves 'free',
-      // 'group1' and 'group4' must exist (streams without a grant, 1+ tickets, 4+ tickets).
+      // ("10mbit" or bytes/s), burst, cburst, prio 0..7, quantum, limit. A leaf 'free'
+      // (streams without a grant) and the leaves of the ticket groups must exist.
       classes: z.array(z.unknown()).max(256).pipe(htbClassTreeSchema).optional(),
+      // Optional: which leaf a grant's streams get by the tickets paid into it in the current
+      // window, [[tunnel.groups]] minTickets → leaf, in increasing minTickets. Default
+      // docs/design.md §8's: 1–3 tickets → 'group4', 4 or more → 'group1' (the top tier).
+      groups: z.array(z.unknown()).max(64).pipe(ticketGroupsSchema).optional(),
     })
+    .superRefine(checkTicketGroups)
     .prefault({}),
   tor: z
     .strictObject({

@@ -92,6 +92,8 @@ async function assembleRelay(
   const shaper = new HtbShaper({
     // A tree from the file was checked by the config schema (errors name tunnel.classes[i]).
     ...(config.tunnel.classes ? { classes: config.tunnel.classes } : {}),
+    // Checked against the tree by the config schema (docs/design.md §8's invariant).
+    ...(config.tunnel.groups ? { groups: config.tunnel.groups } : {}),
     linkBitsPerSecond: config.tunnel.linkMbit * 1e6,
     // Buckets cover event-loop timer lateness (see defaultHtbConfig).
     burstSeconds: 0.02,
@@ -235,7 +237,10 @@ async function assembleRelay(
     ]),
   );
   const miners = config.relay.stratumListen
-    ? new StratumConnector(stratifier, { logger: logger.child({ component: 'stratum' }) })
+    ? new StratumConnector(stratifier, {
+        initialDifficulty: difficulty.stratumInitial,
+        logger: logger.child({ component: 'stratum' }),
+      })
     : null;
   if (miners) teardown.add(() => miners.close());
 

@@ -222,24 +222,22 @@ export class Redeemer {
   /**
    * Only a recorded spend earns a grant. With `topUp`, the token of a live grant, the ticket
    * is added to that grant instead (docs/design.md §6.3: several tickets per window move the
-   * circuit to a higher group) and its window starts again.
+   * circuit to a higher group) and the grant lasts a window from now; the ticket counts for
+   * the group during that window (GrantBook).
    */
   private grantFor(spend: SpendResult, now: number, topUp?: string): Grant {
     if (!spend.spent) {
       this.tally.spent++;
       throw new RpcError(RpcErrorCode.ticketSpent, 'ticket already spent');
     }
-    const live = topUp === undefined ? undefined : this.grants.lookup(topUp, now);
-    const grant: Grant = {
-      token: live && topUp ? topUp : Buffer.from(this.random(32)).toString('base64url'),
-      class: 'paid',
-      expiresAt: now + this.windowSeconds,
-    };
-    const entry = { expiresAt: grant.expiresAt, tickets: (live?.tickets ?? 0) + 1 };
-    if (live) this.grants.renew(grant.token, entry, now);
-    else this.grants.add(grant.token, entry, now);
+    const expiresAt = now + this.windowSeconds;
+    let token = topUp;
+    if (token === undefined || this.grants.topUp(token, expiresAt, now) === undefined) {
+      token = Buffer.from(this.random(32)).toString('base64url');
+      this.grants.add(token, { expiresAt, tickets: 1 }, now);
+    }
     this.tally.redeemed++;
-    return grant;
+    return { token, class: 'paid', expiresAt };
   }
 
   /** Drop spent serials of days no ticket can be redeemed on any more; returns how many. */

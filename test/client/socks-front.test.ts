@@ -5,8 +5,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CircuitClient } from '../../src/client/circuit-client.js';
-import { GrantKeeper, type SocksFront, startSocksFront } from '../../src/client/socks-front.js';
+import { circuitUrl } from '../../src/client/redeem.js';
+import {
+  GrantKeeper,
+  type SocksFront,
+  startSocksFront,
+  walletRedeemer,
+} from '../../src/client/socks-front.js';
 import { openTunnel, TunnelError } from '../../src/client/tunnel-client.js';
+import { Wallet } from '../../src/client/wallet.js';
 import type { Relay } from '../../src/relay/relay.js';
 import { utcDay } from '../../src/tickets/keyring.js';
 import { startTestRelay } from '../helpers/test-relay.js';
@@ -47,6 +54,14 @@ afterAll(async () => {
   await new Promise<void>((resolve) => echo.close(() => resolve()));
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** Bytes each tunnel class of the relay has sent, from its status. */
+async function bytesByClass(): Promise<Map<string, number>> {
+  const status = (await (await fetch(`${relay.url}/v1/status`)).json()) as {
+    qos: { classes: { name: string; bytesSent: number }[] };
+  };
+  return new Map(status.qos.classes.map((c) => [c.name, c.bytesSent]));
+}
 
 async function front(grant?: GrantKeeper | (() => string | null)): Promise<SocksFront> {
   const started = await startSocksFront({
@@ -273,6 +288,93 @@ describe('SOCKS5 front over the relay tunnel', () => {
     await vi.waitFor(() => expect(keeper.active).toBe(0), { timeout: 5_000 });
     expect(calls).toBe(1);
   }, 30_000);
+
+  it('a GrantKeeper asked for 4 tickets tops its grant up from the wallet: the top tier', async () => {
+    const day = utcDay(Date.now() / 1000);
+    const issuing = relay.tickets.keys.issuingKey(day);
+    if (!issuing) throw new Error('no issuing key');
+    const wallet = Wallet.open(join(dir, 'tier-wallet.sqlite'));
+    try {
+      const relayUrl = circuitUrl(relay.url);
+      const keyId = Buffer.from(issuing.key.keyId).toString('hex');
+      for (let i = 0; i < 5; i++) {
+        wallet.add(
+          relayUrl,
+          { ticket: issueTicket(issuing.key, day).text, keyId, day },
+          Date.now() / 1000,
+        );
+      }
+      const keeper = new GrantKeeper({
+        redeem: walletRedeemer(wallet, { relayUrl, now: () => Date.now() / 1000 }),
+        tickets: 4,
+      });
+      keepers.push(keeper);
+      const f = await front(keeper);
+      const before = await bytesByClass();
+      const c = await socksConnect(f.address.port, '127.0.0.1', echoPort);
+      expect(c.code).toBe(0);
+      // The stream opened on the fresh grant; the top-ups follow while it runs.
+      await vi.waitFor(() => expect(keeper.paidTickets).toBe(4), { timeout: 10_000 });
+      await keeper.settled();
+      const token = keeper.current();
+      if (token === null) throw new Error('no grant');
+      expect(relay.tickets.redeemer.grants.lookup(token, Date.now() / 1000)?.tickets).toBe(4);
+      expect([keeper.redeems, keeper.topUps]).toEqual([4, 3]);
+      expect(wallet.counts()).toMatchObject({ unspent: 1, spent: 4 });
+      // The open stream moved up with its grant: its bytes now go through group1.
+      await echoRoundTrip(c);
+      const after = await bytesByClass();
+      // 1 MiB each way, all of it shaped as group1.
+      expect((after.get('group1') ?? 0) - (before.get('group1') ?? 0)).toBe(2 * 1024 * 1024);
+      c.socket.end();
+      await closed(c.socket);
+    } finally {
+      wallet.close();
+    }
+  }, 30_000);
+
+  it('a GrantKeeper keeps its tier: a top-up before each ticket lapses, a pause when the wallet is empty', async () => {
+    let clock = 1_000;
+    let inWallet = 2;
+    const calls: (string | undefined)[] = [];
+    const keeper = new GrantKeeper({
+      tickets: 3,
+      now: () => clock,
+      redeem: (topUp) => {
+        calls.push(topUp);
+        if (inWallet === 0) return Promise.resolve(null);
+        inWallet--;
+        return Promise.resolve({ token: topUp ?? `grant${calls.length}`, expiresAt: clock + 600 });
+      },
+    });
+    keepers.push(keeper);
+    const settle = async (redeems: number) => {
+      await vi.waitFor(() => expect(calls).toHaveLength(redeems));
+      await keeper.settled();
+    };
+    const first = keeper.lease();
+    // A fresh grant, one top-up, then the wallet is empty: the keeper backs off.
+    await settle(3);
+    expect(calls).toEqual([undefined, 'grant1', 'grant1']);
+    expect([keeper.current(), keeper.paidTickets]).toEqual(['grant1', 2]);
+    keeper.lease()();
+    expect(calls).toHaveLength(3);
+    // Tickets earned meanwhile; after the backoff the next stream's start tops up to 3.
+    inWallet = 10;
+    clock += 61;
+    keeper.lease()();
+    await settle(4);
+    expect([keeper.current(), keeper.paidTickets]).toEqual(['grant1', 3]);
+    keeper.lease()();
+    expect(calls).toHaveLength(4); // the tier holds: nothing to do
+    // 59 s before the first two tickets lapse they no longer count: two top-ups, same token.
+    clock = 1_000 + 600 - 59;
+    keeper.lease()();
+    await settle(6);
+    expect(calls.slice(4)).toEqual(['grant1', 'grant1']);
+    expect([keeper.current(), keeper.paidTickets, keeper.topUps]).toEqual(['grant1', 3, 5]);
+    first();
+  });
 
   it('a token the relay refuses falls back to the free class', async () => {
     const keeper = new GrantKeeper({ redeem: () => Promise.resolve(null), autoRedeem: false });

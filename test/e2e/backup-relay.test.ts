@@ -139,7 +139,8 @@ describe('backup relay end to end', () => {
       qos: { classes: { name: string; bytesSent: number }[] };
     }>();
     const sent = (name: string) => status.qos.classes.find((c) => c.name === name)?.bytesSent ?? 0;
-    expect(sent('group1')).toBeGreaterThanOrEqual(payload.length);
+    // One ticket: the 1–3-ticket class (docs/design.md §8).
+    expect(sent('group4')).toBeGreaterThanOrEqual(payload.length);
     expect(sent('free')).toBe(0);
 
     // 4. R1 returns: the spent sets converge and R1 sees R2's payment request.

@@ -97,6 +97,24 @@ describe('priority tunnel through the relay', () => {
   });
 });
 
+/** Bytes each tunnel class has sent, from the relay's status. */
+async function bytesByClass(): Promise<Map<string, number>> {
+  const status = (await (await fetch(`${relay.url}/v1/status`)).json()) as {
+    qos: { classes: { name: string; bytesSent: number }[] };
+  };
+  return new Map(status.qos.classes.map((c) => [c.name, c.bytesSent]));
+}
+
+/** Send `payload` through a stream with `token` and back; returns what each class carried. */
+async function carriedBy(token: string, payload: Buffer): Promise<Map<string, number>> {
+  const before = await bytesByClass();
+  const ws = tunnel(`127.0.0.1:${echoPort}`, token);
+  expect((await roundTrip(ws, payload)).equals(payload)).toBe(true);
+  ws.close();
+  const after = await bytesByClass();
+  return new Map([...after].map(([name, bytes]) => [name, bytes - (before.get(name) ?? 0)]));
+}
+
 describe('several tickets per window', () => {
   it('top up one grant and move its streams to a higher group', async () => {
     const day = utcDay(Date.now() / 1000);
@@ -107,6 +125,11 @@ describe('several tickets per window', () => {
       const first = await circuit.request('ticket.redeem', {
         ticket: issueTicket(issuing.key, day).text,
       });
+      // One ticket: the lower tier, group4 (docs/design.md §8). Both directions are shaped.
+      const payload = Buffer.alloc(64 * 1024, 9);
+      const one = await carriedBy(first.token, payload);
+      expect(one.get('group4')).toBe(2 * payload.length);
+      expect(one.get('group1')).toBe(0);
       let grant = first;
       for (let i = 0; i < 3; i++) {
         grant = await circuit.request('ticket.redeem', {
@@ -118,6 +141,10 @@ describe('several tickets per window', () => {
       const entry = relay.tickets.redeemer.grants.lookup(first.token, Date.now() / 1000);
       expect(entry?.tickets).toBe(4);
       expect(grant.expiresAt).toBeGreaterThanOrEqual(first.expiresAt);
+      // Four tickets in the window: the top tier, group1.
+      const four = await carriedBy(first.token, payload);
+      expect(four.get('group1')).toBe(2 * payload.length);
+      expect(four.get('group4')).toBe(0);
       // An unknown token is not topped up: the ticket buys a grant of its own.
       const fresh = await circuit.request('ticket.redeem', {
         ticket: issueTicket(issuing.key, day).text,
@@ -137,11 +164,11 @@ describe('several tickets per window', () => {
   });
 });
 
-describe('tunnel class tree from the config', () => {
-  it('a bad tree stops the relay with an error naming the class', async () => {
+describe('tunnel class tree and ticket groups from the config', () => {
+  it('a bad tree or mapping stops the relay with an error naming the class or group', async () => {
     const { parseRelayConfig } = await import('../../src/relay/config.js');
     const { startRelay } = await import('../../src/relay/relay.js');
-    const withClasses = (classes: object[]) =>
+    const withClasses = (classes: object[], groups?: object[]) =>
       parseRelayConfig({
         relay: { listen: '127.0.0.1:0', dataDir: join(dir, 'bad-tree') },
         source: {
@@ -153,15 +180,40 @@ describe('tunnel class tree from the config', () => {
             payoutAddress: 'a',
           },
         },
-        tunnel: { classes },
+        tunnel: { classes, ...(groups ? { groups } : {}) },
       });
     const root = { name: 'root', rate: '10mbit' };
     // A tree the HTB refuses is refused with the config, before anything starts.
     expect(() =>
       withClasses([root, { name: 'free', parent: 'root', rate: '4mbit', ceil: '2mbit', prio: 7 }]),
     ).toThrow(/tunnel\.classes\[1\]\.ceil \(name "free"\)/);
-    // A valid tree without the leaves the tunnel maps streams to stops the relay.
-    const config = withClasses([root, { name: 'free', parent: 'root', rate: '4mbit', prio: 7 }]);
-    await expect(startRelay(config)).rejects.toThrow(/"group\d" is not a leaf class/);
+    // A tree without the leaves of the ticket groups is refused with the config too.
+    expect(() =>
+      withClasses([root, { name: 'free', parent: 'root', rate: '4mbit', prio: 7 }]),
+    ).toThrow(/tunnel\.classes: the default \[\[tunnel\.groups\]\] .*no class "group4"/);
+    // So is a mapping where more tickets buy less (the old, inverted one).
+    const paid = [
+      root,
+      { name: 'free', parent: 'root', rate: '2mbit', prio: 7 },
+      { name: 'paid', parent: 'root', rate: '8mbit' },
+      { name: 'gold', parent: 'paid', rate: '4mbit', prio: 0 },
+      { name: 'tin', parent: 'paid', rate: '1mbit', prio: 3 },
+    ];
+    const inverted = [
+      { minTickets: 1, leaf: 'gold' },
+      { minTickets: 4, leaf: 'tin' },
+    ];
+    expect(() => withClasses(paid, inverted)).toThrow(
+      /tunnel\.groups\[1\]\.leaf: "tin" \(4\+ tickets\) is guaranteed 125000 B\/s, less than "gold"/,
+    );
+    // A valid tree and mapping without the free leaf stops the relay.
+    const config = withClasses(
+      paid.filter((c) => c.name !== 'free'),
+      [
+        { minTickets: 1, leaf: 'tin' },
+        { minTickets: 4, leaf: 'gold' },
+      ],
+    );
+    await expect(startRelay(config)).rejects.toThrow(/"free" is not a leaf class/);
   });
 });

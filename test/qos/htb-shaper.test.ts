@@ -52,15 +52,15 @@ describe('HtbShaper', () => {
   /** Virtual milliseconds since the test began (the fake clock starts at 0). */
   const elapsed = (): number => Date.now();
 
-  it('classifies no grant as free and grants by ticket count', () => {
+  it('classifies no grant as free and grants by ticket count (4+ is the top tier, group1)', () => {
     const s = shaper();
     expect(s.classify(null)).toBe('free');
-    expect(s.classify({ tickets: 1 })).toBe('group1');
-    expect(s.classify({ tickets: 3 })).toBe('group1');
-    expect(s.classify({ tickets: 4 })).toBe('group4');
-    expect(s.classify({ tickets: 40 })).toBe('group4');
-    // A live grant is paid even if it carries no tickets: lowest group, not free.
-    expect(s.classify({ tickets: 0 })).toBe('group1');
+    expect(s.classify({ tickets: 1 })).toBe('group4');
+    expect(s.classify({ tickets: 3 })).toBe('group4');
+    expect(s.classify({ tickets: 4 })).toBe('group1');
+    expect(s.classify({ tickets: 40 })).toBe('group1');
+    // A live grant is paid even if no ticket in it counts any more: lowest group, not free.
+    expect(s.classify({ tickets: 0 })).toBe('group4');
   });
 
   it('scales the default tree by the link rate and rejects a mapping to a missing leaf', () => {
@@ -275,7 +275,7 @@ function shareOfLink(name: string, mbit: number): number {
 describe('HtbShaper through the tunnel on loopback (10 Mbit/s link)', () => {
   it('gives a saturating paid stream about 4× a saturating free one (8 : 2 Mbit/s)', async () => {
     const to = await endlessServer();
-    const { url } = await relay(1);
+    const { url } = await relay(4);
     const free = await download(url, to, false);
     const paid = await download(url, to, true);
     const [freeRate, paidRate] = (await measure([free, paid])) as [number, number];
@@ -298,7 +298,7 @@ describe('HtbShaper through the tunnel on loopback (10 Mbit/s link)', () => {
 
   it('gives a lone paid stream (group1) the whole link, and its estimate agrees', async () => {
     const to = await endlessServer();
-    const { url, shaper: htb } = await relay(1);
+    const { url, shaper: htb } = await relay(4);
     const [rate] = (await measure([await download(url, to, true)])) as [number];
     const share = shareOfLink('lone paid', rate);
     // Far above what free could reach (its ceil is 0.4), and never above the link.
@@ -313,11 +313,11 @@ describe('HtbShaper through the tunnel on loopback (10 Mbit/s link)', () => {
 });
 
 describe('grant tiers', () => {
-  it('a grant topped up to 4 tickets moves from group1 to group4', () => {
+  it('a grant topped up to 4 tickets moves up from group4 to group1, the top tier', () => {
     const shaper = new HtbShaper();
-    expect(shaper.classify({ tickets: 1 })).toBe('group1');
-    expect(shaper.classify({ tickets: 3 })).toBe('group1');
-    expect(shaper.classify({ tickets: 4 })).toBe('group4');
+    expect(shaper.classify({ tickets: 1 })).toBe('group4');
+    expect(shaper.classify({ tickets: 3 })).toBe('group4');
+    expect(shaper.classify({ tickets: 4 })).toBe('group1');
     shaper.close();
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Htb, mbit, parseHtbConfig, toMbit } from '../../src/qos/htb.js';
 import type { ClassInput, HtbSpec } from '../../src/qos/htb.js';
+import { DEFAULT_TICKET_GROUPS, groupFor } from '../../src/qos/ticket-groups.js';
 
 /**
  * A virtual link drained by the HTB (docs/design.md §8): the link asks for a packet whenever it is
@@ -145,6 +146,33 @@ describe('docs/design.md §8 expected allocations (10 Mbit/s link, within 2%)', 
     expect(s('group1').bytesBorrowed / s('group1').bytesSent).toBeCloseTo(4.5 / 8.5, 1);
     expect(s('paid').bytesLent / s('root').bytesLent).toBeCloseTo(2.5 / 2, 1);
   });
+});
+
+describe('docs/design.md §8 allocations by tickets paid (the default mapping)', () => {
+  // Streams of a grant go to the group of its tickets in the window: 1–3 → group4, 4+ → group1.
+  const leafFor = (tickets: number): string => groupFor(DEFAULT_TICKET_GROUPS, tickets);
+  const paidBusy: Source[] = [
+    { leaf: leafFor(2), demand: SAT },
+    { leaf: leafFor(5), demand: SAT },
+  ];
+  const scenarios: [string, Source[], number, number][] = [
+    ['both groups busy', paidBusy, 1.5, 8.5],
+    ['both groups and free busy', [{ leaf: 'free', demand: SAT }, ...paidBusy], 1.5, 6.5],
+  ];
+  for (const [name, sources, fewWant, manyWant] of scenarios) {
+    it(`${name}: 4+ tickets get ${manyWant} Mbit/s, 1–3 get ${fewWant}, never more`, () => {
+      const r = simulate(figure1(), sources, LINK);
+      const got = (tickets: number): number => mbitOf(r, leafFor(tickets));
+      expect(Math.abs(got(2) - fewWant) / fewWant).toBeLessThan(0.02);
+      expect(Math.abs(got(5) - manyWant) / manyWant).toBeLessThan(0.02);
+      // With both groups busy, no ticket count gets less than a smaller one.
+      for (let fewer = 1; fewer <= 8; fewer++) {
+        for (let more = fewer + 1; more <= 8; more++) {
+          expect(got(more), `${more} vs ${fewer} tickets`).toBeGreaterThanOrEqual(got(fewer));
+        }
+      }
+    });
+  }
 });
 
 // --- Property tests on random trees -----------------------------------------------------

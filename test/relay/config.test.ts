@@ -31,6 +31,7 @@ describe('relay config', () => {
     expect(config.source.type).toBe('node');
     expect(config.relay.listen).toBe('127.0.0.1:8640');
     expect(config.difficulty.initial).toBe(2 ** -10);
+    expect(config.difficulty.stratumInitial).toBe(16);
     expect(config.limits.maxFrameBytes).toBe(16384);
     expect(config.verify.threads).toBe(1);
     expect(config.tickets).toEqual({
@@ -44,8 +45,12 @@ describe('relay config', () => {
 
   it('fills defaults for everything but the source', () => {
     const config = parseRelayConfig(minimalNode);
+    // No [[tunnel.groups]]: the shaper's default, 1–3 tickets → group4, 4+ → group1.
+    expect(config.tunnel.groups).toBeUndefined();
     expect(config.relay).toEqual({ listen: '127.0.0.1:8640', dataDir: './powbridge-data' });
     expect(config.difficulty).toMatchObject({ targetShareSeconds: 15, ticketDifficulty: 1 });
+    // The Stratum port starts standard miners at their own difficulty.
+    expect(config.difficulty.stratumInitial).toBe(16);
     expect(config.source.node?.longPoll).toBe(true);
     expect(config.limits.maxClients).toBe(10_000);
   });
@@ -115,6 +120,16 @@ describe('relay config', () => {
       /difficulty\.initial: must be a number >=/,
     ],
     [
+      'Stratum port start below the floor',
+      { ...minimalNode, difficulty: { stratumInitial: 2 ** -33 } },
+      /difficulty\.stratumInitial: must be a number >= 2\.3283064365386963e-10/,
+    ],
+    [
+      'Stratum port start not finite (TOML inf)',
+      { ...minimalNode, difficulty: { stratumInitial: Number.POSITIVE_INFINITY } },
+      /difficulty\.stratumInitial: .*expected number, received Infinity/,
+    ],
+    [
       'min above max',
       { ...minimalNode, difficulty: { min: 4, max: 2 } },
       /difficulty: min must be <= max/,
@@ -156,6 +171,37 @@ describe('relay config', () => {
       'a class tree with two roots',
       { ...minimalNode, tunnel: { classes: [root10, { name: 'other', rate: 1 }] } },
       /tunnel\.classes: need exactly one root \(class without parent\), found 2/,
+    ],
+    [
+      'ticket groups where more tickets buy a lower rate',
+      {
+        ...minimalNode,
+        tunnel: {
+          groups: [
+            { minTickets: 1, leaf: 'group1' },
+            { minTickets: 4, leaf: 'group4' },
+          ],
+        },
+      },
+      /^tunnel\.groups\[1\]\.leaf: "group4" \(4\+ tickets\) is guaranteed 187500 B\/s, less than "group1" \(1\+ tickets\)/m,
+    ],
+    [
+      'ticket groups out of order',
+      {
+        ...minimalNode,
+        tunnel: {
+          groups: [
+            { minTickets: 4, leaf: 'group1' },
+            { minTickets: 1, leaf: 'group4' },
+          ],
+        },
+      },
+      /^tunnel\.groups\[1\]\.minTickets: 1 is not above the previous group's 4/m,
+    ],
+    [
+      'a ticket group on a class that is not a paid leaf',
+      { ...minimalNode, tunnel: { groups: [{ minTickets: 1, leaf: 'free' }] } },
+      /^tunnel\.groups\[0\]\.leaf: "free" is the class of streams without a grant$/m,
     ],
     [
       'a peer listed twice',
@@ -293,7 +339,20 @@ describe('relay config', () => {
     for (const input of [
       {
         ...minimalNode,
-        tunnel: { classes: [root10, { name: 'free', parent: 'root', rate: '2mbit' }] },
+        // A tree without the ticket groups' leaves is refused now (docs/design.md §8).
+        tunnel: {
+          classes: [
+            root10,
+            { name: 'free', parent: 'root', rate: '2mbit' },
+            { name: 'paid', parent: 'root', rate: '8mbit' },
+            { name: 'bronze', parent: 'paid', rate: '1mbit', prio: 2 },
+            { name: 'gold', parent: 'paid', rate: '4mbit', prio: 0 },
+          ],
+          groups: [
+            { minTickets: 1, leaf: 'bronze' },
+            { minTickets: 3, leaf: 'gold' },
+          ],
+        },
         peers: [{ name: 'backup', url: 'http://127.0.0.1:1', identity: 'a'.repeat(64) }],
       },
       {

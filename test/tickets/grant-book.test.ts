@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { HtbShaper } from '../../src/qos/htb-shaper.js';
+import { GrantBook } from '../../src/tickets/grant-book.js';
+
+/** Grants and the tickets that count for their group: those paid in the current window. */
+
+const WINDOW = 600;
+
+describe('GrantBook tickets per window', () => {
+  it('counts each ticket for one window from its top-up, then lets it lapse', () => {
+    const book = new GrantBook();
+    book.add('g', { expiresAt: WINDOW, tickets: 1 }, 0);
+    expect(book.topUp('g', 100 + WINDOW, 100)).toEqual({ expiresAt: 700, tickets: 2 });
+    book.topUp('g', 200 + WINDOW, 200);
+    expect(book.topUp('g', 300 + WINDOW, 300)).toEqual({ expiresAt: 900, tickets: 4 });
+    expect(book.lookup('g', 599)).toEqual({ expiresAt: 900, tickets: 4 });
+    expect(book.lookup('g', 600)).toEqual({ expiresAt: 900, tickets: 3 });
+    expect(book.lookup('g', 850)).toEqual({ expiresAt: 900, tickets: 1 });
+    expect(book.lookup('g', 900)).toBeUndefined();
+    expect(book.size).toBe(0);
+  });
+
+  it('a grant kept alive with one ticket per window never adds up to a higher count', () => {
+    const book = new GrantBook();
+    book.add('g', { expiresAt: WINDOW, tickets: 1 }, 0);
+    let most = 0;
+    // Renewed 10 s before each ticket lapses, for ten windows.
+    for (let now = WINDOW - 10; now < 10 * WINDOW; now += WINDOW - 10) {
+      most = Math.max(most, book.topUp('g', now + WINDOW, now)?.tickets ?? 0);
+      expect(book.lookup('g', now + 10)?.tickets).toBe(1);
+    }
+    expect(most).toBe(2);
+  });
+
+  it('tops up only a live grant, and keeps the book in expiry order', () => {
+    const book = new GrantBook();
+    expect(book.topUp('nobody', WINDOW, 0)).toBeUndefined();
+    expect(book.size).toBe(0);
+    book.add('a', { expiresAt: 600, tickets: 1 }, 0);
+    book.add('b', { expiresAt: 650, tickets: 1 }, 50);
+    expect(book.topUp('a', 700, 100)?.tickets).toBe(2);
+    // 'b' now expires first: a new grant trims it from the front and stops at 'a'.
+    book.add('c', { expiresAt: 1260, tickets: 1 }, 660);
+    expect(book.size).toBe(2);
+    expect(book.lookup('a', 660)).toEqual({ expiresAt: 700, tickets: 1 });
+    expect(book.topUp('a', 1300, 700)).toBeUndefined();
+    expect(book.lookup('a', 700)).toBeUndefined();
+  });
+
+  it("moves a grant's streams up to group1 for the window of its top-ups, then back", () => {
+    const book = new GrantBook();
+    const shaper = new HtbShaper();
+    const leaf = (now: number) => shaper.classify(book.lookup('g', now) ?? null);
+    book.add('g', { expiresAt: WINDOW, tickets: 1 }, 0);
+    expect(leaf(0)).toBe('group4');
+    for (const now of [10, 20, 30]) book.topUp('g', now + WINDOW, now);
+    expect(leaf(30)).toBe('group1');
+    expect(leaf(WINDOW)).toBe('group4'); // the first ticket lapsed: 3 left
+    expect(leaf(WINDOW + 30)).toBe('free');
+    shaper.close();
+  });
+});
