@@ -1,23 +1,35 @@
+import { performance } from 'node:perf_hooks';
 import { Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
 import { loadRelayConfig } from '../relay/config.js';
+import { schemeOfName } from '../tickets/descriptor.js';
 import {
   dayDate,
+  DEFAULT_TICKET_SCHEME,
   KEYS_DIR,
   KeyStore,
   MAX_LIFETIME_DAYS,
   REDEEM_GRACE_DAYS,
   type TicketKeyInfo,
 } from '../tickets/key-store.js';
+import { TICKET_SCHEME_KINDS, type TicketScheme } from '../tickets/keyring.js';
+import { generateRsaKeyAsync, type RsaKeygenProgress } from '../tickets/rsa-keygen.js';
+import type { RsaPrivateKey } from '../tickets/rsa-scheme.js';
 import { fail } from './output.js';
 
 /**
  * `powbridge keys generate | rotate | show`: the relay's identity and ticket keys on disk.
- * Output holds public parts only; secrets stay in the 0600 files.
+ * Output holds public parts only; secrets stay in the 0600 files. Progress of an RSA key's
+ * generation (safe primes take seconds) goes to stderr.
  */
 
 interface StoreFlags {
   dataDir?: string;
   config?: string;
+}
+
+interface MakeFlags extends StoreFlags {
+  lifetimeDays?: number;
+  scheme?: TicketScheme;
 }
 
 const now = () => Date.now() / 1000;
@@ -37,11 +49,65 @@ function parseDays(value: string): number {
   return days;
 }
 
-/** One of --data-dir or --config, never both (commander enforces the conflict). */
-function dataDirOf(flags: StoreFlags): string {
-  if (flags.dataDir) return flags.dataDir;
-  if (flags.config) return loadRelayConfig(flags.config).relay.dataDir;
+/**
+ * Where the keys are and which scheme new keys get: one of --data-dir or --config, never both
+ * (commander enforces the conflict); --scheme, else the config's tickets.scheme, else rsa.
+ */
+function storeOf(flags: MakeFlags): { dataDir: string; scheme: TicketScheme } {
+  const scheme = flags.scheme;
+  if (flags.dataDir) return { dataDir: flags.dataDir, scheme: scheme ?? DEFAULT_TICKET_SCHEME };
+  if (flags.config) {
+    const config = loadRelayConfig(flags.config);
+    return { dataDir: config.relay.dataDir, scheme: scheme ?? config.tickets.scheme };
+  }
   throw new Error('say where the keys are: --data-dir <dir> or --config <relay.toml>');
+}
+
+function schemeOption(): Option {
+  return new Option(
+    '--scheme <scheme>',
+    'ticket scheme of the new key: rsa (partially blind RSA) or ao (Abe–Okamoto); ' +
+      'default: tickets.scheme of --config, else rsa',
+  ).choices(TICKET_SCHEME_KINDS);
+}
+
+function progressLine({ found, elapsedMs }: RsaKeygenProgress): string {
+  return `finding safe primes for an RSA ticket key… ${found}/2 (${(elapsedMs / 1000).toFixed(1)} s)`;
+}
+
+/**
+ * An RSA key generator that reports on stderr while it finds the two safe primes: a line per
+ * prime found, or on a terminal one line kept up to date.
+ */
+function rsaKeyWithProgress(): () => Promise<RsaPrivateKey> {
+  return async () => {
+    const tty = process.stderr.isTTY;
+    const started = performance.now();
+    let found = 0;
+    const ticker = tty
+      ? setInterval(() => {
+          process.stderr.write(
+            `\r${progressLine({ found, elapsedMs: performance.now() - started })}`,
+          );
+        }, 250)
+      : undefined;
+    try {
+      return await generateRsaKeyAsync({
+        onProgress: (progress) => {
+          found = progress.found;
+          process.stderr.write(tty ? `\r${progressLine(progress)}` : `${progressLine(progress)}\n`);
+        },
+      });
+    } finally {
+      clearInterval(ticker);
+      if (tty) process.stderr.write('\n');
+    }
+  };
+}
+
+/** The scheme's short name, as --scheme and tickets.scheme spell it. */
+function schemeText(k: TicketKeyInfo): TicketScheme {
+  return schemeOfName(k.scheme);
 }
 
 function subcommand(name: string, description: string): Command {
@@ -87,10 +153,14 @@ function generateCommand(): Command {
       'days the first ticket key issues tickets (default 30)',
       parseDays,
     )
-    .action(async (flags: StoreFlags & { lifetimeDays?: number }) => {
+    .addOption(schemeOption())
+    .action(async (flags: MakeFlags) => {
       try {
-        const store = await KeyStore.create(dataDirOf(flags), {
+        const { dataDir, scheme } = storeOf(flags);
+        const store = await KeyStore.create(dataDir, {
           now,
+          scheme,
+          generateRsaKey: rsaKeyWithProgress(),
           ...(flags.lifetimeDays ? { lifetimeDays: flags.lifetimeDays } : {}),
         });
         const [key] = store.ticketKeys();
@@ -98,7 +168,11 @@ function generateCommand(): Command {
           `created keys in ${store.dir}`,
           `identity    ${store.identity.publicKeyHex} (ed25519)`,
         ];
-        if (key) lines.push(`ticket key  ${key.keyId}  issues ${range(key)} (UTC)`);
+        if (key) {
+          lines.push(
+            `ticket key  ${key.keyId}  issues ${range(key)} (UTC), scheme ${schemeText(key)}`,
+          );
+        }
         process.stdout.write(`${lines.join('\n')}\n`);
       } catch (err) {
         fail('keys generate', err);
@@ -109,17 +183,27 @@ function generateCommand(): Command {
 function rotateCommand(): Command {
   return subcommand(
     'rotate',
-    'add a new ticket key: it issues from tomorrow, the current key issues until the end of today',
+    'add a new ticket key of a scheme: it issues from tomorrow, the current key of that ' +
+      'scheme issues until the end of today',
   )
     .option('--lifetime-days <n>', 'days the new ticket key issues tickets (default 30)', parseDays)
-    .action(async (flags: StoreFlags & { lifetimeDays?: number }) => {
+    .addOption(schemeOption())
+    .action(async (flags: MakeFlags) => {
       try {
-        const store = await KeyStore.load(dataDirOf(flags), { now });
-        const { created, retired } = await store.rotate(
-          flags.lifetimeDays ? { lifetimeDays: flags.lifetimeDays } : {},
-        );
+        const { dataDir, scheme } = storeOf(flags);
+        const store = await KeyStore.load(dataDir, {
+          now,
+          scheme,
+          generateRsaKey: rsaKeyWithProgress(),
+        });
+        const { created, retired } = await store.rotate({
+          scheme,
+          ...(flags.lifetimeDays ? { lifetimeDays: flags.lifetimeDays } : {}),
+        });
         const pruned = await store.prune();
-        const lines = [`new ticket key  ${created.keyId}  issues ${range(created)} (UTC)`];
+        const lines = [
+          `new ticket key  ${created.keyId}  issues ${range(created)} (UTC), scheme ${scheme}`,
+        ];
         if (retired) {
           lines.push(
             `old ticket key  ${retired.keyId}  issues until ${dayDate(retired.notAfterDay)}, ` +
@@ -136,11 +220,14 @@ function rotateCommand(): Command {
 }
 
 function showCommand(): Command {
-  return subcommand('show', 'print the public keys: relay identity, ticket key ids and validity')
+  return subcommand(
+    'show',
+    'print the public keys: relay identity, ticket key ids, schemes and validity',
+  )
     .option('--json', 'print one JSON object')
     .action(async (flags: StoreFlags & { json?: boolean }) => {
       try {
-        const store = await KeyStore.load(dataDirOf(flags), { now });
+        const store = await KeyStore.load(storeOf(flags).dataDir, { now });
         const today = store.today();
         const keys = store.ticketKeys().map((k) => ({
           ...k,
@@ -156,7 +243,10 @@ function showCommand(): Command {
         const lines = [
           `identity  ${store.identity.publicKeyHex} (ed25519)`,
           `ticket keys (UTC days; a ticket is redeemable on its issue day and the next):`,
-          ...keys.map((k) => `  ${k.keyId}  ${k.publicKey}  ${range(k)}  ${STATUS_TEXT[k.status]}`),
+          ...keys.flatMap((k) => [
+            `  ${k.keyId}  ${schemeText(k).padEnd(3)}  ${range(k)}  ${STATUS_TEXT[k.status]}`,
+            `    public key ${k.publicKey}`,
+          ]),
         ];
         if (keys.length === 0) lines.push('  none: add one with powbridge keys rotate');
         process.stdout.write(`${lines.join('\n')}\n`);

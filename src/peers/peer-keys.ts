@@ -1,14 +1,27 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hexToBytes } from '@noble/hashes/utils.js';
-import { type SignedDescriptor, verifyDescriptor } from '../tickets/descriptor.js';
+import { RSA_SCHEME } from '../protocol/messages.js';
+import {
+  type DescriptorKey,
+  type SignedDescriptor,
+  verifyDescriptor,
+} from '../tickets/descriptor.js';
+import {
+  type AcceptedKey,
+  type IssuingKey,
+  type IssuingRsaKey,
+  type Keyring,
+  utcDay,
+} from '../tickets/keyring.js';
+import { rsaPublicKey } from '../tickets/rsa-scheme.js';
 import { verifierKey } from '../tickets/scheme.js';
-import { type AcceptedKey, type IssuingKey, type Keyring, utcDay } from '../tickets/keyring.js';
 
 /**
  * The ticket keys of our peers (docs/design.md §7): taken only from a peer's descriptor that verifies
  * against the identity pinned in our config, and cached on disk so a relay restarted while
- * its peer is down still accepts that peer's tickets (the whole point of a backup).
+ * its peer is down still accepts that peer's tickets (the whole point of a backup). Keys of
+ * both schemes are taken (docs/design.md §6.5): a peer may issue either, or be changing over.
  */
 
 /** Where verified peer descriptors are cached, under the relay's data directory. */
@@ -16,6 +29,15 @@ export const PEER_KEYS_DIR = 'peers';
 
 /** A ticket is redeemable on its issue day and the next: a key verifies one day past its last. */
 const GRACE_DAYS = 1;
+
+/** A verified descriptor's key entry as a key we verify tickets with. */
+function acceptedKey(k: DescriptorKey, owner: string): AcceptedKey {
+  const days = { notBeforeDay: k.notBeforeDay, notAfterDay: k.notAfterDay, owner };
+  const publicKey = hexToBytes(k.publicKey);
+  return k.scheme === RSA_SCHEME
+    ? { scheme: 'rsa', key: rsaPublicKey(publicKey), ...days }
+    : { scheme: 'ao', key: verifierKey(publicKey), ...days };
+}
 
 interface PeerKeys {
   descriptor: SignedDescriptor;
@@ -82,14 +104,7 @@ export class PeerKeyDirectory {
   private accept(name: string, identity: string, text: string): SignedDescriptor {
     const descriptor = verifyDescriptor(text, identity);
     const keys = new Map<string, AcceptedKey>();
-    for (const k of descriptor.tickets.keys) {
-      keys.set(k.keyId, {
-        key: verifierKey(hexToBytes(k.publicKey)),
-        notBeforeDay: k.notBeforeDay,
-        notAfterDay: k.notAfterDay,
-        owner: name,
-      });
-    }
+    for (const k of descriptor.tickets.keys) keys.set(k.keyId, acceptedKey(k, name));
     this.byPeer.set(name, { descriptor, keys });
     return descriptor;
   }
@@ -109,6 +124,10 @@ export class PeeredKeyring implements Keyring {
 
   issuingKey(day: number): IssuingKey | null {
     return this.own.issuingKey(day);
+  }
+
+  issuingRsaKey(day: number): IssuingRsaKey | null {
+    return this.own.issuingRsaKey?.(day) ?? null;
   }
 
   acceptedKey(keyIdHex: string): AcceptedKey | undefined {

@@ -1,8 +1,17 @@
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { bytesToHex, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { z } from 'zod';
+import {
+  AO_SCHEME,
+  RSA_SCHEME,
+  RSA_SPKI_MAX_BYTES,
+  TICKET_SCHEMES,
+  type TicketSchemeName,
+} from '../protocol/messages.js';
 import { ALGORITHMS } from '../work/algorithm.js';
 import { decodePoint } from './group.js';
+import type { TicketScheme } from './keyring.js';
+import { rsaKeyId, rsaPublicKey } from './rsa-scheme.js';
 import { keyIdOf } from './scheme.js';
 
 /**
@@ -24,6 +33,11 @@ import { keyIdOf } from './scheme.js';
  * Binary values are lowercase hex, as in the circuit protocol (docs/design.md §5). Days are UTC days
  * since 1970-01-01; a key issues tickets on days notBeforeDay..notAfterDay (inclusive), and a
  * ticket is redeemable on its issue day and the next.
+ *
+ * Each key entry names its scheme (docs/design.md §6.4, §6.5): "ao-ristretto255" (publicKey: the
+ * 32-byte ristretto255 point) or "rsapbssa-sha384-pss-deterministic" (publicKey: the SPKI DER of
+ * the RSA master key). An entry without `scheme`, from a relay older than tickets v2, is
+ * Abe–Okamoto. At most one key of each scheme issues on any day.
  */
 
 export const DESCRIPTOR_VERSION = 1;
@@ -43,23 +57,63 @@ const hex = (bytes: number) =>
   z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`), `expected ${bytes} bytes of hex`);
 const day = z.number().int().min(0).max(0xffffffff);
 
-/** Without the range check, for schemas that extend it (zod cannot extend a refined one). */
+/** A ticket scheme's wire name (register terms, descriptor, `keys show --json`). */
+export const SCHEME_NAMES: Readonly<Record<TicketScheme, TicketSchemeName>> = {
+  ao: AO_SCHEME,
+  rsa: RSA_SCHEME,
+};
+
+export function schemeOfName(name: TicketSchemeName): TicketScheme {
+  return name === RSA_SCHEME ? 'rsa' : 'ao';
+}
+
+const AO_PUBLIC_KEY_BYTES = 32;
+
+/** Without the range checks, for schemas that extend it (zod cannot extend a refined one). */
 export const descriptorKeyObject = z.looseObject({
   keyId: hex(8),
-  publicKey: hex(32),
+  // Absent in descriptors from before tickets v2, whose keys are all Abe–Okamoto.
+  scheme: z
+    .enum(TICKET_SCHEMES, { error: `expected "${AO_SCHEME}" or "${RSA_SCHEME}"` })
+    .default(AO_SCHEME),
+  publicKey: z
+    .string()
+    .regex(
+      new RegExp(`^(?:[0-9a-f]{2}){${AO_PUBLIC_KEY_BYTES},${RSA_SPKI_MAX_BYTES}}$`),
+      `expected ${AO_PUBLIC_KEY_BYTES} to ${RSA_SPKI_MAX_BYTES} bytes of hex`,
+    ),
   notBeforeDay: day,
   notAfterDay: day,
 });
-export const descriptorKeySchema = descriptorKeyObject.refine(
-  (k) => k.notBeforeDay <= k.notAfterDay,
-  {
-    error: 'notBeforeDay must be <= notAfterDay',
-    path: ['notAfterDay'],
-  },
-);
+
+/** The rules a key entry's fields obey together (applied to descriptor and pin entries). */
+export function keyEntryRules(
+  k: { scheme: TicketSchemeName; publicKey: string; notBeforeDay: number; notAfterDay: number },
+  ctx: z.RefinementCtx,
+): void {
+  if (k.notBeforeDay > k.notAfterDay) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'notBeforeDay must be <= notAfterDay',
+      path: ['notAfterDay'],
+    });
+  }
+  if (k.scheme === AO_SCHEME && k.publicKey.length !== AO_PUBLIC_KEY_BYTES * 2) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected ${AO_PUBLIC_KEY_BYTES} bytes of hex for ${AO_SCHEME}`,
+      path: ['publicKey'],
+    });
+  }
+}
+
+export const descriptorKeySchema = descriptorKeyObject.superRefine(keyEntryRules);
 export type DescriptorKey = z.output<typeof descriptorKeySchema>;
 /** The fields of a key entry this version defines (what the relay lists). */
-export type ListedKey = Pick<DescriptorKey, 'keyId' | 'publicKey' | 'notBeforeDay' | 'notAfterDay'>;
+export type ListedKey = Pick<
+  DescriptorKey,
+  'keyId' | 'scheme' | 'publicKey' | 'notBeforeDay' | 'notAfterDay'
+>;
 
 /** A backup relay (Protocol 2, docs/design.md §7); the list is empty until peers exist. */
 export const backupRelaySchema = z.looseObject({
@@ -165,6 +219,7 @@ export function buildDescriptor(input: DescriptorInput): SignedDescriptor {
       expiry: input.expiry ?? TICKET_EXPIRY_RULE,
       keys: input.keys.map((k) => ({
         keyId: k.keyId,
+        scheme: k.scheme,
         publicKey: k.publicKey,
         notBeforeDay: k.notBeforeDay,
         notAfterDay: k.notAfterDay,
@@ -196,28 +251,61 @@ function identityHex(key: Uint8Array | string): string {
   return text;
 }
 
-/** Each key id must be the hash of its key, and no two keys may issue on the same day. */
-function checkKeys(keys: readonly ListedKey[]): void {
-  for (const k of keys) {
-    let derived: string;
+/** The key id a listed public key must have: the hash of its encoding, by scheme. */
+function keyIdOfListed(k: ListedKey): string {
+  const bytes = hexToBytes(k.publicKey);
+  if (k.scheme === RSA_SCHEME) {
     try {
-      derived = bytesToHex(keyIdOf(decodePoint(hexToBytes(k.publicKey), 'publicKey')));
+      return bytesToHex(rsaKeyId(rsaPublicKey(bytes).spki));
     } catch {
-      throw new DescriptorError(`descriptor: key ${k.keyId}: not a valid ristretto255 point`);
+      throw new DescriptorError(
+        `descriptor: key ${k.keyId}: not a 2048-bit RSA public key (SPKI DER, e = 65537)`,
+      );
     }
-    if (derived !== k.keyId) {
+  }
+  try {
+    return bytesToHex(keyIdOf(decodePoint(bytes, 'publicKey')));
+  } catch {
+    throw new DescriptorError(`descriptor: key ${k.keyId}: not a valid ristretto255 point`);
+  }
+}
+
+/** Two keys of one scheme valid on a common day, if any. */
+export function overlappingKeys<K extends Omit<ListedKey, 'publicKey'>>(
+  keys: readonly K[],
+): [K, K] | null {
+  for (const scheme of TICKET_SCHEMES) {
+    const sorted = keys
+      .filter((k) => k.scheme === scheme)
+      .sort((a, b) => a.notBeforeDay - b.notBeforeDay);
+    for (let i = 1; i < sorted.length; i++) {
+      const [prev, next] = [sorted[i - 1] as K, sorted[i] as K];
+      if (next.notBeforeDay <= prev.notAfterDay) return [prev, next];
+    }
+  }
+  return null;
+}
+
+/**
+ * Each key id must be the hash of its key, and no two keys of one scheme may issue on the
+ * same day (two would split that day's users into groups the relay could tell apart).
+ */
+function checkKeys(keys: readonly ListedKey[]): void {
+  const seen = new Set<string>();
+  for (const k of keys) {
+    if (seen.has(k.keyId)) throw new DescriptorError(`descriptor: key ${k.keyId} is listed twice`);
+    seen.add(k.keyId);
+    if (keyIdOfListed(k) !== k.keyId) {
       throw new DescriptorError(`descriptor: key ${k.keyId}: key id does not match its public key`);
     }
   }
-  const sorted = [...keys].sort((a, b) => a.notBeforeDay - b.notBeforeDay);
-  for (let i = 1; i < sorted.length; i++) {
-    const [prev, next] = [sorted[i - 1] as ListedKey, sorted[i] as ListedKey];
-    if (next.notBeforeDay <= prev.notAfterDay) {
-      throw new DescriptorError(
-        `descriptor: keys ${prev.keyId} and ${next.keyId} are both valid on day ` +
-          `${next.notBeforeDay}; a relay must have one issuing key per day`,
-      );
-    }
+  const clash = overlappingKeys(keys);
+  if (clash) {
+    const [prev, next] = clash;
+    throw new DescriptorError(
+      `descriptor: keys ${prev.keyId} and ${next.keyId} are both valid on day ` +
+        `${next.notBeforeDay}; a relay must have one issuing key per scheme per day`,
+    );
   }
 }
 

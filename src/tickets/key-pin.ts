@@ -1,7 +1,10 @@
 import { z } from 'zod';
+import type { TicketSchemeName } from '../protocol/messages.js';
 import {
   descriptorKeyObject,
+  keyEntryRules,
   type ListedKey,
+  overlappingKeys,
   type SignedDescriptor,
   verifyDescriptor,
 } from './descriptor.js';
@@ -13,9 +16,11 @@ import { utcDay } from './keyring.js';
  * user however blind the signature. So a client only takes tickets under a key it has seen
  * listed in the relay's signed descriptor, for the day of the ticket, and it remembers what it
  * has seen:
- * - a key id never changes its public key (ids are 8 bytes; a relay can grind a collision);
- * - at most one key issues on any day (verifyDescriptor refuses a descriptor listing two, and
- *   the pin refuses a descriptor that, with the keys pinned before, would make two);
+ * - a key id never changes its public key or its scheme (ids are 8 bytes; a relay can grind a
+ *   collision);
+ * - at most one key of each scheme issues on any day (verifyDescriptor refuses a descriptor
+ *   listing two, and the pin refuses a descriptor that, with the keys pinned before, would
+ *   make two); a relay changing over from one scheme to the other lists one of each;
  * - a day the client saw listed under a key, once that day had begun, stays that key's:
  *   rotation only ever shortens a key's future, so an honest relay never rewrites the past.
  * Comparing descriptors fetched over different circuits (and with other clients) is what
@@ -29,9 +34,10 @@ export class PinError extends Error {
 /** Slack for the relay's clock being behind ours around UTC midnight. */
 export const PIN_CLOCK_SKEW_SECONDS = 600;
 
+// Saved state from before tickets v2 has no `scheme`: those keys are Abe–Okamoto (the default).
 const pinnedKeySchema = descriptorKeyObject
   .extend({ seenDay: z.number().int().min(0).max(0xffffffff) })
-  .refine((k) => k.notBeforeDay <= k.notAfterDay);
+  .superRefine(keyEntryRules);
 export type PinnedKey = ListedKey & {
   /** The latest day on which we saw this key listed (after subtracting the clock slack). */
   seenDay: number;
@@ -42,15 +48,6 @@ const pinSchema = z.strictObject({
   keys: z.array(pinnedKeySchema).max(1024),
 });
 export type PinState = z.output<typeof pinSchema>;
-
-function overlapping(keys: readonly ListedKey[]): [ListedKey, ListedKey] | null {
-  const sorted = [...keys].sort((a, b) => a.notBeforeDay - b.notBeforeDay);
-  for (let i = 1; i < sorted.length; i++) {
-    const [prev, next] = [sorted[i - 1] as ListedKey, sorted[i] as ListedKey];
-    if (next.notBeforeDay <= prev.notAfterDay) return [prev, next];
-  }
-  return null;
-}
 
 export class KeyPin {
   private keys = new Map<string, PinnedKey>();
@@ -88,7 +85,8 @@ export class KeyPin {
 
   /**
    * Pin a verified descriptor's keys. Nothing changes unless all of them pass: a relay that
-   * remaps a key id, rewrites a day already seen, or would have two keys on one day is refused.
+   * remaps a key id, rewrites a day already seen, or would have two keys of one scheme on one
+   * day is refused.
    */
   update(listed: readonly ListedKey[], nowSeconds: number): void {
     const seenNow = utcDay(nowSeconds - PIN_CLOCK_SKEW_SECONDS);
@@ -99,6 +97,12 @@ export class KeyPin {
         throw new PinError(
           `relay changed the public key of ticket key ${k.keyId}; refusing its descriptor ` +
             `(a relay must not hand out different keys under one id)`,
+        );
+      }
+      if (old && old.scheme !== k.scheme) {
+        throw new PinError(
+          `relay changed the scheme of ticket key ${k.keyId} from ${old.scheme} to ` +
+            `${k.scheme}; refusing its descriptor`,
         );
       }
       if (old) {
@@ -115,17 +119,18 @@ export class KeyPin {
       }
       next.set(k.keyId, {
         keyId: k.keyId,
+        scheme: k.scheme,
         publicKey: k.publicKey,
         notBeforeDay: k.notBeforeDay,
         notAfterDay: k.notAfterDay,
         seenDay: Math.max(old?.seenDay ?? 0, seenNow),
       });
     }
-    const clash = overlapping([...next.values()]);
+    const clash = overlappingKeys([...next.values()]);
     if (clash) {
       throw new PinError(
         `ticket keys ${clash[0].keyId} and ${clash[1].keyId} would both be valid on day ` +
-          `${clash[1].notBeforeDay}; refusing the descriptor (one issuing key per day)`,
+          `${clash[1].notBeforeDay}; refusing the descriptor (one issuing key per scheme per day)`,
       );
     }
     this.keys = next;
@@ -133,14 +138,26 @@ export class KeyPin {
 
   /**
    * The relay offers to sign tickets of `day` under `keyId` (mining.register, ticket.open):
-   * only the one pinned key valid on that day is acceptable. On an unknown key, fetch and
-   * `accept` the descriptor again, then check again; refuse if it is still not listed.
+   * only the one pinned key of that scheme valid on that day is acceptable. On an unknown key,
+   * fetch and `accept` the descriptor again, then check again; refuse if it is still not
+   * listed. `scheme` (the terms' wire name) must be the one the descriptor lists the key with.
    */
-  check(offer: { keyId: string; publicKey?: string; day: number }): PinnedKey {
+  check(offer: {
+    keyId: string;
+    publicKey?: string;
+    day: number;
+    scheme?: TicketSchemeName;
+  }): PinnedKey {
     const pinned = this.keys.get(offer.keyId);
     if (!pinned) {
       throw new PinError(
         `relay offered ticket key ${offer.keyId}, which its descriptor does not list`,
+      );
+    }
+    if (offer.scheme !== undefined && offer.scheme !== pinned.scheme) {
+      throw new PinError(
+        `relay offered ticket key ${offer.keyId} as ${offer.scheme}, but its descriptor lists ` +
+          `it as ${pinned.scheme}`,
       );
     }
     if (offer.publicKey !== undefined && offer.publicKey !== pinned.publicKey) {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
+import { AO_SCHEME, RSA_SCHEME } from '../../src/protocol/messages.js';
 import { relayDescriptor } from '../../src/relay/http-api.js';
 import {
   buildDescriptor,
@@ -20,6 +21,7 @@ import { KeyPin, PinError } from '../../src/tickets/key-pin.js';
 import { KeyStore } from '../../src/tickets/key-store.js';
 import { generateSignerKey } from '../../src/tickets/scheme.js';
 import { fixedRandom } from '../helpers/fixed-random.js';
+import { fixtureRsaKeys, rsaFixtureKeys } from '../helpers/rsa-keys.js';
 
 const DAY = 20_413;
 const at = (day: number, hour = 12) => day * 86_400 + hour * 3600;
@@ -36,7 +38,21 @@ function ticketKey(seed: string, notBeforeDay: number, notAfterDay: number): Des
   const key = generateSignerKey(fixedRandom(seed));
   return {
     keyId: bytesToHex(key.keyId),
+    scheme: AO_SCHEME,
     publicKey: bytesToHex(encodePoint(key.y)),
+    notBeforeDay,
+    notAfterDay,
+  };
+}
+
+/** Fixture RSA key `index` listed for the given days. */
+function rsaTicketKey(index: number, notBeforeDay: number, notAfterDay: number): DescriptorKey {
+  const key = rsaFixtureKeys()[index];
+  if (!key) throw new Error(`no fixture RSA key ${index}`);
+  return {
+    keyId: bytesToHex(key.keyId),
+    scheme: RSA_SCHEME,
+    publicKey: bytesToHex(key.spki),
     notBeforeDay,
     notAfterDay,
   };
@@ -152,14 +168,15 @@ describe('signed descriptor', () => {
         '"ticketDifficulty":1,"vardiffTargetSeconds":15},"endpoints":{"circuit":"/v1/circuit"},' +
         `"identity":"${RELAY.publicKeyHex}","issuedAt":${at(DAY)},"tickets":{"expiry":` +
         `${JSON.stringify(descriptor.tickets.expiry)},"keys":[{"keyId":"${KEY_A.keyId}",` +
-        `"notAfterDay":${DAY + 4},"notBeforeDay":${DAY},"publicKey":"${KEY_A.publicKey}"}],` +
+        `"notAfterDay":${DAY + 4},"notBeforeDay":${DAY},"publicKey":"${KEY_A.publicKey}",` +
+        `"scheme":"ao-ristretto255"}],` +
         '"price":64,"windowSeconds":600},"version":1}',
     );
     expect(RELAY.publicKeyHex).toBe(
       '8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c',
     );
     expect(descriptor.signature).toMatchInlineSnapshot(
-      `"03663efbc7c4606f70fb7938fa29c47ddefab04f456eb3e8ec6174d51daf9bda52265b15bbf7f8647b88709f56d6a5fee3172fff91444b15297c57824670eb05"`,
+      `"e9ad7e70a7f17dc36b06f87aea26cb9be21af87a57ffdbd0e7682e656b25c59a7431673f6d56dad99328ee5816dc3d905cf13034a5a185fb4f4abc208fe3460d"`,
     );
   });
 
@@ -295,6 +312,90 @@ describe('signed descriptor', () => {
   });
 });
 
+describe('signed descriptor: two schemes', () => {
+  const RSA_A = rsaTicketKey(0, DAY, DAY + 29);
+  const RSA_B = rsaTicketKey(1, DAY + 30, DAY + 59);
+
+  it('lists keys of both schemes, each with its scheme, on the same days', () => {
+    const descriptor = build([KEY_A, RSA_A, KEY_B, RSA_B]);
+    expect(descriptor.tickets.keys.map((k) => k.scheme)).toEqual([
+      AO_SCHEME,
+      RSA_SCHEME,
+      AO_SCHEME,
+      RSA_SCHEME,
+    ]);
+    const verified = verifyDescriptor(JSON.stringify(descriptor), RELAY.publicKeyHex);
+    expect(verified.tickets.keys).toEqual([KEY_A, RSA_A, KEY_B, RSA_B]);
+    expect(RSA_A.publicKey).toHaveLength(294 * 2); // SPKI DER of a 2048-bit key
+  });
+
+  it('refuses two keys of one scheme on a day, as build and as a client', () => {
+    expect(() => build([RSA_A, { ...RSA_B, notBeforeDay: DAY + 29 }])).toThrow(
+      /both valid on day .*one issuing key per scheme per day/,
+    );
+    const { signature: _s, identity: _i, ...content } = build([RSA_A]);
+    const two = {
+      ...content,
+      tickets: { ...content.tickets, keys: [RSA_A, { ...RSA_B, notBeforeDay: DAY }] },
+    };
+    expect(() => verifyDescriptor(signRaw(clone(two)), RELAY.publicKeyHex)).toThrow(
+      /both valid on day/,
+    );
+  });
+
+  it('checks RSA and scheme fields even when correctly signed', () => {
+    const { signature: _s, identity: _i, ...content } = build([KEY_A]);
+    const withKeys = (keys: unknown[]) =>
+      clone({ ...content, tickets: { ...content.tickets, keys } });
+    const spki = RSA_A.publicKey;
+    const cases: [string, unknown[], RegExp][] = [
+      ['RSA key id of another key', [{ ...RSA_A, keyId: RSA_B.keyId }], /key id does not match/],
+      [
+        'truncated SPKI',
+        [{ ...RSA_A, publicKey: spki.slice(0, -2) }],
+        /not a 2048-bit RSA public key/,
+      ],
+      [
+        'an AO point as RSA key',
+        [{ ...KEY_A, scheme: RSA_SCHEME }],
+        /not a 2048-bit RSA public key/,
+      ],
+      [
+        'an SPKI as AO key',
+        [{ ...RSA_A, scheme: AO_SCHEME }],
+        /publicKey: expected 32 bytes of hex for ao-ristretto255/,
+      ],
+      ['unknown scheme', [{ ...KEY_A, scheme: 'rsa' }], /scheme: expected "ao-ristretto255" or/],
+      [
+        'SPKI over 600 bytes',
+        [{ ...RSA_A, publicKey: spki + '00'.repeat(310) }],
+        /publicKey: expected 32 to 600 bytes/,
+      ],
+      ['a key listed twice', [KEY_A, KEY_A], /listed twice/],
+    ];
+    for (const [name, keys, message] of cases) {
+      expect(() => verifyDescriptor(signRaw(withKeys(keys)), RELAY.publicKeyHex), name).toThrow(
+        message,
+      );
+    }
+  });
+
+  it('accepts a descriptor from before schemes: entries without scheme are Abe–Okamoto', () => {
+    const { signature: _s, identity: _i, ...content } = build([KEY_A, KEY_B]);
+    const old = clone({
+      ...content,
+      tickets: { ...content.tickets, keys: [KEY_A, KEY_B].map(({ scheme: _x, ...k }) => k) },
+    });
+    const signed = signRaw(old);
+    const verified = verifyDescriptor(JSON.stringify(signed), RELAY.publicKeyHex);
+    expect(verified.tickets.keys).toEqual([KEY_A, KEY_B]);
+    // The signature covers exactly what was sent: a scheme added on the way breaks it.
+    const keys = (signed.tickets as { keys: Record<string, unknown>[] }).keys;
+    keys[0] = Object.assign({}, keys[0], { scheme: AO_SCHEME });
+    expect(() => verifyDescriptor(signed, RELAY.publicKeyHex)).toThrow(/bad signature/);
+  });
+});
+
 describe('key pinning', () => {
   it('accepts listed keys only for their days, with their public keys', () => {
     const pin = new KeyPin(RELAY.publicKeyHex);
@@ -346,7 +447,10 @@ describe('key pinning', () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'powbridge-pin-'));
     try {
       let clock = at(DAY);
-      const store = await KeyStore.open(dataDir, { now: () => clock });
+      const store = await KeyStore.open(dataDir, {
+        now: () => clock,
+        generateRsaKey: fixtureRsaKeys(),
+      });
       const current = () =>
         buildDescriptor({
           base: BASE,
@@ -389,6 +493,85 @@ describe('key pinning', () => {
         at(DAY + 4, 1),
       ),
     ).not.toThrow();
+  });
+
+  it('pins the scheme of each key: an offer under another scheme is refused', () => {
+    const rsa = rsaTicketKey(0, DAY, DAY + 29);
+    const pin = new KeyPin(RELAY.publicKeyHex);
+    pin.accept(build([KEY_A, rsa]), at(DAY));
+    expect(
+      pin.check({ keyId: rsa.keyId, publicKey: rsa.publicKey, day: DAY, scheme: RSA_SCHEME }),
+    ).toMatchObject(rsa);
+    expect(pin.check({ keyId: KEY_A.keyId, day: DAY, scheme: AO_SCHEME })).toMatchObject(KEY_A);
+    expect(() => pin.check({ keyId: rsa.keyId, day: DAY, scheme: AO_SCHEME })).toThrow(
+      `relay offered ticket key ${rsa.keyId} as ao-ristretto255, but its descriptor lists it as rsapbssa-sha384-pss-deterministic`,
+    );
+    expect(() => pin.check({ keyId: KEY_A.keyId, day: DAY, scheme: RSA_SCHEME })).toThrow(PinError);
+  });
+
+  it('refuses a key id that changes scheme, and two keys of one scheme on a day', () => {
+    const pin = new KeyPin(RELAY.publicKeyHex);
+    pin.update([KEY_A], at(DAY));
+    const before = pin.toJSON();
+    expect(() => pin.update([{ ...KEY_A, scheme: RSA_SCHEME }], at(DAY))).toThrow(
+      /changed the scheme of ticket key .* from ao-ristretto255 to rsapbssa/,
+    );
+    expect(pin.toJSON()).toEqual(before);
+    // A change-over: an RSA key on the AO key's days is fine; a second RSA key on them is not.
+    const rsa = rsaTicketKey(0, DAY, DAY + 29);
+    pin.update([KEY_A, rsa], at(DAY));
+    expect(() => pin.update([KEY_A, rsa, rsaTicketKey(1, DAY + 3, DAY + 9)], at(DAY))).toThrow(
+      /would both be valid on day .*one issuing key per scheme per day/,
+    );
+    expect(pin.pinned().map((k) => k.keyId)).toEqual([KEY_A.keyId, rsa.keyId]);
+  });
+
+  it('restores saved state from before schemes as Abe–Okamoto keys', () => {
+    const { scheme: _s, ...legacy } = KEY_A;
+    const pin = KeyPin.fromJSON({
+      identity: RELAY.publicKeyHex,
+      keys: [{ ...legacy, seenDay: DAY }],
+    });
+    expect(pin.pinned()).toEqual([{ ...KEY_A, seenDay: DAY }]);
+    expect(pin.check({ keyId: KEY_A.keyId, day: DAY, scheme: AO_SCHEME })).toMatchObject(KEY_A);
+    expect(() => pin.check({ keyId: KEY_A.keyId, day: DAY, scheme: RSA_SCHEME })).toThrow(PinError);
+    pin.accept(build([KEY_A, rsaTicketKey(0, DAY, DAY + 4)]), at(DAY));
+  });
+
+  it('follows a relay changing over from ao to rsa', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'powbridge-pin-'));
+    try {
+      let clock = at(DAY);
+      const now = () => clock;
+      const ao = await KeyStore.open(dataDir, { now, scheme: 'ao' });
+      const descriptor = (store: KeyStore) =>
+        buildDescriptor({
+          base: BASE,
+          identity: store.identity,
+          keys: store.ticketKeys(),
+          price: 64,
+          windowSeconds: 600,
+          issuedAt: clock,
+        });
+      const pin = new KeyPin(ao.identity.publicKeyHex);
+      pin.accept(descriptor(ao), clock);
+      clock = at(DAY + 2);
+      const store = await KeyStore.open(dataDir, { now, generateRsaKey: fixtureRsaKeys() });
+      await store.maintain();
+      pin.accept(JSON.stringify(descriptor(store)), clock);
+      const [aoKey, rsaKey] = store.ticketKeys();
+      expect(pin.check({ keyId: aoKey!.keyId, day: DAY + 2, scheme: AO_SCHEME })).toBeDefined();
+      expect(
+        pin.check({
+          keyId: rsaKey!.keyId,
+          publicKey: rsaKey!.publicKey,
+          day: DAY + 2,
+          scheme: RSA_SCHEME,
+        }),
+      ).toBeDefined();
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 
   it('saves and restores its state, refusing garbage', () => {

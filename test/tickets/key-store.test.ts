@@ -14,16 +14,21 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
+import { checkPrimeSync, generatePrimeSync } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { AO_SCHEME, RSA_SCHEME } from '../../src/protocol/messages.js';
 import { encodeScalar, Q } from '../../src/tickets/group.js';
 import { KeyFileError } from '../../src/tickets/key-files.js';
 import {
   IDENTITY_FILE,
   KeyStore,
   KeyStoreError,
+  type KeyStoreOptions,
   type TicketKeyInfo,
 } from '../../src/tickets/key-store.js';
+import { openTicketKeys } from '../../src/tickets/ticket-desk.js';
 import { fixedRandom } from '../helpers/fixed-random.js';
+import { fixtureRsaKeys, rsaFixtureKeys } from '../helpers/rsa-keys.js';
 
 const DAY = 20_413; // 2025-11-21
 const at = (day: number, hour = 12) => day * 86_400 + hour * 3600;
@@ -46,13 +51,16 @@ afterEach(async () => {
 const mode = async (path: string) => (await stat(path)).mode & 0o777;
 const ticketFile = (k: TicketKeyInfo) => join(keysDir, `ticket-${k.keyId}.json`);
 
-/** Every secret hex in the key directory, to check that none leaks. */
+/** Every secret hex in the key directory (AO scalars, RSA primes), to check that none leaks. */
 async function secrets(): Promise<string[]> {
   const out: string[] = [];
   for (const name of await readdir(keysDir)) {
     if (!name.endsWith('.json')) continue;
-    const data = JSON.parse(await readFile(join(keysDir, name), 'utf8')) as { secretKey: string };
-    out.push(data.secretKey);
+    const data = JSON.parse(await readFile(join(keysDir, name), 'utf8')) as Record<string, string>;
+    for (const field of ['secretKey', 'p', 'q']) {
+      const value = data[field];
+      if (value !== undefined) out.push(value);
+    }
   }
   return out;
 }
@@ -68,7 +76,7 @@ async function loadError(): Promise<Error> {
 
 describe('KeyStore: first start and reload', () => {
   it('generates an identity and one ticket key, in a 0700 directory of 0600 files', async () => {
-    const store = await KeyStore.open(dataDir, { now });
+    const store = await KeyStore.open(dataDir, { now, scheme: 'ao' });
     expect(await mode(keysDir)).toBe(0o700);
     const names = (await readdir(keysDir)).sort();
     const [key] = store.ticketKeys();
@@ -84,13 +92,13 @@ describe('KeyStore: first start and reload', () => {
   });
 
   it('honours a configured lifetime', async () => {
-    const store = await KeyStore.open(dataDir, { now, lifetimeDays: 7 });
+    const store = await KeyStore.open(dataDir, { now, scheme: 'ao', lifetimeDays: 7 });
     expect(store.ticketKeys()[0]).toMatchObject({ notBeforeDay: DAY, notAfterDay: DAY + 6 });
   });
 
   it('reopening loads the same keys', async () => {
-    const first = await KeyStore.open(dataDir, { now });
-    const second = await KeyStore.open(dataDir, { now });
+    const first = await KeyStore.open(dataDir, { now, scheme: 'ao' });
+    const second = await KeyStore.open(dataDir, { now, scheme: 'ao' });
     expect(second.identity.publicKeyHex).toBe(first.identity.publicKeyHex);
     expect(second.ticketKeys()).toEqual(first.ticketKeys());
     expect(second.issuingKey(DAY)?.key.x).toBe(first.issuingKey(DAY)?.key.x);
@@ -100,22 +108,34 @@ describe('KeyStore: first start and reload', () => {
   });
 
   it('uses the random source it is given', async () => {
-    const a = await KeyStore.create(join(dataDir, 'a'), { now, random: fixedRandom('k') });
-    const b = await KeyStore.create(join(dataDir, 'b'), { now, random: fixedRandom('k') });
+    const a = await KeyStore.create(join(dataDir, 'a'), {
+      now,
+      scheme: 'ao',
+      random: fixedRandom('k'),
+    });
+    const b = await KeyStore.create(join(dataDir, 'b'), {
+      now,
+      scheme: 'ao',
+      random: fixedRandom('k'),
+    });
     expect(b.identity.publicKeyHex).toBe(a.identity.publicKeyHex);
     expect(b.ticketKeys()).toEqual(a.ticketKeys());
   });
 
   it('create refuses to overwrite keys; load refuses a missing store', async () => {
-    await expect(KeyStore.load(dataDir, { now })).rejects.toThrow(/no keys; create them/);
-    const store = await KeyStore.create(dataDir, { now });
-    await expect(KeyStore.create(dataDir, { now })).rejects.toThrow(/refusing to overwrite/);
-    const reloaded = await KeyStore.load(dataDir, { now });
+    await expect(KeyStore.load(dataDir, { now, scheme: 'ao' })).rejects.toThrow(
+      /no keys; create them/,
+    );
+    const store = await KeyStore.create(dataDir, { now, scheme: 'ao' });
+    await expect(KeyStore.create(dataDir, { now, scheme: 'ao' })).rejects.toThrow(
+      /refusing to overwrite/,
+    );
+    const reloaded = await KeyStore.load(dataDir, { now, scheme: 'ao' });
     expect(reloaded.identity.publicKeyHex).toBe(store.identity.publicKeyHex);
   });
 
   it('never shows a secret when logged or serialised', async () => {
-    const store = await KeyStore.open(dataDir, { now });
+    const store = await KeyStore.open(dataDir, { now, scheme: 'ao' });
     const shown = `${inspect(store, { depth: 10 })} ${JSON.stringify(store)}`;
     expect(shown).toContain(store.identity.publicKeyHex);
     for (const secret of await secrets()) expect(shown).not.toContain(secret);
@@ -123,7 +143,7 @@ describe('KeyStore: first start and reload', () => {
   });
 
   it('leaves no temporary or lock files behind', async () => {
-    const store = await KeyStore.open(dataDir, { now });
+    const store = await KeyStore.open(dataDir, { now, scheme: 'ao' });
     await store.rotate();
     await store.maintain();
     expect((await readdir(keysDir)).filter((n) => n.startsWith('.'))).toEqual([]);
@@ -132,7 +152,7 @@ describe('KeyStore: first start and reload', () => {
 
 describe('KeyStore: rotation', () => {
   it('the old key issues through today and is accepted tomorrow; the new one issues from tomorrow', async () => {
-    const store = await KeyStore.open(dataDir, { now });
+    const store = await KeyStore.open(dataDir, { now, scheme: 'ao' });
     const [old] = store.ticketKeys() as [TicketKeyInfo];
     clock = at(DAY + 4);
     const { created, retired } = await store.rotate({ lifetimeDays: 10 });
@@ -142,7 +162,7 @@ describe('KeyStore: rotation', () => {
     expect(bytesToHex(store.issuingKey(DAY + 4)!.key.keyId)).toBe(old.keyId);
     expect(bytesToHex(store.issuingKey(DAY + 5)!.key.keyId)).toBe(created.keyId);
     // Persisted: a reopened store sees the same validity.
-    const reopened = await KeyStore.load(dataDir, { now });
+    const reopened = await KeyStore.load(dataDir, { now, scheme: 'ao' });
     expect(reopened.ticketKeys()).toEqual(store.ticketKeys());
 
     // Tickets of day DAY+4 are redeemable on DAY+4 and DAY+5, then the key goes.
@@ -158,7 +178,7 @@ describe('KeyStore: rotation', () => {
   });
 
   it('a key is not accepted before its first issuing day', async () => {
-    const store = await KeyStore.open(dataDir, { now });
+    const store = await KeyStore.open(dataDir, { now, scheme: 'ao' });
     const { created } = await store.rotate();
     expect(store.acceptedKey(created.keyId)).toBeUndefined();
     clock = at(DAY + 1);
@@ -167,7 +187,7 @@ describe('KeyStore: rotation', () => {
   });
 
   it('refuses a second rotation before the new key has started', async () => {
-    const store = await KeyStore.open(dataDir, { now });
+    const store = await KeyStore.open(dataDir, { now, scheme: 'ao' });
     await store.rotate();
     await expect(store.rotate()).rejects.toThrow(/already takes over on 2025-11-22/);
     expect(store.ticketKeys()).toHaveLength(2);
@@ -179,7 +199,7 @@ describe('KeyStore: rotation', () => {
   });
 
   it('after every key expired, the new key issues from today', async () => {
-    const store = await KeyStore.open(dataDir, { now, lifetimeDays: 3 });
+    const store = await KeyStore.open(dataDir, { now, scheme: 'ao', lifetimeDays: 3 });
     clock = at(DAY + 10);
     const { created, retired } = await store.rotate({ lifetimeDays: 3 });
     expect(retired).toBeNull();
@@ -187,7 +207,7 @@ describe('KeyStore: rotation', () => {
   });
 
   it('renew announces the next key ahead of use and fills a day without a key', async () => {
-    const store = await KeyStore.open(dataDir, { now, lifetimeDays: 10 });
+    const store = await KeyStore.open(dataDir, { now, scheme: 'ao', lifetimeDays: 10 });
     expect(await store.renew({ leadDays: 3, lifetimeDays: 10 })).toEqual([]);
     clock = at(DAY + 7);
     const [next] = await store.renew({ leadDays: 3, lifetimeDays: 10 });
@@ -198,8 +218,8 @@ describe('KeyStore: rotation', () => {
   });
 
   it('sees a rotation made by another process before changing anything', async () => {
-    const relay = await KeyStore.open(dataDir, { now });
-    const cli = await KeyStore.load(dataDir, { now });
+    const relay = await KeyStore.open(dataDir, { now, scheme: 'ao' });
+    const cli = await KeyStore.load(dataDir, { now, scheme: 'ao' });
     const { created } = await cli.rotate();
     // The relay's view is stale until it reloads; its maintenance reloads first and so
     // does not add a second key for tomorrow.
@@ -210,11 +230,11 @@ describe('KeyStore: rotation', () => {
   });
 
   it('watch picks up a rotation made by another process at once', async () => {
-    const relay = await KeyStore.open(dataDir, { now });
+    const relay = await KeyStore.open(dataDir, { now, scheme: 'ao' });
     const errors: unknown[] = [];
     const stop = relay.watch((err) => errors.push(err), 20);
     try {
-      const { created } = await (await KeyStore.load(dataDir, { now })).rotate();
+      const { created } = await (await KeyStore.load(dataDir, { now, scheme: 'ao' })).rotate();
       await vi.waitFor(() => {
         expect(relay.ticketKeys().map((k) => k.keyId)).toContain(created.keyId);
       });
@@ -226,7 +246,7 @@ describe('KeyStore: rotation', () => {
   });
 
   it('over months of daily upkeep and random rotations, no ticket is stranded and no day has two keys', async () => {
-    const store = await KeyStore.open(dataDir, { now, random: fixedRandom('sim') });
+    const store = await KeyStore.open(dataDir, { now, scheme: 'ao', random: fixedRandom('sim') });
     const dice = fixedRandom('dice');
     const seen = new Map<string, TicketKeyInfo>();
     const tickets: { keyId: string; day: number }[] = [];
@@ -275,7 +295,7 @@ describe('KeyStore: rotation', () => {
 
 describe('KeyStore: refuses unsafe or malformed files', () => {
   it.each([0o644, 0o640, 0o604, 0o660])('refuses a ticket key file with mode %o', async (m) => {
-    const store = await KeyStore.open(dataDir, { now });
+    const store = await KeyStore.open(dataDir, { now, scheme: 'ao' });
     const file = ticketFile(store.ticketKeys()[0]!);
     await chmod(file, m);
     const err = await loadError();
@@ -284,14 +304,14 @@ describe('KeyStore: refuses unsafe or malformed files', () => {
   });
 
   it('refuses an identity file readable by others, and a key directory open to them', async () => {
-    await KeyStore.open(dataDir, { now });
+    await KeyStore.open(dataDir, { now, scheme: 'ao' });
     const identity = join(keysDir, IDENTITY_FILE);
     await chmod(identity, 0o644);
     expect((await loadError()).message).toContain(`chmod 600 ${identity}`);
     await chmod(identity, 0o600);
     await chmod(keysDir, 0o755);
     expect((await loadError()).message).toContain(`chmod 700 ${keysDir}`);
-    await expect(KeyStore.open(dataDir, { now })).rejects.toThrow(/chmod 700/);
+    await expect(KeyStore.open(dataDir, { now, scheme: 'ao' })).rejects.toThrow(/chmod 700/);
   });
 
   type Edit = (data: Record<string, unknown>) => Record<string, unknown> | string;
@@ -324,7 +344,7 @@ describe('KeyStore: refuses unsafe or malformed files', () => {
     ['missing field', ({ notAfterDay: _n, ...d }) => d, /notAfterDay/],
   ];
   it.each(ticketEdits)('refuses a ticket key file: %s', async (_name, edit, reason) => {
-    const store = await KeyStore.open(dataDir, { now });
+    const store = await KeyStore.open(dataDir, { now, scheme: 'ao' });
     const file = ticketFile(store.ticketKeys()[0]!);
     const all = await secrets();
     const edited = edit(JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>);
@@ -342,7 +362,7 @@ describe('KeyStore: refuses unsafe or malformed files', () => {
   });
 
   it('refuses an identity file whose public key does not match, or that is not JSON', async () => {
-    await KeyStore.open(dataDir, { now });
+    await KeyStore.open(dataDir, { now, scheme: 'ao' });
     const file = join(keysDir, IDENTITY_FILE);
     const all = await secrets();
     const data = JSON.parse(await readFile(file, 'utf8')) as Record<string, string>;
@@ -356,7 +376,7 @@ describe('KeyStore: refuses unsafe or malformed files', () => {
   });
 
   it('refuses a key file renamed to another id, and two keys valid on one day', async () => {
-    const store = await KeyStore.open(dataDir, { now });
+    const store = await KeyStore.open(dataDir, { now, scheme: 'ao' });
     const file = ticketFile(store.ticketKeys()[0]!);
     const renamed = join(keysDir, 'ticket-0011223344556677.json');
     await rename(file, renamed);
@@ -364,7 +384,7 @@ describe('KeyStore: refuses unsafe or malformed files', () => {
     await rename(renamed, file);
 
     // A second store's key, copied in with overlapping days.
-    const other = await KeyStore.create(join(dataDir, 'other'), { now });
+    const other = await KeyStore.create(join(dataDir, 'other'), { now, scheme: 'ao' });
     const otherKey = other.ticketKeys()[0]!;
     const text = await readFile(
       join(dataDir, 'other', 'keys', `ticket-${otherKey.keyId}.json`),
@@ -377,7 +397,7 @@ describe('KeyStore: refuses unsafe or malformed files', () => {
   });
 
   it('refuses to change keys while another live process holds the lock, takes over a stale lock', async () => {
-    const store = await KeyStore.open(dataDir, { now });
+    const store = await KeyStore.open(dataDir, { now, scheme: 'ao' });
     const lock = join(keysDir, '.lock');
     await writeFile(lock, String(process.pid));
     await expect(store.rotate()).rejects.toThrow(/being changed by process/);
@@ -389,8 +409,232 @@ describe('KeyStore: refuses unsafe or malformed files', () => {
   it('creates the data directory when missing', async () => {
     const nested = join(dataDir, 'a', 'b');
     await mkdir(join(dataDir, 'a'));
-    const store = await KeyStore.open(nested, { now });
+    const store = await KeyStore.open(nested, { now, scheme: 'ao' });
     expect(await mode(join(nested, 'keys'))).toBe(0o700);
     expect(store.ticketKeys()).toHaveLength(1);
+  });
+});
+
+describe('KeyStore: RSA keys and two schemes', () => {
+  /** An RSA store (the default scheme) making pre-generated keys. */
+  const rsa = (extra: Partial<KeyStoreOptions> = {}): KeyStoreOptions => ({
+    now,
+    generateRsaKey: fixtureRsaKeys(),
+    ...extra,
+  });
+  const bySchemes = (store: KeyStore) =>
+    store.ticketKeys().map((k) => [k.scheme, k.notBeforeDay - DAY, k.notAfterDay - DAY]);
+
+  it('makes RSA keys by default: a 0600 file of p, q and the SPKI, issuing and accepted', async () => {
+    const store = await KeyStore.open(dataDir, rsa({ lifetimeDays: 10 }));
+    const fixture = rsaFixtureKeys()[0]!;
+    const [key] = store.ticketKeys() as [TicketKeyInfo];
+    expect(store.scheme).toBe('rsa');
+    expect(key).toEqual({
+      keyId: bytesToHex(fixture.keyId),
+      scheme: RSA_SCHEME,
+      publicKey: bytesToHex(fixture.spki),
+      notBeforeDay: DAY,
+      notAfterDay: DAY + 9,
+    });
+    expect(await mode(ticketFile(key))).toBe(0o600);
+    const file = JSON.parse(await readFile(ticketFile(key), 'utf8')) as Record<string, unknown>;
+    expect(file).toEqual({
+      format: 'powbridge-ticket-key',
+      version: 1,
+      scheme: 'rsapbssa-sha384-pss-deterministic',
+      keyId: key.keyId,
+      p: fixture.p.toString(16).padStart(256, '0'),
+      q: fixture.q.toString(16).padStart(256, '0'),
+      publicKey: key.publicKey,
+      notBeforeDay: DAY,
+      notAfterDay: DAY + 9,
+    });
+
+    expect(store.issuingRsaKey(DAY)?.key.n).toBe(fixture.n);
+    expect(store.issuingRsaKey(DAY + 10)).toBeNull();
+    expect(store.issuingKey(DAY)).toBeNull(); // no Abe–Okamoto key
+    const accepted = store.acceptedKey(key.keyId);
+    expect(accepted).toMatchObject({ scheme: 'rsa', owner: 'self', notAfterDay: DAY + 9 });
+    expect(accepted?.key).toEqual({
+      n: fixture.n,
+      e: fixture.e,
+      spki: fixture.spki,
+      keyId: fixture.keyId,
+    });
+    expect(store.holdsKey(key.keyId)).toBe(true);
+
+    // Round trip: a reopened store holds the same key; a reload reuses the parsed key.
+    const reopened = await KeyStore.load(dataDir, { now });
+    expect(reopened.ticketKeys()).toEqual(store.ticketKeys());
+    expect(reopened.issuingRsaKey(DAY)?.key.p).toBe(fixture.p);
+    const before = store.issuingRsaKey(DAY)?.key;
+    await store.reload();
+    expect(store.issuingRsaKey(DAY)?.key).toBe(before);
+
+    const shown = `${inspect(store, { depth: 10 })} ${JSON.stringify(store)}`;
+    expect(shown).toContain(key.publicKey);
+    for (const secret of await secrets()) expect(shown).not.toContain(secret);
+  });
+
+  it('a relay changed over from ao to rsa issues RSA from today and still accepts its AO key', async () => {
+    const ao = await KeyStore.open(dataDir, { now, scheme: 'ao', lifetimeDays: 10 });
+    const [aoKey] = ao.ticketKeys() as [TicketKeyInfo];
+    clock = at(DAY + 3);
+    const store = await openTicketKeys(dataDir, {
+      lifetimeDays: 10,
+      now,
+      scheme: 'rsa',
+      generateRsaKey: fixtureRsaKeys(),
+    });
+    expect(bySchemes(store)).toEqual([
+      [AO_SCHEME, 0, 9],
+      [RSA_SCHEME, 3, 12],
+    ]);
+    const rsaKey = store.ticketKeys()[1]!;
+    expect(store.issuingRsaKey(DAY + 3)).not.toBeNull();
+    expect(store.acceptedKey(aoKey.keyId)).toMatchObject({ scheme: 'ao', owner: 'self' });
+    expect(store.acceptedKey(rsaKey.keyId)).toMatchObject({ scheme: 'rsa' });
+
+    // Upkeep renews RSA only; the AO key goes once its last tickets expire.
+    clock = at(DAY + 8);
+    const { created } = await store.maintain({ leadDays: 7, lifetimeDays: 10 });
+    expect(created).toEqual([
+      expect.objectContaining({ scheme: RSA_SCHEME, notBeforeDay: DAY + 13 }),
+    ]);
+    clock = at(DAY + 10);
+    expect(store.acceptedKey(aoKey.keyId)).toBeDefined(); // tickets of its last day
+    expect((await store.maintain({ leadDays: 7, lifetimeDays: 10 })).pruned).toEqual([]);
+    clock = at(DAY + 11);
+    expect((await store.maintain({ leadDays: 7, lifetimeDays: 10 })).pruned).toEqual([aoKey.keyId]);
+    expect(store.acceptedKey(aoKey.keyId)).toBeUndefined();
+    expect(store.ticketKeys().every((k) => k.scheme === RSA_SCHEME)).toBe(true);
+    expect(store.issuingKey(DAY + 11)).toBeNull();
+  });
+
+  it('rotates each scheme on its own; a pending key blocks only its scheme', async () => {
+    const generateRsaKey = fixtureRsaKeys();
+    await KeyStore.open(dataDir, { now, scheme: 'ao' });
+    const store = await openTicketKeys(dataDir, {
+      lifetimeDays: 30,
+      now,
+      scheme: 'rsa',
+      generateRsaKey,
+    });
+    const [aoOld, rsaOld] = store.ticketKeys() as [TicketKeyInfo, TicketKeyInfo];
+    expect([aoOld.scheme, rsaOld.scheme]).toEqual([AO_SCHEME, RSA_SCHEME]);
+
+    const aoRotation = await store.rotate({ scheme: 'ao', lifetimeDays: 5 });
+    expect(aoRotation.retired).toEqual({ ...aoOld, notAfterDay: DAY });
+    expect(aoRotation.created).toMatchObject({ scheme: AO_SCHEME, notBeforeDay: DAY + 1 });
+    // The RSA key is untouched, and can still rotate today.
+    expect(store.ticketKeys().find((k) => k.keyId === rsaOld.keyId)).toEqual(rsaOld);
+    await expect(store.rotate({ scheme: 'ao' })).rejects.toThrow(
+      /ao ticket key .* already takes over/,
+    );
+    const rsaRotation = await store.rotate(); // the store's scheme
+    expect(rsaRotation.retired).toEqual({ ...rsaOld, notAfterDay: DAY });
+    expect(rsaRotation.created).toMatchObject({
+      scheme: RSA_SCHEME,
+      notBeforeDay: DAY + 1,
+      notAfterDay: DAY + 30,
+    });
+    await expect(store.rotate()).rejects.toThrow(/rsa ticket key .* already takes over/);
+    expect(bySchemes(store)).toEqual([
+      [AO_SCHEME, 0, 0],
+      [RSA_SCHEME, 0, 0],
+      [AO_SCHEME, 1, 5],
+      [RSA_SCHEME, 1, 30],
+    ]);
+    // One issuing key per scheme per day, both of today's still accepted tomorrow.
+    clock = at(DAY + 1);
+    expect(bytesToHex(store.issuingKey(DAY + 1)!.key.keyId)).toBe(aoRotation.created.keyId);
+    expect(bytesToHex(store.issuingRsaKey(DAY + 1)!.key.keyId)).toBe(rsaRotation.created.keyId);
+    expect(store.acceptedKey(rsaOld.keyId)).toBeDefined();
+    expect(store.acceptedKey(aoOld.keyId)).toBeDefined();
+    // Persisted as such.
+    expect((await KeyStore.load(dataDir, { now })).ticketKeys()).toEqual(store.ticketKeys());
+  });
+
+  it('keys of two schemes may share days; two keys of one scheme on a day are refused', async () => {
+    const a = await KeyStore.open(join(dataDir, 'a'), rsa());
+    const b = await KeyStore.open(join(dataDir, 'b'), rsa({ generateRsaKey: fixtureRsaKeys(1) }));
+    const c = await KeyStore.open(join(dataDir, 'c'), { now, scheme: 'ao' });
+    const copy = async (from: string, k: TicketKeyInfo) =>
+      writeFile(
+        join(dataDir, 'a', 'keys', `ticket-${k.keyId}.json`),
+        await readFile(join(dataDir, from, 'keys', `ticket-${k.keyId}.json`), 'utf8'),
+        { mode: 0o600 },
+      );
+    await copy('c', c.ticketKeys()[0]!);
+    await a.reload();
+    expect(
+      a
+        .ticketKeys()
+        .map((k) => k.scheme)
+        .sort(),
+    ).toEqual([AO_SCHEME, RSA_SCHEME]);
+    await copy('b', b.ticketKeys()[0]!);
+    await expect(a.reload()).rejects.toThrow(
+      /rsa ticket keys [0-9a-f]{16} and [0-9a-f]{16} are both valid on 2025-11-21; a day must have one issuing key of each scheme/,
+    );
+  });
+
+  /** A 1024-bit prime (top two bits set, so the modulus keeps 2048 bits) that is not safe. */
+  const notSafe = (() => {
+    for (;;) {
+      const p = generatePrimeSync(1024, { bigint: true });
+      if (p >= 3n << 1022n && !checkPrimeSync((p - 1n) / 2n)) return p;
+    }
+  })();
+  const hex256 = (x: bigint) => x.toString(16).padStart(256, '0');
+  type Edit = (data: Record<string, unknown>) => Record<string, unknown>;
+  const rsaEdits: [string, Edit, RegExp][] = [
+    [
+      'p not a safe prime',
+      (d) => ({ ...d, p: hex256(notSafe) }),
+      /p, q: p and q must be safe primes/,
+    ],
+    ['p = q', (d) => ({ ...d, q: d.p }), /p, q: p and q must differ/],
+    ['short p', (d) => ({ ...d, p: (d.p as string).slice(2) }), /p: expected 128 bytes of hex/],
+    [
+      'publicKey of another key',
+      (d) => ({ ...d, publicKey: bytesToHex(rsaFixtureKeys()[5]!.spki) }),
+      /publicKey does not match p and q/,
+    ],
+    ['wrong key id', (d) => ({ ...d, keyId: '0011223344556677' }), /keyId does not match/],
+    ['a secret key field too', (d) => ({ ...d, secretKey: '11'.repeat(32) }), /unknown field/],
+    [
+      'unknown scheme',
+      (d) => ({ ...d, scheme: 'rsa' }),
+      /scheme: expected "abe-okamoto-ristretto255" or/,
+    ],
+  ];
+  it.each(rsaEdits)(
+    'refuses an RSA key file: %s, without quoting p or q',
+    async (_n, edit, reason) => {
+      const store = await KeyStore.open(dataDir, rsa());
+      const file = ticketFile(store.ticketKeys()[0]!);
+      const all = await secrets();
+      expect(all).toHaveLength(3); // identity, p, q
+      await writeFile(
+        file,
+        JSON.stringify(edit(JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>)),
+        { mode: 0o600 },
+      );
+      const err = await loadError();
+      expect(err).toBeInstanceOf(KeyFileError);
+      expect(err.message).toContain(`${file}: malformed key file`);
+      expect(err.message).toMatch(reason);
+      for (const secret of all)
+        expect(err.message.toLowerCase()).not.toContain(secret.slice(0, 16));
+    },
+  );
+
+  it('refuses an RSA key file readable by others', async () => {
+    const store = await KeyStore.open(dataDir, rsa());
+    const file = ticketFile(store.ticketKeys()[0]!);
+    await chmod(file, 0o644);
+    expect((await loadError()).message).toContain(`chmod 600 ${file}`);
   });
 });
