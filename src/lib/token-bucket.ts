@@ -31,16 +31,16 @@ export class TokenBucket {
     this.last = this.clock();
   }
 
-  /** Spend one token; false when the sender is over its rate (nothing is spent then). */
-  take(): boolean {
+  /** Spend `count` tokens; false when the sender is over its rate (nothing is spent then). */
+  take(count = 1): boolean {
     const now = this.clock();
     this.tokens = Math.min(
       this.capacity,
       this.tokens + ((now - this.last) / 1000) * this.perSecond,
     );
     this.last = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
+    if (this.tokens < count) return false;
+    this.tokens -= count;
     return true;
   }
 }

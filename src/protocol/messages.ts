@@ -24,12 +24,37 @@ export const registerParams = z.strictObject({
   mode: z.enum(['tickets', 'donate'], { error: 'mode: expected "tickets" or "donate"' }),
 });
 
-export const ticketTerms = z.strictObject({
+/**
+ * Ticket schemes by their wire names (docs/design.md §6.1, §6.5): the paper's Abe–Okamoto
+ * (v1 tickets) and partially blind RSA (v2 tickets, the default).
+ */
+export const AO_SCHEME = 'ao-ristretto255';
+export const RSA_SCHEME = 'rsapbssa-sha384-pss-deterministic';
+export const TICKET_SCHEMES = [AO_SCHEME, RSA_SCHEME] as const;
+export type TicketSchemeName = (typeof TICKET_SCHEMES)[number];
+
+/** An RSA public key as SPKI DER (a 2048-bit key is 294 bytes). */
+export const RSA_SPKI_MAX_BYTES = 600;
+
+const termsCommon = {
   keyId: hexBytes('keyId', 8, 8),
-  publicKey: hexBytes('publicKey', 32, 32),
   day: z.number().int().nonnegative(),
   price: z.number().positive(),
   windowSeconds: z.number().int().positive(),
+};
+export const aoTicketTerms = z.strictObject({
+  scheme: z.literal(AO_SCHEME),
+  ...termsCommon,
+  publicKey: hexBytes('publicKey', 32, 32),
+});
+export const rsaTicketTerms = z.strictObject({
+  scheme: z.literal(RSA_SCHEME),
+  ...termsCommon,
+  /** SPKI DER of the master public key (n, e); the day's key is derived from it. */
+  publicKey: hexBytes('publicKey', 64, RSA_SPKI_MAX_BYTES),
+});
+export const ticketTerms = z.discriminatedUnion('scheme', [aoTicketTerms, rsaTicketTerms], {
+  error: `ticket.scheme: expected "${AO_SCHEME}" or "${RSA_SCHEME}"`,
 });
 
 export const registerResult = z.strictObject({
@@ -108,10 +133,19 @@ export const ticketFinishResult = z.strictObject({
   s: hex32('s'),
   d: hex32('d'),
 });
+/** RSA blocks on the wire: 256 bytes (2048-bit modulus), hex. */
+const rsaBlock = (name: string) => hexBytes(name, 256, 256);
+export const ticketIssueParams = z.strictObject({
+  keyId: hexBytes('keyId', 8, 8),
+  day: z.number({ error: 'day: expected a number' }).int().nonnegative().max(0xffffffff),
+  blindedMsg: rsaBlock('blindedMsg'),
+});
+export const ticketIssueResult = z.strictObject({ blindSig: rsaBlock('blindSig') });
 export const ticketRedeemParams = z.strictObject({
+  // v1 tickets are 231 characters, v2 402.
   ticket: z
     .string({ error: 'ticket: expected a base64url string' })
-    .max(256, { error: 'ticket: too long' }),
+    .max(512, { error: 'ticket: too long' }),
   /** A live grant's token: the ticket tops it up (a higher group) instead of a new grant. */
   grant: z
     .string({ error: 'grant: expected the token of a grant' })
@@ -128,10 +162,14 @@ export type RegisterParams = z.infer<typeof registerParams>;
 export type TicketOpenResult = z.infer<typeof ticketOpenResult>;
 export type TicketFinishParams = z.infer<typeof ticketFinishParams>;
 export type TicketFinishResult = z.infer<typeof ticketFinishResult>;
+export type TicketIssueParams = z.infer<typeof ticketIssueParams>;
+export type TicketIssueResult = z.infer<typeof ticketIssueResult>;
 export type TicketRedeemParams = z.infer<typeof ticketRedeemParams>;
 export type TicketRedeemResult = z.infer<typeof ticketRedeemResult>;
 export type RegisterResult = z.infer<typeof registerResult>;
 export type TicketTerms = z.infer<typeof ticketTerms>;
+export type AoTicketTerms = z.infer<typeof aoTicketTerms>;
+export type RsaTicketTerms = z.infer<typeof rsaTicketTerms>;
 export type JobParams = z.infer<typeof jobParams>;
 export type SetDifficultyParams = z.infer<typeof setDifficultyParams>;
 export type SubmitParams = z.infer<typeof submitParams>;
@@ -146,6 +184,7 @@ export const clientRequests = {
   'mining.submit': { params: submitParams, result: submitResult },
   'ticket.open': { params: ticketOpenParams, result: ticketOpenResult },
   'ticket.finish': { params: ticketFinishParams, result: ticketFinishResult },
+  'ticket.issue': { params: ticketIssueParams, result: ticketIssueResult },
   'ticket.redeem': { params: ticketRedeemParams, result: ticketRedeemResult },
 } as const;
 

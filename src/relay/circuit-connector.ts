@@ -24,6 +24,7 @@ import {
   type RegisterParams,
   type SubmitParams,
   type TicketFinishParams,
+  type TicketIssueParams,
   type TicketRedeemParams,
 } from '../protocol/messages.js';
 import { u32ToHex } from '../work/hex.js';
@@ -52,6 +53,11 @@ export interface CircuitLimits {
   pingIntervalMs: number;
   /** Time allowed to register after connecting. */
   registerTimeoutMs: number;
+  /**
+   * Requests an Abe–Okamoto ticket.open costs (its session may hold a signing slot for the
+   * TTL): the relay sets it to the session TTL in seconds.
+   */
+  ticketSessionCost: number;
 }
 
 export const DEFAULT_CIRCUIT_LIMITS: CircuitLimits = {
@@ -61,6 +67,7 @@ export const DEFAULT_CIRCUIT_LIMITS: CircuitLimits = {
   maxBufferedBytes: 1024 * 1024,
   pingIntervalMs: 30_000,
   registerTimeoutMs: 30_000,
+  ticketSessionCost: 10,
 };
 
 export const CIRCUIT_PATH = '/v1/circuit';
@@ -321,8 +328,20 @@ class CircuitConnection implements ClientChannel {
       }
       case 'mining.submit':
         return this.stratifier.submit(this.registered(), params as SubmitParams);
-      case 'ticket.open':
-        return this.ticketService().open(this.registered());
+      case 'ticket.open': {
+        // An open Abe–Okamoto session holds one of the few (key, day) slots for up to its TTL,
+        // so it costs the circuit a request per second it may stay open (docs/design.md §6.2).
+        const session = this.registered();
+        const tickets = this.ticketService();
+        if (!this.requests.take(this.limits.ticketSessionCost)) {
+          throw new RpcError(RpcErrorCode.issuerBusy, 'too many requests for a ticket session', {
+            retryAfter: Math.ceil(this.limits.ticketSessionCost / this.limits.maxRequestsPerSecond),
+          });
+        }
+        return tickets.open(session);
+      }
+      case 'ticket.issue':
+        return this.ticketService().issue(this.registered(), params as TicketIssueParams);
       case 'ticket.finish': {
         const { session, e } = params as TicketFinishParams;
         return this.ticketService().finish(this.registered(), session, e);

@@ -213,6 +213,13 @@ export const relayConfigSchema = z.strictObject({
     .prefault({}),
   tickets: z
     .strictObject({
+      // The scheme new tickets are issued with (docs/design.md §6.5): "rsa" (partially blind
+      // RSA, v2 tickets, safe under any number of concurrent issuances) or "ao" (the paper's
+      // Abe–Okamoto, v1 tickets, capped at maxOpenSessions). Tickets of every key the relay
+      // still holds are redeemed, whichever scheme issued them.
+      scheme: z
+        .enum(['rsa', 'ao'], { error: 'tickets.scheme: expected "rsa" or "ao"' })
+        .default('rsa'),
       // Credit one ticket costs (1 credit = one share at difficulty.ticketDifficulty).
       price: positive.default(16),
       windowSeconds: z.number().int().min(10).max(86_400).default(600),
@@ -226,6 +233,8 @@ export const relayConfigSchema = z.strictObject({
         .default(4),
       sessionTtlSeconds: positive.max(60).default(10),
       keyLifetimeDays: z.number().int().min(1).max(366).default(30),
+      // scheme = "rsa": worker threads that sign (one RSA private operation per ticket).
+      signerThreads: z.number().int().min(1).max(64).default(2),
     })
     .prefault({}),
   tunnel: z

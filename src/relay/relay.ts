@@ -13,9 +13,12 @@ import { registerPeerApi } from '../peers/peer-api.js';
 import { PEER_LEDGER_FILE, PeerLedger } from '../peers/peer-ledger.js';
 import { PEER_KEYS_DIR, PeerKeyDirectory } from '../peers/peer-keys.js';
 import { Peering } from '../peers/peering.js';
+import { createBlindSignerPool } from '../tickets/blind-signer.js';
 import { TicketIssuer } from '../tickets/issuer.js';
 import type { KeyStore } from '../tickets/key-store.js';
 import { Redeemer } from '../tickets/redeemer.js';
+import { RsaIssuer } from '../tickets/rsa-issuer.js';
+import type { RsaPrivateKey } from '../tickets/rsa-scheme.js';
 import { SPENT_STORE_FILE, SpentStore } from '../tickets/spent-store.js';
 import { openTicketKeys, TicketDesk } from '../tickets/ticket-desk.js';
 import { type OnionService, startOnionService } from '../tor/onion-service.js';
@@ -58,6 +61,8 @@ export interface RelayDeps {
   source?: WorkSource;
   /** Tor control password when tor.passwordFile is not set (the CLI: $POWBRIDGE_TOR_PASSWORD). */
   torPassword?: string;
+  /** Where new RSA ticket keys come from (tests hand out pre-made ones: safe primes are slow). */
+  generateRsaKey?: () => Promise<RsaPrivateKey>;
 }
 
 export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<Relay> {
@@ -106,6 +111,8 @@ async function assembleRelay(
   const keys = await openTicketKeys(dataDir, {
     lifetimeDays: config.tickets.keyLifetimeDays,
     now,
+    scheme: config.tickets.scheme,
+    ...(deps.generateRsaKey ? { generateRsaKey: deps.generateRsaKey } : {}),
   });
   const spent = SpentStore.open(join(dataDir, SPENT_STORE_FILE));
   teardown.add(() => spent.close());
@@ -119,13 +126,21 @@ async function assembleRelay(
     windowSeconds: config.tickets.windowSeconds,
     ...(peering ? { foreign: peering.gate } : {}),
   });
-  const issuer = new TicketIssuer({
-    keyring: keys,
-    price: config.tickets.price,
-    maxOpenSessions: config.tickets.maxOpenSessions,
-    sessionTtlMs: config.tickets.sessionTtlSeconds * 1000,
-    now,
-  });
+  let issuer: TicketIssuer | RsaIssuer;
+  if (config.tickets.scheme === 'rsa') {
+    const signer = createBlindSignerPool({ threads: config.tickets.signerThreads });
+    teardown.add(() => signer.close());
+    issuer = new RsaIssuer({ keyring: keys, signer, price: config.tickets.price, now });
+    issuer.on('failure', () => logger.error('RSA signing failure caught by the check'));
+  } else {
+    issuer = new TicketIssuer({
+      keyring: keys,
+      price: config.tickets.price,
+      maxOpenSessions: config.tickets.maxOpenSessions,
+      sessionTtlMs: config.tickets.sessionTtlSeconds * 1000,
+      now,
+    });
+  }
   const tickets = new TicketDesk(
     { keys, store: spent, issuer, redeemer },
     {
@@ -176,7 +191,7 @@ async function assembleRelay(
 
   // HTTP: status, metrics, descriptor, dashboard, peer API.
   const metrics = new RelayMetrics(stats, { qos: () => shaper.stats() });
-  const readTickets = () => ticketStatus(issuer.issued(), redeemer.counts());
+  const readTickets = () => ticketStatus(tickets.issued(), redeemer.counts());
   metrics.watchTickets(readTickets);
   const app = createHttpApi({
     stratifier,
@@ -209,6 +224,7 @@ async function assembleRelay(
       maxFrameBytes: limits.maxFrameBytes,
       maxInvalidFrames: limits.maxInvalidFrames,
       maxRequestsPerSecond: limits.maxRequestsPerSecond,
+      ticketSessionCost: config.tickets.sessionTtlSeconds,
     },
     logger: logger.child({ component: 'circuit' }),
     tickets: tickets.service,

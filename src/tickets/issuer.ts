@@ -19,7 +19,8 @@ import {
  * - at most K open sessions per (key, day) (default 4, never more than 8); further requests
  *   wait in a bounded FIFO queue, and are refused with 33 + retryAfter when it is full;
  * - a session opens only for a circuit whose credit covers the price, one per circuit; the
- *   price is deducted at open and refunded if the session expires unanswered;
+ *   price is deducted at open and forfeited if the session expires unanswered: with a refund,
+ *   a few funded circuits could hold all K slots for free, for ever (issue 14's measurement);
  * - exactly one `e` is answered per session, and its state is deleted before the reply;
  * - sessions expire after a short TTL (default 10 s);
  * - u, s, d come fresh from a CSPRNG for every session.
@@ -282,7 +283,7 @@ export class TicketIssuer extends EventEmitter<IssuerEvents> {
   private expire(id: string): void {
     const open = this.sessions.get(id);
     if (!open) return;
-    open.account.credit += this.price; // unanswered: the circuit gets its credit back
+    // Unanswered: the price stays spent (no free refunds, or holding slots costs nothing).
     this.close(open, 'expired');
   }
 

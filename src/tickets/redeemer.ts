@@ -1,7 +1,9 @@
 import { RpcError, RpcErrorCode } from '../protocol/errors.js';
+import { type AnyTicket, decodeAnyTicket } from './any-ticket.js';
 import { GrantBook } from './grant-book.js';
 import { csprng, type RandomBytes, TicketFormatError } from './group.js';
 import { type Keyring, type KeyValidity, utcDay } from './keyring.js';
+import { type RsaPublicKey, RsaVerifier } from './rsa-scheme.js';
 import { InfoPointCache, ticketMessage, verifySignature } from './scheme.js';
 import { SpendBatcher } from './spend-batcher.js';
 import {
@@ -10,7 +12,8 @@ import {
   SpentStoreBusyError,
   type SpentStore,
 } from './spent-store.js';
-import { decodeTicket, type Ticket } from './ticket.js';
+import { TICKET_VERSION } from './ticket.js';
+import { TICKET_V2_VERSION, ticketMessageV2, ticketV2Serial } from './ticket-v2.js';
 
 /**
  * `ticket.redeem` (docs/design.md §5, §6.3): a ticket in, a priority grant out. The checks run
@@ -27,6 +30,8 @@ export const DEFAULT_WINDOW_SECONDS = 600;
 export const REDEEMABLE_DAYS = 2;
 /** Extra days the spent store keeps, so a clock stepped back a day cannot reopen pruned serials. */
 export const PRUNE_MARGIN_DAYS = 1;
+/** RSA keys whose derived day keys are cached (own and peers'). */
+const MAX_RSA_VERIFIERS = 64;
 
 export type GrantClass = 'paid';
 
@@ -97,6 +102,7 @@ export class Redeemer {
   private readonly infoPoints: InfoPointCache;
   private readonly random: RandomBytes;
   private readonly foreign: ForeignTicketGate | undefined;
+  private readonly rsaVerifiers = new Map<string, RsaVerifier>();
   private readonly tally: RedeemCounts = {
     redeemed: 0,
     malformed: 0,
@@ -177,9 +183,9 @@ export class Redeemer {
     if (!Number.isFinite(nowSeconds) || nowSeconds < 0) throw new RangeError('bad time');
     const now = Math.floor(nowSeconds);
 
-    let ticket: Ticket;
+    let ticket: AnyTicket;
     try {
-      ticket = decodeTicket(ticketText);
+      ticket = decodeAnyTicket(ticketText);
     } catch (err) {
       if (!(err instanceof TicketFormatError)) throw err;
       this.tally.malformed++;
@@ -198,10 +204,22 @@ export class Redeemer {
       throw new RpcError(RpcErrorCode.ticketExpired, dayProblem);
     }
 
-    // info binds the key we verify with (not just the id the ticket claims) to the day.
-    const { info, z } = this.infoPoints.get(accepted.key.keyId, ticket.day);
-    const serial = ticketMessage(ticket.xc);
-    if (!verifySignature(accepted.key, z, info, serial, ticket.signature)) {
+    // The signature is checked under the key we hold for the id (never one the ticket
+    // brings), with the day as the public information; a ticket of one scheme under a key of
+    // the other is a bad signature, not a format error.
+    let serial: Uint8Array | null = null;
+    if (ticket.version === TICKET_VERSION && accepted.scheme !== 'rsa') {
+      const { info, z } = this.infoPoints.get(accepted.key.keyId, ticket.day);
+      const message = ticketMessage(ticket.v1.xc);
+      if (verifySignature(accepted.key, z, info, message, ticket.v1.signature)) serial = message;
+    } else if (ticket.version === TICKET_V2_VERSION && accepted.scheme === 'rsa') {
+      const { v2 } = ticket;
+      const message = ticketMessageV2(accepted.key.keyId, v2.day, v2.nonce);
+      if (this.rsaVerifier(accepted.key).verify(v2.day, message, v2.signature)) {
+        serial = ticketV2Serial(v2);
+      }
+    }
+    if (serial === null) {
       this.tally.badSignature++;
       throw new RpcError(RpcErrorCode.badTicketSignature, 'bad ticket signature');
     }
@@ -209,6 +227,22 @@ export class Redeemer {
       request: { serial, keyId: accepted.key.keyId, day: ticket.day, at: now },
       owner: accepted.owner,
     };
+  }
+
+  /** One verifier per RSA key: it caches the day's derived public key. */
+  private rsaVerifier(key: RsaPublicKey): RsaVerifier {
+    const id = Buffer.from(key.keyId).toString('hex');
+    let verifier = this.rsaVerifiers.get(id);
+    if (verifier?.key.n !== key.n) {
+      verifier = new RsaVerifier(key);
+      this.rsaVerifiers.set(id, verifier);
+      // Bounded like the keys themselves: a relay holds a handful, peers a few more.
+      if (this.rsaVerifiers.size > MAX_RSA_VERIFIERS) {
+        const oldest = this.rsaVerifiers.keys().next().value;
+        if (oldest !== undefined) this.rsaVerifiers.delete(oldest);
+      }
+    }
+    return verifier;
   }
 
   private spendNow(request: SpendRequest): SpendResult {

@@ -1,10 +1,13 @@
 import { type Logger, silentLogger } from '../log.js';
-import type { TicketTerms } from '../protocol/messages.js';
+import { RpcError, RpcErrorCode } from '../protocol/errors.js';
+import { AO_SCHEME, RSA_SCHEME, type TicketTerms } from '../protocol/messages.js';
 import { type BackupRelay, buildDescriptor, type SignedDescriptor } from './descriptor.js';
-import type { TicketIssuer } from './issuer.js';
+import { type CreditAccount, TicketIssuer } from './issuer.js';
 import { KeyStore } from './key-store.js';
-import { utcDay } from './keyring.js';
+import { type TicketScheme, utcDay } from './keyring.js';
 import type { Redeemer } from './redeemer.js';
+import type { RsaIssuer } from './rsa-issuer.js';
+import type { RsaPrivateKey } from './rsa-scheme.js';
 import type { TicketService } from './service.js';
 import type { SpentStore } from './spent-store.js';
 
@@ -17,7 +20,8 @@ import type { SpentStore } from './spent-store.js';
 export interface TicketDeskParts {
   keys: KeyStore;
   store: SpentStore;
-  issuer: TicketIssuer;
+  /** The issuer of the relay's scheme (`tickets.scheme`): Abe–Okamoto sessions or RSA. */
+  issuer: TicketIssuer | RsaIssuer;
   redeemer: Redeemer;
 }
 
@@ -36,10 +40,19 @@ export interface TicketDeskOptions {
 const HOUR_MS = 3_600_000;
 const MINUTE_MS = 60_000;
 
-/** The relay's ticket keys, with today's and the coming days' keys made if missing. */
+/**
+ * The relay's ticket keys, with today's and the coming days' keys of the issuing scheme made
+ * if missing (keys of the other scheme stay until they expire: their tickets are redeemable).
+ */
 export async function openTicketKeys(
   dataDir: string,
-  options: { lifetimeDays: number; now: () => number },
+  options: {
+    lifetimeDays: number;
+    now: () => number;
+    scheme: TicketScheme;
+    /** Tests pass pre-generated RSA keys; the default finds safe primes (seconds). */
+    generateRsaKey?: () => Promise<RsaPrivateKey>;
+  },
 ): Promise<KeyStore> {
   const keys = await KeyStore.open(dataDir, options);
   await keys.maintain({ lifetimeDays: options.lifetimeDays });
@@ -49,7 +62,7 @@ export async function openTicketKeys(
 export class TicketDesk {
   readonly keys: KeyStore;
   readonly store: SpentStore;
-  readonly issuer: TicketIssuer;
+  readonly issuer: TicketIssuer | RsaIssuer;
   readonly redeemer: Redeemer;
   readonly service: TicketService;
   private descriptorCache: { stamp: string; signed: SignedDescriptor } | null = null;
@@ -72,26 +85,52 @@ export class TicketDesk {
     this.now = options.now ?? (() => Date.now() / 1000);
     this.log = options.logger ?? silentLogger;
     const { issuer, redeemer } = parts;
+    const ao = issuer instanceof TicketIssuer ? issuer : null;
+    const rsa = issuer instanceof TicketIssuer ? null : issuer;
+    // One issuing scheme per relay, so a day's tickets form one anonymity set.
+    const wrongScheme = (method: string, use: string): never => {
+      throw new RpcError(RpcErrorCode.methodNotFound, `${method}: this relay issues with ${use}`);
+    };
+    const aoIssuer = (method: string): TicketIssuer =>
+      ao ?? wrongScheme(method, `${RSA_SCHEME} (ticket.issue)`);
+    const rsaIssuer = (): RsaIssuer =>
+      rsa ?? wrongScheme('ticket.issue', `${AO_SCHEME} (ticket.open, ticket.finish)`);
     this.service = {
       terms: () => this.terms(),
-      open: (account) => issuer.open(account),
-      finish: (account, session, e) => issuer.finish(account, session, e),
+      open: (account) => aoIssuer('ticket.open').open(account),
+      finish: (account, session, e) => aoIssuer('ticket.finish').finish(account, session, e),
+      issue: (account, params) => rsaIssuer().issue(account, params),
       redeem: (ticket, grant) => redeemer.redeemBatched(ticket, this.now(), grant),
-      circuitClosed: (account) => issuer.circuitClosed(account),
+      circuitClosed: (account: CreditAccount) => ao?.circuitClosed(account),
     };
   }
 
-  /** Terms for mining.register: today's issuing key, price, window. */
+  /** Tickets signed since start, whichever the scheme. */
+  issued(): number {
+    return this.issuer.issued();
+  }
+
+  /** Terms for mining.register: today's issuing key of the relay's scheme, price, window. */
   terms(): TicketTerms | null {
     const day = utcDay(this.now());
-    const issuing = this.keys.issuingKey(day);
+    const common = { day, price: this.options.price, windowSeconds: this.options.windowSeconds };
+    if (this.issuer instanceof TicketIssuer) {
+      const issuing = this.keys.issuingKey(day);
+      if (!issuing) return null;
+      return {
+        scheme: AO_SCHEME,
+        keyId: Buffer.from(issuing.key.keyId).toString('hex'),
+        publicKey: Buffer.from(issuing.key.y.toBytes()).toString('hex'),
+        ...common,
+      };
+    }
+    const issuing = this.keys.issuingRsaKey(day);
     if (!issuing) return null;
     return {
+      scheme: RSA_SCHEME,
       keyId: Buffer.from(issuing.key.keyId).toString('hex'),
-      publicKey: Buffer.from(issuing.key.y.toBytes()).toString('hex'),
-      day,
-      price: this.options.price,
-      windowSeconds: this.options.windowSeconds,
+      publicKey: Buffer.from(issuing.key.spki).toString('hex'),
+      ...common,
     };
   }
 
@@ -128,7 +167,7 @@ export class TicketDesk {
     for (const timer of this.timers.splice(0)) clearInterval(timer);
     this.stopWatch?.();
     this.stopWatch = null;
-    this.issuer.closeAll();
+    if (this.issuer instanceof TicketIssuer) this.issuer.closeAll();
   }
 
   /** Key renewal around midnight, grant expiry, pruning of spent serials of expired days. */

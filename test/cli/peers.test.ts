@@ -9,7 +9,7 @@ import { PeerLedger } from '../../src/peers/peer-ledger.js';
 import { utcDay } from '../../src/tickets/keyring.js';
 import { runCli } from '../helpers/cli.js';
 import { relayTomlLines, startTestRelay } from '../helpers/test-relay.js';
-import { issueTicket } from '../helpers/ticket-issue.js';
+import { issueTicketV2 } from '../helpers/ticket-v2.js';
 import { fakeIssued } from '../helpers/fake-ticket.js';
 
 /** `powbridge peers` through the built binary (`npm run build` first), on a seeded ledger. */
@@ -387,11 +387,11 @@ describe('powbridge tickets redeem --at', () => {
     const offline = 'ws://127.0.0.1:1/v1/circuit';
     try {
       const day = utcDay(now());
-      const issuing = relay.tickets.keys.issuingKey(day);
+      const issuing = relay.tickets.keys.issuingRsaKey(day);
       if (!issuing) throw new Error('relay has no issuing key today');
       const wallet = Wallet.open(walletFile);
       const keyId = Buffer.from(issuing.key.keyId).toString('hex');
-      wallet.add(offline, { ticket: issueTicket(issuing.key, day).text, keyId, day }, now());
+      wallet.add(offline, { ticket: issueTicketV2(issuing.key, day).text, keyId, day }, now());
       wallet.close();
       const redeem = (...args: string[]) =>
         runCli(['tickets', 'redeem', '--relay', offline, '--wallet', walletFile, ...args]);

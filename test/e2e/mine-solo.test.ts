@@ -136,8 +136,11 @@ describe('powbridge mine against a relay in solo mode', () => {
 
     const w = Wallet.open(wallet);
     const unspent = w.counts().unspent;
+    // The relay's default scheme: every ticket is a v2 (partially blind RSA) ticket.
+    const versions = new Set(w.list().map((t) => Buffer.from(t.ticket, 'base64url')[0]));
     w.close();
     expect(unspent).toBeGreaterThanOrEqual(3);
+    expect([...versions]).toEqual([2]);
     // A ticket from the wallet buys priority over a fresh circuit.
     const redeemed = await runCli(['tickets', 'redeem', '--relay', relay.url, '--wallet', wallet]);
     expect(redeemed.stderr).toBe('');

@@ -6,20 +6,9 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CircuitClient } from '../../src/client/circuit-client.js';
 import { RpcError, RpcErrorCode } from '../../src/protocol/errors.js';
-import { encodePoint } from '../../src/tickets/group.js';
 import { KeyStore } from '../../src/tickets/key-store.js';
-import {
-  clientChallenge,
-  clientUnblind,
-  InfoPointCache,
-  signerCommit,
-  signerRespond,
-  ticketMessage,
-  verifierKey,
-} from '../../src/tickets/scheme.js';
-import { encodeTicket } from '../../src/tickets/ticket.js';
 import { BIN, runCli } from '../helpers/cli.js';
-import { csprng } from '../helpers/ticket-issue.js';
+import { issueTicketV2 } from '../helpers/ticket-v2.js';
 
 /**
  * Crash safety of `ticket.redeem` (docs/design.md §6.3): the relay runs as a child process
@@ -38,7 +27,7 @@ import { csprng } from '../helpers/ticket-issue.js';
  * it, so this checks that the relay commits before it answers and that a restart sees every
  * commit, not fsync itself (which synchronous = FULL covers and only a power cut could test).
  *
- * The test process is the ticket signer itself (KeyStore + scheme functions), so no mining
+ * The test process is the ticket signer itself (KeyStore + the RSA key), so no mining
  * is needed; the relay's work source points at a closed port and stays down, which does not
  * matter: redeeming needs neither work nor registration.
  *
@@ -242,25 +231,17 @@ beforeAll(async () => {
   const generated = await runCli(['keys', 'generate', '--data-dir', dataDir]);
   expect(generated.code, generated.stderr).toBe(0);
 
-  // Sign tickets with the relay's own issuing key, as its issuer would, minus the mining.
+  // Sign tickets with the relay's own issuing key (RSA, the default scheme), minus the mining.
   const keys = await KeyStore.load(dataDir, { now: () => Date.now() / 1000 });
   const day = keys.today();
-  const issuing = keys.issuingKey(day);
+  const issuing = keys.issuingRsaKey(day);
   if (!issuing) throw new Error('keys generate left no issuing key for today');
-  const signer = issuing.key;
-  const verifier = verifierKey(encodePoint(signer.y));
-  const { info, z } = new InfoPointCache().get(signer.keyId, day);
   for (let index = 0; index < TICKETS; index++) {
-    const { session, commitment } = signerCommit(z, csprng);
-    const xc = csprng(32);
-    const msg = ticketMessage(xc);
-    const { e, blinding } = clientChallenge(verifier, z, info, commitment, msg, csprng);
-    const response = signerRespond(signer, session, e);
-    const signature = clientUnblind(verifier, z, commitment, response, blinding);
+    const { text, serial } = issueTicketV2(issuing.key, day);
     tickets.push({
       index,
-      text: encodeTicket({ keyId: signer.keyId, day, xc, signature }),
-      serialHex: Buffer.from(msg).toString('hex'),
+      text,
+      serialHex: Buffer.from(serial).toString('hex'),
       attempts: 0,
       grants: [],
       spent: 0,

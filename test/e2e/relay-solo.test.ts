@@ -7,12 +7,14 @@ import { z } from 'zod';
 import { CircuitClient } from '../../src/client/circuit-client.js';
 import { TicketClient } from '../../src/client/ticket-client.js';
 import { KeyPin } from '../../src/tickets/key-pin.js';
-import type { JobParams } from '../../src/protocol/messages.js';
+import { TICKET_V2_VERSION } from '../../src/tickets/ticket-v2.js';
+import { type JobParams, RSA_SCHEME } from '../../src/protocol/messages.js';
 import { parseRelayConfig } from '../../src/relay/config.js';
 import { type Relay, startRelay } from '../../src/relay/relay.js';
 import type { SubmitOutcome } from '../../src/sources/work-source.js';
 import { BIN } from '../helpers/cli.js';
 import { grindShare } from '../helpers/grind.js';
+import { issueTicketV2 } from '../helpers/ticket-v2.js';
 import {
   type RegtestNetwork,
   type RegtestNode,
@@ -207,7 +209,14 @@ describe('relay in solo mode on litecoind regtest', () => {
       const session = await miner.request('mining.register', { agent: 'e2e', mode: 'tickets' });
       const terms = session.ticket;
       if (!terms) throw new Error('no ticket terms');
-      pin.check({ keyId: terms.keyId, publicKey: terms.publicKey, day: terms.day });
+      // The default scheme: partially blind RSA, v2 tickets (docs/design.md §6.5).
+      expect(terms.scheme).toBe(RSA_SCHEME);
+      pin.check({
+        keyId: terms.keyId,
+        publicKey: terms.publicKey,
+        day: terms.day,
+        scheme: terms.scheme,
+      });
       let credit = 0;
       for (let i = 0; credit < terms.price; i++) {
         await waitFor('a job', () => Promise.resolve(job !== null));
@@ -231,6 +240,7 @@ describe('relay in solo mode on litecoind regtest', () => {
         job = null;
       }
       const issued = await new TicketClient(terms).obtain(miner);
+      expect(Buffer.from(issued.ticket, 'base64url')[0]).toBe(TICKET_V2_VERSION);
 
       // Redeem over a new circuit that never registered: nothing links it to the miner.
       const fresh = await CircuitClient.connect(wsUrl);
@@ -242,6 +252,18 @@ describe('relay in solo mode on litecoind regtest', () => {
           fresh.request('ticket.redeem', { ticket: issued.ticket }),
         ).rejects.toMatchObject({
           code: 32,
+        });
+        // A tampered ticket gets 30; one signed for a day outside the key's days gets 31.
+        const bytes = Buffer.from(issued.ticket, 'base64url');
+        bytes[200] = (bytes[200] ?? 0) ^ 1;
+        await expect(
+          fresh.request('ticket.redeem', { ticket: bytes.toString('base64url') }),
+        ).rejects.toMatchObject({ code: 30 });
+        const issuing = relay.tickets.keys.issuingRsaKey(terms.day);
+        if (!issuing) throw new Error('no RSA key issuing today');
+        const stale = issueTicketV2(issuing.key, issuing.notBeforeDay - 2);
+        await expect(fresh.request('ticket.redeem', { ticket: stale.text })).rejects.toMatchObject({
+          code: 31,
         });
       } finally {
         await fresh.close();

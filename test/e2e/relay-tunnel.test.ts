@@ -7,7 +7,7 @@ import WebSocket from 'ws';
 import { CircuitClient } from '../../src/client/circuit-client.js';
 import { utcDay } from '../../src/tickets/keyring.js';
 import type { Relay } from '../../src/relay/relay.js';
-import { issueTicket } from '../helpers/ticket-issue.js';
+import { issueTicketV2 } from '../helpers/ticket-v2.js';
 import { startTestRelay } from '../helpers/test-relay.js';
 
 /** The relay's priority tunnel as a client uses it: redeem a ticket, then stream with the grant. */
@@ -62,9 +62,9 @@ function roundTrip(ws: WebSocket, payload: Buffer): Promise<Buffer> {
 describe('priority tunnel through the relay', () => {
   it('a redeemed ticket grants a paid stream that carries bytes exactly', async () => {
     const day = utcDay(Date.now() / 1000);
-    const issuing = relay.tickets.keys.issuingKey(day);
+    const issuing = relay.tickets.keys.issuingRsaKey(day);
     if (!issuing) throw new Error('no issuing key');
-    const { text } = issueTicket(issuing.key, day);
+    const { text } = issueTicketV2(issuing.key, day);
     const circuit = await CircuitClient.connect(`${relay.url.replace('http', 'ws')}/v1/circuit`);
     const grant = await circuit.request('ticket.redeem', { ticket: text });
     await circuit.close();
@@ -118,12 +118,12 @@ async function carriedBy(token: string, payload: Buffer): Promise<Map<string, nu
 describe('several tickets per window', () => {
   it('top up one grant and move its streams to a higher group', async () => {
     const day = utcDay(Date.now() / 1000);
-    const issuing = relay.tickets.keys.issuingKey(day);
+    const issuing = relay.tickets.keys.issuingRsaKey(day);
     if (!issuing) throw new Error('no issuing key');
     const circuit = await CircuitClient.connect(`${relay.url.replace('http', 'ws')}/v1/circuit`);
     try {
       const first = await circuit.request('ticket.redeem', {
-        ticket: issueTicket(issuing.key, day).text,
+        ticket: issueTicketV2(issuing.key, day).text,
       });
       // One ticket: the lower tier, group4 (docs/design.md §8). Both directions are shaped.
       const payload = Buffer.alloc(64 * 1024, 9);
@@ -133,7 +133,7 @@ describe('several tickets per window', () => {
       let grant = first;
       for (let i = 0; i < 3; i++) {
         grant = await circuit.request('ticket.redeem', {
-          ticket: issueTicket(issuing.key, day).text,
+          ticket: issueTicketV2(issuing.key, day).text,
           grant: grant.token,
         });
         expect(grant.token).toBe(first.token);
@@ -147,14 +147,14 @@ describe('several tickets per window', () => {
       expect(four.get('group4')).toBe(0);
       // An unknown token is not topped up: the ticket buys a grant of its own.
       const fresh = await circuit.request('ticket.redeem', {
-        ticket: issueTicket(issuing.key, day).text,
+        ticket: issueTicketV2(issuing.key, day).text,
         grant: 'x'.repeat(43),
       });
       expect(fresh.token).not.toBe(first.token);
       expect(relay.tickets.redeemer.grants.lookup(fresh.token, Date.now() / 1000)?.tickets).toBe(1);
       await expect(
         circuit.request('ticket.redeem', {
-          ticket: issueTicket(issuing.key, day).text,
+          ticket: issueTicketV2(issuing.key, day).text,
           grant: 'no!',
         }),
       ).rejects.toMatchObject({ code: -32602, message: /grant/ });

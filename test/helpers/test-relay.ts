@@ -3,6 +3,13 @@ import { parseRelayConfig } from '../../src/relay/config.js';
 import { type Relay, startRelay } from '../../src/relay/relay.js';
 import { MIN_DIFFICULTY } from '../../src/work/target.js';
 import { ManualSource } from './manual-source.js';
+import { fixtureRsaKeys } from './rsa-keys.js';
+
+/**
+ * One generator for every test relay of a test file: relays started side by side (a relay and
+ * its backup) get different RSA keys, without finding safe primes in every test.
+ */
+const testRsaKeys = fixtureRsaKeys();
 
 /**
  * A whole relay (stratifier, connectors, HTTP, tickets) on loopback, fed by a ManualSource
@@ -16,6 +23,8 @@ export async function startTestRelay(options: {
   clientDifficulty?: number;
   ticketDifficulty?: number;
   price?: number;
+  /** Ticket scheme (config tickets.scheme; default the relay's, "rsa"). */
+  scheme?: 'rsa' | 'ao';
   /** Upstream difficulty once live (default: the floor, so shares are forwarded). */
   upstreamDifficulty?: number;
   /** Tunnel policy overrides (e.g. allow 127.0.0.1 and a test port). */
@@ -39,12 +48,16 @@ export async function startTestRelay(options: {
         min: MIN_DIFFICULTY,
         ticketDifficulty: options.ticketDifficulty ?? options.clientDifficulty ?? MIN_DIFFICULTY,
       },
-      tickets: { price: options.price ?? 1 },
+      tickets: { price: options.price ?? 1, ...(options.scheme ? { scheme: options.scheme } : {}) },
       ...(options.tunnel ? { tunnel: options.tunnel } : {}),
       ...(options.peers ? { peers: options.peers } : {}),
       ...(options.peering ? { peering: options.peering } : {}),
     }),
-    { source: upstream, ...(options.logger ? { logger: options.logger } : {}) },
+    {
+      source: upstream,
+      generateRsaKey: testRsaKeys,
+      ...(options.logger ? { logger: options.logger } : {}),
+    },
   );
   upstream.goLive({ difficulty: options.upstreamDifficulty ?? MIN_DIFFICULTY });
   return { relay, upstream };

@@ -4,8 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Relay } from '../../src/relay/relay.js';
 import { KeyStore } from '../../src/tickets/key-store.js';
-import { utcDay } from '../../src/tickets/keyring.js';
+import { type TicketScheme, utcDay } from '../../src/tickets/keyring.js';
+import { fixtureRsaKeys } from '../helpers/rsa-keys.js';
 import { issueTicket } from '../helpers/ticket-issue.js';
+import { issueTicketV2 } from '../helpers/ticket-v2.js';
 import { relayTomlLines, startTestRelay } from '../helpers/test-relay.js';
 
 /**
@@ -27,7 +29,7 @@ export interface PeeredRelays {
   /** Start (or restart) one side with the current options. */
   start(side: PeerSide): Promise<Relay>;
   stop(side: PeerSide): Promise<void>;
-  /** A ticket signed with `side`'s issuing key for today. */
+  /** A ticket signed with `side`'s issuing key for today (v2 with RSA, v1 with AO). */
   ticket(side: PeerSide): { text: string; serial: Uint8Array };
   /** A relay config file for `side` (what the CLI reads: dataDir and peers). */
   configFile(side: PeerSide): string;
@@ -35,6 +37,8 @@ export interface PeeredRelays {
 }
 
 export interface PeerOptions {
+  /** Ticket scheme both relays issue with (default "rsa", the relay's default). */
+  scheme?: TicketScheme;
   acceptWhenOffline?: boolean;
   paymentEvery?: number;
   maxUnpaid?: number;
@@ -55,9 +59,12 @@ async function freePort(): Promise<number> {
 
 export async function startPeeredRelays(options: PeerOptions = {}): Promise<PeeredRelays> {
   const root = mkdtempSync(join(tmpdir(), 'powbridge-peers-'));
+  const { scheme = 'rsa', tunnel, ...peerOptions } = options;
+  // Pre-generated RSA keys, one per side (their relays then start with a key for today).
+  const generateRsaKey = fixtureRsaKeys(4);
   const side = async (name: string): Promise<PeerSide> => {
     const dir = join(root, name);
-    const keys = await KeyStore.open(dir, { now: () => Date.now() / 1000 });
+    const keys = await KeyStore.open(dir, { now: () => Date.now() / 1000, scheme, generateRsaKey });
     return { name, dir, port: await freePort(), identity: keys.identity.publicKeyHex, relay: null };
   };
   const a = await side('r1');
@@ -66,9 +73,9 @@ export async function startPeeredRelays(options: PeerOptions = {}): Promise<Peer
 
   const start = async (s: PeerSide): Promise<Relay> => {
     const peer = other(s);
-    const { tunnel, ...peerOptions } = options;
     const { relay } = await startTestRelay({
       ...(tunnel ? { tunnel } : {}),
+      scheme,
       dataDir: s.dir,
       listen: `127.0.0.1:${s.port}`,
       peers: [
@@ -99,18 +106,20 @@ export async function startPeeredRelays(options: PeerOptions = {}): Promise<Peer
       const relay = s.relay;
       if (!relay) throw new Error(`${s.name} is not running`);
       const day = utcDay(Date.now() / 1000);
-      const issuing = relay.tickets.keys.issuingKey(day);
-      if (!issuing) throw new Error('no issuing key');
-      return issueTicket(issuing.key, day);
+      const keys = relay.tickets.keys;
+      const issuing = scheme === 'rsa' ? keys.issuingRsaKey(day) : keys.issuingKey(day);
+      if (!issuing) throw new Error(`no ${scheme} issuing key`);
+      return 'p' in issuing.key ? issueTicketV2(issuing.key, day) : issueTicket(issuing.key, day);
     },
     configFile(s) {
       const peer = other(s);
       const file = join(root, `${s.name}.toml`);
-      const { tunnel: _tunnel, ...peerOptions } = options;
       writeFileSync(
         file,
         [
           ...relayTomlLines(s.dir, `127.0.0.1:${s.port}`),
+          '[tickets]',
+          `scheme = "${scheme}"`,
           '[[peers]]',
           `name = "${peer.name}"`,
           `url = "http://127.0.0.1:${peer.port}"`,

@@ -65,6 +65,12 @@ describe('ticket exchange', () => {
     expect(await codeOf(redeem(b.relay, ticket.text))).toBe(RpcErrorCode.unknownTicketKey);
     await peering(b.relay).syncPeer('r1');
     expect(peering(b.relay).status()[0]?.keys).toHaveLength(1);
+    // The relays issue RSA (the default): a v2 ticket under R1's RSA key.
+    expect(
+      running(a.relay)
+        .tickets.keys.ticketKeys()
+        .map((k) => k.scheme),
+    ).toEqual(['rsapbssa-sha384-pss-deterministic']);
 
     const grant = await redeem(b.relay, ticket.text);
     expect(grant.class).toBe('paid');
@@ -78,6 +84,20 @@ describe('ticket exchange', () => {
     expect(metrics).toContain('powbridge_tickets_total{event="redeemed"} 1');
     expect(metrics).toContain('powbridge_tickets_total{event="refused",reason="spent"} 1');
     expect(metrics).toContain('powbridge_peer_tickets{peer="r1",kind="served"} 1');
+  });
+
+  it("with Abe–Okamoto relays, R2 serves R1's v1 ticket once", async () => {
+    const both = await startBoth({ scheme: 'ao' });
+    const { a, b } = both;
+    expect(
+      running(a.relay)
+        .tickets.keys.ticketKeys()
+        .map((k) => k.scheme),
+    ).toEqual(['ao-ristretto255']);
+    const ticket = both.ticket(a);
+    expect((await redeem(b.relay, ticket.text)).class).toBe('paid');
+    expect(running(a.relay).tickets.store.lookup(ticket.serial)?.origin).toBe('r2');
+    expect(await codeOf(redeem(a.relay, ticket.text))).toBe(RpcErrorCode.ticketSpent);
   });
 
   it('one ticket redeemed concurrently at both relays succeeds exactly once', async () => {

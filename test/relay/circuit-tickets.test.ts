@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CircuitClient } from '../../src/client/circuit-client.js';
 import { TicketClient } from '../../src/client/ticket-client.js';
 import { RpcError, RpcErrorCode } from '../../src/protocol/errors.js';
-import type { JobParams } from '../../src/protocol/messages.js';
+import { AO_SCHEME, type AoTicketTerms, type JobParams } from '../../src/protocol/messages.js';
 import { CircuitConnector } from '../../src/relay/circuit-connector.js';
 import type { Stratifier } from '../../src/relay/stratifier.js';
 import { csprng, encodePoint } from '../../src/tickets/group.js';
@@ -27,7 +27,8 @@ const keyring: Keyring = {
   issuingKey: () => ({ key, notBeforeDay: 0, notAfterDay: 1e9 }),
   acceptedKey: () => undefined,
 };
-const terms = {
+const terms: Pick<AoTicketTerms, 'scheme' | 'keyId' | 'publicKey'> = {
+  scheme: AO_SCHEME,
   keyId: Buffer.from(key.keyId).toString('hex'),
   publicKey: Buffer.from(encodePoint(key.y)).toString('hex'),
 };
@@ -48,6 +49,7 @@ beforeEach(async () => {
     terms: () => ({ ...terms, day: utcDay(Date.now() / 1000), price: 2, windowSeconds: 600 }),
     open: (account) => issuer.open(account),
     finish: (account, session, e) => issuer.finish(account, session, e),
+    issue: () => Promise.reject(new RpcError(RpcErrorCode.methodNotFound, 'an AO relay')),
     redeem: () => Promise.reject(new RpcError(RpcErrorCode.internalError, 'not in this test')),
     circuitClosed: (account) => issuer.circuitClosed(account),
   };
@@ -141,7 +143,8 @@ describe('tickets over a circuit', () => {
     await mine();
     await mine();
     const stranger = generateSignerKey(csprng);
-    const pinned = {
+    const pinned: typeof terms = {
+      scheme: AO_SCHEME,
       keyId: Buffer.from(stranger.keyId).toString('hex'),
       publicKey: Buffer.from(encodePoint(stranger.y)).toString('hex'),
     };
@@ -156,5 +159,48 @@ describe('tickets over a circuit', () => {
     await expect(new TicketClient(terms, { now: () => tomorrow }).obtain(client)).rejects.toThrow(
       /not today/,
     );
+  });
+});
+
+describe('an Abe–Okamoto session costs request budget', () => {
+  it('ticket.open takes ticketSessionCost requests; a circuit short of them gets 33', async () => {
+    const tight = new CircuitConnector(stratifier, {
+      limits: { maxRequestsPerSecond: 4, ticketSessionCost: 14 }, // burst: 20 requests
+      tickets: {
+        terms: () => ({ ...terms, day: utcDay(Date.now() / 1000), price: 1, windowSeconds: 600 }),
+        open: (account) => issuer.open(account),
+        finish: (account, session, e) => issuer.finish(account, session, e),
+        issue: () => Promise.reject(new RpcError(RpcErrorCode.methodNotFound, 'an AO relay')),
+        redeem: () => Promise.reject(new RpcError(RpcErrorCode.internalError, 'not here')),
+        circuitClosed: (account) => issuer.circuitClosed(account),
+      },
+    });
+    const tightServer = createServer();
+    tight.attach(tightServer);
+    await new Promise<void>((resolve) => tightServer.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (tightServer.address() as AddressInfo).port;
+      const client = await CircuitClient.connect(`ws://127.0.0.1:${port}/v1/circuit`);
+      clients.push(client);
+      const job = new Promise<JobParams>((resolve) => client.once('job', resolve));
+      await client.request('mining.register', { agent: 't', mode: 'tickets' }); // 1
+      const { jobId, ntime } = await job;
+      for (const nonce of ['00000001', '00000002']) {
+        await client.request('mining.submit', { jobId, extranonce2: '000000000001', ntime, nonce });
+      } // 3
+      // Each frame costs one request; ticket.open 14 more: 4 + 14 = 18.
+      const opened = await client.request('ticket.open', {});
+      await expect(
+        client.request('ticket.finish', { session: opened.session, e: 'zz' }),
+      ).rejects.toMatchObject({ code: RpcErrorCode.invalidParams }); // 19, and the session is gone
+      // 20: the frame still fits, the session's 14 do not.
+      await expect(client.request('ticket.open', {})).rejects.toMatchObject({
+        code: RpcErrorCode.issuerBusy,
+        data: { retryAfter: 4 },
+      });
+    } finally {
+      tight.close();
+      await new Promise<void>((resolve) => tightServer.close(() => resolve()));
+    }
   });
 });

@@ -35,12 +35,26 @@ describe('relay config', () => {
     expect(config.limits.maxFrameBytes).toBe(16384);
     expect(config.verify.threads).toBe(1);
     expect(config.tickets).toEqual({
+      scheme: 'rsa',
       price: 16,
       windowSeconds: 600,
       maxOpenSessions: 4,
       sessionTtlSeconds: 10,
       keyLifetimeDays: 30,
+      signerThreads: 2,
     });
+  });
+
+  it('tickets.scheme is "rsa" or "ao"; signerThreads 1..64', () => {
+    expect(parseRelayConfig({ ...minimalNode, tickets: { scheme: 'ao' } }).tickets.scheme).toBe(
+      'ao',
+    );
+    expect(() => parseRelayConfig({ ...minimalNode, tickets: { scheme: 'blind' } })).toThrow(
+      /tickets\.scheme: expected "rsa" or "ao"/,
+    );
+    expect(() => parseRelayConfig({ ...minimalNode, tickets: { signerThreads: 0 } })).toThrow(
+      /tickets\.signerThreads/,
+    );
   });
 
   it('fills defaults for everything but the source', () => {
