@@ -71,7 +71,12 @@ export async function checkTerms(
 ): Promise<KeyPin> {
   const pin = options.pin ?? new KeyPin(identityHex);
   pin.accept(await fetchDescriptor(circuitUrl, options.agent), options.now ?? Date.now() / 1000);
-  pin.check({ keyId: terms.keyId, publicKey: terms.publicKey, day: terms.day });
+  pin.check({
+    keyId: terms.keyId,
+    publicKey: terms.publicKey,
+    day: terms.day,
+    scheme: terms.scheme,
+  });
   return pin;
 }
 
@@ -121,12 +126,17 @@ export async function admitRelay(
   }
   if (!terms) return;
   try {
-    pin.check({ keyId: terms.keyId, publicKey: terms.publicKey, day: terms.day });
+    pin.check({
+      keyId: terms.keyId,
+      publicKey: terms.publicKey,
+      day: terms.day,
+      scheme: terms.scheme,
+    });
   } catch (err) {
     if (!(err instanceof PinError)) throw err;
     throw new UnusableRelayError(
       `the relay at ${circuitUrl} offered ticket key ${terms.keyId} for day ${terms.day}, but ` +
-        `its descriptor signed by ${identity} lists ${listedFor(pin, terms.day)}; not mining ` +
+        `its descriptor signed by ${identity} lists ${listedFor(pin, terms)}; not mining ` +
         `for tickets that could single you out: tell its operator, or mine with --donate`,
     );
   }
@@ -140,7 +150,12 @@ function offeredIdentity(json: unknown): string | null {
     : null;
 }
 
-function listedFor(pin: KeyPin, day: number): string {
-  const key = pin.pinned().find((k) => k.notBeforeDay <= day && day <= k.notAfterDay);
+/** The pinned key of the offer's scheme for its day (a change-over lists one per scheme). */
+function listedFor(pin: KeyPin, offer: Pick<TicketTerms, 'day' | 'scheme'>): string {
+  const key = pin
+    .pinned()
+    .find(
+      (k) => k.scheme === offer.scheme && k.notBeforeDay <= offer.day && offer.day <= k.notAfterDay,
+    );
   return key ? `key ${key.keyId} for that day` : 'no key for that day';
 }

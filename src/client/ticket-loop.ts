@@ -7,12 +7,16 @@ import { type IssuedTicket, TicketClient } from './ticket-client.js';
 import type { Wallet } from './wallet.js';
 
 /**
- * Credit into tickets: once the relay's credit covers the price, run one issuance session
- * (ticket.open, ticket.finish) on the mining circuit and store the ticket in the wallet
- * before anything reports it. One request at a time: a second ticket.open goes out only
- * after the first session finished or failed. Parallel sessions would buy nothing (the
- * credit pays for one at a time) and each open one counts against the relay's cap on
- * concurrent signing sessions (docs/design.md §6.2).
+ * Credit into tickets: once the relay's credit covers the price, obtain one ticket on the
+ * mining circuit in the scheme of the registration terms, and store it in the wallet before
+ * anything reports it. One request at a time: the next issuance starts only after the last
+ * one finished or failed.
+ * - Abe–Okamoto (docs/design.md §6.1): a session, ticket.open then ticket.finish. Parallel
+ *   sessions would buy nothing (the credit pays for one at a time) and each open one counts
+ *   against the relay's cap on concurrent signing sessions (§6.2).
+ * - Partially blind RSA (§6.5): no session, one ticket.issue request; the relay deducts the
+ *   price as it signs. Concurrency would be safe for the relay, but the credit still pays
+ *   for one ticket at a time, so the loop stays serial.
  */
 
 /** What the loop needs of the circuit source. */

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { checkDurablePath, createPrivateFile, openDurableDb } from '../lib/durable-db.js';
 import { utcDay } from '../tickets/keyring.js';
-import { decodeTicket } from '../tickets/ticket.js';
+import { decodeAnyTicket } from '../tickets/any-ticket.js';
 import type { IssuedTicket } from './ticket-client.js';
 
 /**
@@ -169,7 +169,7 @@ export class Wallet {
       throw new RangeError(`wallet: relay must be 1..${MAX_RELAY_LENGTH} characters`);
     }
     // The stored key id and day must be the ticket's own, or nextUnspent would misjudge it.
-    const decoded = decodeTicket(issued.ticket);
+    const decoded = decodeAnyTicket(issued.ticket);
     const keyId = Buffer.from(decoded.keyId).toString('hex');
     if (keyId !== issued.keyId || decoded.day !== issued.day) {
       throw new RangeError('wallet: key id or day does not match the ticket');

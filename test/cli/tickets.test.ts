@@ -11,7 +11,7 @@ import { runCli } from '../helpers/cli.js';
 import { fakeIssued } from '../helpers/fake-ticket.js';
 import { startTestRelay } from '../helpers/test-relay.js';
 import { type Socks5Server, startSocks5Server } from '../helpers/socks5-server.js';
-import { issueTicket } from '../helpers/ticket-issue.js';
+import { issueTicketV2 } from '../helpers/ticket-v2.js';
 
 /** The CLI through the built binary (`npm run build` first), against a relay in this process. */
 
@@ -46,12 +46,12 @@ afterEach(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-/** A ticket the test relay accepts. */
+/** A ticket the test relay accepts: v2, signed by its RSA key (the default scheme). */
 function realTicket(): IssuedTicket {
-  const issuing = relay.tickets.keys.issuingKey(today());
-  if (!issuing) throw new Error('relay has no issuing key today');
+  const issuing = relay.tickets.keys.issuingRsaKey(today());
+  if (!issuing) throw new Error('relay has no RSA issuing key today');
   return {
-    ticket: issueTicket(issuing.key, today()).text,
+    ticket: issueTicketV2(issuing.key, today()).text,
     keyId: Buffer.from(issuing.key.keyId).toString('hex'),
     day: today(),
   };

@@ -168,7 +168,7 @@ describe('a relay without upstream work refuses the register (37)', () => {
 });
 
 describe('tickets: one request in flight per circuit', () => {
-  it('a burst of credit opens one ticket session at a time', async () => {
+  it('a burst of credit starts one issuance at a time, in either scheme', async () => {
     const dir = tempDir('powbridge-tickets-');
     // Every share earns a whole ticket's price: each credit event makes a ticket due.
     const { relay } = await startTestRelay({ dataDir: join(dir, 'relay'), price: 1 });
@@ -181,20 +181,23 @@ describe('tickets: one request in flight per circuit', () => {
     const circuit = source.circuit;
     if (!circuit) throw new Error('no circuit');
 
-    // Watch the sessions on the wire: ticket.open starts one, the end of ticket.finish (or
-    // a failed open) ends it.
+    // Watch the issuances on the wire, in either scheme: ticket.open (Abe–Okamoto) or
+    // ticket.issue (RSA) starts one; the end of ticket.finish, of ticket.issue, or a failed
+    // open ends it.
     let open = 0;
     let most = 0;
     let opened = 0;
     const request = circuit.request.bind(circuit);
     vi.spyOn(circuit, 'request').mockImplementation(((method: string, params: never) => {
       const answer = request(method as 'ticket.open', params);
-      if (method === 'ticket.open') {
+      if (method === 'ticket.open' || method === 'ticket.issue') {
         opened += 1;
         open += 1;
         most = Math.max(most, open);
+      }
+      if (method === 'ticket.open') {
         answer.catch(() => (open -= 1));
-      } else if (method === 'ticket.finish') {
+      } else if (method === 'ticket.finish' || method === 'ticket.issue') {
         void answer.finally(() => (open -= 1)).catch(() => undefined);
       }
       return answer;

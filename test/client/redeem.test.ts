@@ -16,6 +16,7 @@ import { utcDay } from '../../src/tickets/keyring.js';
 import { generateSignerKey, type SignerKey } from '../../src/tickets/scheme.js';
 import { startTestRelay } from '../helpers/test-relay.js';
 import { csprng, issueTicket } from '../helpers/ticket-issue.js';
+import { issueTicketV2, vectorRsaKeys } from '../helpers/ticket-v2.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'powbridge-redeem-relay-'));
 let relay: Relay;
@@ -27,7 +28,8 @@ const now = () => Date.now() / 1000;
 const today = () => utcDay(now());
 
 beforeAll(async () => {
-  ({ relay } = await startTestRelay({ dataDir }));
+  // Abe–Okamoto: these tests are about v1 tickets (v2 at a relay issuing RSA is further down).
+  ({ relay } = await startTestRelay({ dataDir, scheme: 'ao' }));
   relayUrl = circuitUrl(relay.url);
 }, 30_000);
 
@@ -172,6 +174,7 @@ describe('redeemFromWallet at a backup relay (Protocol 2)', () => {
           ],
           // The test syncs by hand; the timer only backs that up.
           peering: { syncIntervalSeconds: 3600, requestTimeoutSeconds: 2 },
+          scheme: 'ao',
         })
       ).relay;
     r1 = await start(a, b);
@@ -217,6 +220,73 @@ describe('redeemFromWallet at a backup relay (Protocol 2)', () => {
     } finally {
       copy.close();
     }
+  });
+});
+
+describe('redeemFromWallet: v2 tickets at a relay issuing partially blind RSA', () => {
+  const rsaDir = mkdtempSync(join(tmpdir(), 'powbridge-redeem-rsa-'));
+  let rsaRelay: Relay;
+
+  beforeAll(async () => {
+    ({ relay: rsaRelay } = await startTestRelay({ dataDir: rsaDir, scheme: 'rsa' }));
+  }, 30_000);
+
+  afterAll(async () => {
+    await rsaRelay?.close();
+    rmSync(rsaDir, { recursive: true, force: true });
+  });
+
+  function v2Issued(day = today()): IssuedTicket {
+    const issuing = rsaRelay.tickets.keys.issuingRsaKey(day);
+    if (!issuing) throw new Error('relay has no RSA issuing key today');
+    return {
+      ticket: issueTicketV2(issuing.key, day).text,
+      keyId: Buffer.from(issuing.key.keyId).toString('hex'),
+      day,
+    };
+  }
+
+  it('redeems a v2 ticket for a grant, and a copy of it is already spent', async () => {
+    const url = circuitUrl(rsaRelay.url);
+    const ticket = v2Issued();
+    const stored = wallet.add(url, ticket, now());
+    expect(await redeemFromWallet(wallet, { relayUrl: url, now })).toMatchObject({
+      kind: 'granted',
+      ticketId: stored.id,
+      grant: { class: 'paid' },
+    });
+    expect(wallet.list()).toMatchObject([{ id: stored.id, state: 'spent' }]);
+    const copy = Wallet.open(join(dir, 'copy.sqlite'));
+    try {
+      copy.add(url, ticket, now());
+      expect(await redeemFromWallet(copy, { relayUrl: url, now })).toMatchObject({
+        kind: 'already-spent',
+      });
+      expect(copy.list()).toMatchObject([{ state: 'spent' }]);
+    } finally {
+      copy.close();
+    }
+  });
+
+  it('keeps a v2 ticket of a key the relay does not know (35) unspent', async () => {
+    const url = circuitUrl(rsaRelay.url);
+    const { draft } = vectorRsaKeys();
+    const day = today();
+    const stored = wallet.add(
+      url,
+      {
+        ticket: issueTicketV2(draft, day).text,
+        keyId: Buffer.from(draft.keyId).toString('hex'),
+        day,
+      },
+      now(),
+    );
+    expect(await redeemFromWallet(wallet, { relayUrl: url, now })).toMatchObject({
+      kind: 'refused',
+      ticketId: stored.id,
+      code: 35,
+    });
+    expect(wallet.counts()).toEqual({ unspent: 1, spent: 0, expired: 0 });
   });
 });
 
@@ -279,6 +349,41 @@ describe('redeemFromWallet against a scripted relay', () => {
     const outcome = await redeemFromWallet(wallet, { relayUrl: url, now });
     expect(outcome).toMatchObject({ kind: 'unreachable', ticketId: stored.id });
     expect(wallet.counts().unspent).toBe(1);
+  });
+
+  it('spends v2 tickets like v1: the one expiring first, sent as stored, settled by the verdict', async () => {
+    const sent: string[] = [];
+    behave = (id, send) => send(encodeError(id, { code: 32, message: 'ticket already spent' }));
+    server.on('connection', (ws) =>
+      ws.on('message', (data: Buffer) => {
+        const { params } = JSON.parse(data.toString()) as { params: { ticket: string } };
+        sent.push(params.ticket);
+      }),
+    );
+    const { ours } = vectorRsaKeys();
+    const v2 = (day: number): IssuedTicket => ({
+      ticket: issueTicketV2(ours, day).text,
+      keyId: Buffer.from(ours.keyId).toString('hex'),
+      day,
+    });
+    const v1Today = wallet.add(url, issued(relayKey()), now());
+    const v2Yesterday = wallet.add(url, v2(today() - 1), now());
+    const v2Today = wallet.add(url, v2(today()), now());
+    const first = await redeemFromWallet(wallet, { relayUrl: url, now });
+    expect(first).toMatchObject({ kind: 'already-spent', ticketId: v2Yesterday.id });
+    behave = (id, send) =>
+      send(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id,
+          result: { token: randomBytes(32).toString('base64url'), class: 'paid', expiresAt: 1 },
+        }),
+      );
+    const second = await redeemFromWallet(wallet, { relayUrl: url, now, skip: [v1Today.id] });
+    expect(second).toMatchObject({ kind: 'granted', ticketId: v2Today.id });
+    expect(sent).toEqual([v2Yesterday.ticket, v2Today.ticket]);
+    expect(sent[0]).toHaveLength(402);
+    expect(wallet.list({ state: 'spent' }).map((t) => t.id)).toEqual([v2Yesterday.id, v2Today.id]);
   });
 
   it('uses a new connection and a new agent for every redemption', async () => {

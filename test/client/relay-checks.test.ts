@@ -12,7 +12,7 @@ import { circuitUrl } from '../../src/client/redeem.js';
 import { admitRelay } from '../../src/client/relay-descriptor.js';
 import { parseCircuitUrl } from '../../src/client/relay-url.js';
 import { RpcError, RpcErrorCode } from '../../src/protocol/errors.js';
-import type { TicketTerms } from '../../src/protocol/messages.js';
+import { AO_SCHEME, RSA_SCHEME, type TicketTerms } from '../../src/protocol/messages.js';
 import { startTestRelay } from '../helpers/test-relay.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'powbridge-relay-checks-'));
@@ -113,6 +113,16 @@ describe('--relay-identity: the relay must be the pinned one and list the key it
       await expect(refusal).rejects.toThrow(
         `offered ticket key ${'00'.repeat(8)} for day ${terms.day}, but its descriptor signed ` +
           `by ${identity} lists key ${terms.keyId} for that day`,
+      );
+
+      // The listed key, offered under the other scheme's name.
+      const renamed: TicketTerms =
+        terms.scheme === RSA_SCHEME
+          ? { ...terms, scheme: AO_SCHEME }
+          : { ...terms, scheme: RSA_SCHEME };
+      await expect(admitRelay(url, identity, renamed)).rejects.toThrow(
+        `offered ticket key ${terms.keyId} for day ${terms.day}, but its descriptor signed ` +
+          `by ${identity} lists no key for that day`,
       );
 
       // No descriptor to be had: a plain error, which the source retries.

@@ -17,7 +17,7 @@ import { Wallet } from '../../src/client/wallet.js';
 import type { Relay } from '../../src/relay/relay.js';
 import { utcDay } from '../../src/tickets/keyring.js';
 import { startTestRelay } from '../helpers/test-relay.js';
-import { issueTicket } from '../helpers/ticket-issue.js';
+import { issueTicketV2 } from '../helpers/ticket-v2.js';
 
 /** The local SOCKS5 front: CONNECT streams through the relay's tunnel, with grants. */
 
@@ -243,13 +243,13 @@ describe('SOCKS5 front over the relay tunnel', () => {
 
   it('a GrantKeeper redeems once while a stream is active, not when idle', async () => {
     const day = utcDay(Date.now() / 1000);
-    const issuing = relay.tickets.keys.issuingKey(day);
-    if (!issuing) throw new Error('no issuing key');
+    const issuing = relay.tickets.keys.issuingRsaKey(day);
+    if (!issuing) throw new Error('no RSA issuing key');
     let calls = 0;
     const keeper = new GrantKeeper({
       redeem: async () => {
         calls++;
-        const { text } = issueTicket(issuing.key, day);
+        const { text } = issueTicketV2(issuing.key, day);
         const circuit = await CircuitClient.connect(
           `${relay.url.replace('http', 'ws')}/v1/circuit`,
         );
@@ -291,8 +291,8 @@ describe('SOCKS5 front over the relay tunnel', () => {
 
   it('a GrantKeeper asked for 4 tickets tops its grant up from the wallet: the top tier', async () => {
     const day = utcDay(Date.now() / 1000);
-    const issuing = relay.tickets.keys.issuingKey(day);
-    if (!issuing) throw new Error('no issuing key');
+    const issuing = relay.tickets.keys.issuingRsaKey(day);
+    if (!issuing) throw new Error('no RSA issuing key');
     const wallet = Wallet.open(join(dir, 'tier-wallet.sqlite'));
     try {
       const relayUrl = circuitUrl(relay.url);
@@ -300,7 +300,7 @@ describe('SOCKS5 front over the relay tunnel', () => {
       for (let i = 0; i < 5; i++) {
         wallet.add(
           relayUrl,
-          { ticket: issueTicket(issuing.key, day).text, keyId, day },
+          { ticket: issueTicketV2(issuing.key, day).text, keyId, day },
           Date.now() / 1000,
         );
       }

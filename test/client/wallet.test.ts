@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
   existsSync,
@@ -14,6 +15,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { defaultWalletPath, Wallet } from '../../src/client/wallet.js';
+import type { IssuedTicket } from '../../src/client/ticket-client.js';
+import { encodeTicketV2 } from '../../src/tickets/ticket-v2.js';
 import { fakeIssued } from '../helpers/fake-ticket.js';
 
 const RELAY = 'ws://relay.test/v1/circuit';
@@ -261,5 +264,68 @@ describe('Wallet.nextUnspent', () => {
     // At midnight yesterday's ticket is past its second day; tomorrow's becomes redeemable.
     expect(w.nextUnspent(RELAY, (TODAY + 1) * 86_400)?.day).toBe(TODAY + 1);
     expect(w.counts().unspent).toBe(3);
+  });
+});
+
+/** A well-formed v2 ticket (partially blind RSA) with a random signature: the wallet checks encodings only. */
+function fakeIssuedV2(day: number, keyIdHex = '0a0b0c0d0e0f1011'): IssuedTicket {
+  const ticket = encodeTicketV2({
+    keyId: new Uint8Array(Buffer.from(keyIdHex, 'hex')),
+    day,
+    nonce: new Uint8Array(randomBytes(32)),
+    signature: new Uint8Array(randomBytes(256)),
+  });
+  return { ticket, keyId: keyIdHex, day };
+}
+
+describe('v2 tickets (partially blind RSA, docs/design.md §6.5)', () => {
+  it('stores a v2 ticket with the key id and day read from the ticket, and lists it', () => {
+    const w = open();
+    const issued = fakeIssuedV2(TODAY);
+    expect(issued.ticket).toHaveLength(402);
+    const stored = w.add(RELAY, issued, NOW);
+    expect(stored).toMatchObject({
+      ticket: issued.ticket,
+      keyId: '0a0b0c0d0e0f1011',
+      day: TODAY,
+      state: 'unspent',
+    });
+    expect(w.add(RELAY, issued, NOW + 5)).toEqual(stored);
+    expect(w.list()).toEqual([stored]);
+  });
+
+  it('refuses a v2 ticket whose key id or day is not the stored one, or that is malformed', () => {
+    const w = open();
+    const issued = fakeIssuedV2(TODAY);
+    expect(() => w.add(RELAY, { ...issued, keyId: 'ff'.repeat(8) }, NOW)).toThrow(/key id or day/);
+    expect(() => w.add(RELAY, { ...issued, day: TODAY - 1 }, NOW)).toThrow(/key id or day/);
+    expect(() => w.add(RELAY, { ...issued, ticket: issued.ticket.slice(0, -4) }, NOW)).toThrow(
+      /301 bytes/,
+    );
+    const bytes = Buffer.from(issued.ticket, 'base64url');
+    bytes[0] = 3;
+    expect(() => w.add(RELAY, { ...issued, ticket: bytes.toString('base64url') }, NOW)).toThrow(
+      /unknown version/,
+    );
+    // A v2 body under the v1 version byte is judged as v1, and refused as one.
+    bytes[0] = 1;
+    expect(() => w.add(RELAY, { ...issued, ticket: bytes.toString('base64url') }, NOW)).toThrow(
+      /expected a base64url string/,
+    );
+    expect(w.counts()).toEqual({ unspent: 0, spent: 0, expired: 0 });
+  });
+
+  it('v1 and v2 tickets share the wallet: expiry order, states and expiry apply to both', () => {
+    const w = open();
+    const v1Today = w.add(RELAY, fakeIssued(TODAY), NOW + 1);
+    const v2Yesterday = w.add(RELAY, fakeIssuedV2(TODAY - 1), NOW + 2);
+    const v2Old = w.add(RELAY, fakeIssuedV2(TODAY - 2), NOW + 3);
+    const v2Today = w.add(RELAY, fakeIssuedV2(TODAY), NOW);
+    expect(w.nextUnspent(RELAY, NOW)?.id).toBe(v2Yesterday.id);
+    w.markSpent(v2Yesterday.id, NOW);
+    expect(w.nextUnspent(RELAY, NOW)?.id).toBe(v2Today.id);
+    expect(w.nextUnspent(RELAY, NOW, [v2Today.id])?.id).toBe(v1Today.id);
+    expect(w.expire(NOW)).toBe(1);
+    expect(w.list({ state: 'expired' }).map((t) => t.id)).toEqual([v2Old.id]);
   });
 });

@@ -150,6 +150,16 @@ async function waitReachable(onionUrl: string): Promise<string> {
   return identity;
 }
 
+/** The ticket versions the wallet holds (1: Abe–Okamoto, 2: RSA). */
+function walletVersions(): number[] {
+  const w = Wallet.open(wallet);
+  try {
+    return [...new Set(w.list().map((t) => Buffer.from(t.ticket, 'base64url')[0] ?? 0))];
+  } finally {
+    w.close();
+  }
+}
+
 function walletCounts(): { unspent: number; spent: number } {
   if (!existsSync(wallet)) return { unspent: 0, spent: 0 };
   const w = Wallet.open(wallet);
@@ -306,6 +316,8 @@ describe('powbridge over a private Tor network', () => {
         );
         expect(stopped, minerOutput).toBe(0);
         expect(minerOutput).toContain('ticket stored in the wallet');
+        // The relay's default scheme: partially blind RSA, one ticket.issue through Tor.
+        expect(walletVersions()).toEqual([2]);
 
         const redeemed = await timed('tickets redeem through Tor', () =>
           runCli(
