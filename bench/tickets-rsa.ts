@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { randomBytes, webcrypto } from 'node:crypto';
 import { RSAPBSSA } from '@cloudflare/blindrsa-ts';
-import { benchOptions, median, medianRate } from './lib/report.js';
+import { csprng } from '../src/tickets/group.js';
+import { blindMessage, finalizeSignature } from '../src/tickets/rsa-blind.js';
 import {
   bigIntToBytes,
   blind,
@@ -16,22 +17,20 @@ import {
   type RsaPrivateKey,
 } from '../src/tickets/rsa-scheme.js';
 import { ticketMessageV2 } from '../src/tickets/ticket-v2.js';
+import { median, medianRate, type Report } from './lib/report.js';
 
 /**
- * Tickets v2, the scheme alone (docs/design.md §6.5): the relay's BlindSign through node:crypto
- * (raw RSA with CRT under the day's cached derived key, plus the public-operation check) against
- * the reference library's pure-JS BlindSign (the baseline, same run); the day's key derivation;
- * the client's blind + finalize (the library); verification with node:crypto and the library.
- * One thread. The key is the 2048-bit safe-prime key stored in test/vectors/tickets-v2.json.
- *
- *   node --import tsx bench/tickets-rsa.ts [--json] [--reps 5] [--slice 1]
+ * Tickets v2 for bench/tickets.ts, the scheme alone (docs/design.md §6.5), one thread: the
+ * day's key derivation; the relay's sign + check through node:crypto against the reference
+ * library's pure-JS BlindSign (the baseline, same run); the client's blind + finalize, ours
+ * (src/tickets/rsa-blind.ts) and the library's; verification with node:crypto and the library.
+ * The key is the 2048-bit safe-prime key stored in test/vectors/tickets-v2.json.
  */
 
-const { report, reps: REPS, sliceMs: SLICE_MS } = benchOptions('tickets-rsa');
 const LIBRARY_SIGNS = 6;
 const CLIENT_ROUNDS = 30;
 
-function storedKey(): RsaPrivateKey {
+export function storedKey(): RsaPrivateKey {
   const file = new URL('../test/vectors/tickets-v2.json', import.meta.url);
   const { key } = (
     JSON.parse(readFileSync(file, 'utf8')) as { powbridge: { key: { p: string; q: string } } }
@@ -39,8 +38,8 @@ function storedKey(): RsaPrivateKey {
   return rsaPrivateKey(BigInt(`0x${key.p}`), BigInt(`0x${key.q}`));
 }
 
-/** Milliseconds per call of an async operation: median over `rounds` sequential calls. */
-async function perCall(op: () => Promise<unknown>, rounds: number): Promise<number> {
+/** Milliseconds per call of an operation: median over `rounds` sequential calls. */
+async function perCall(op: () => unknown, rounds: number): Promise<number> {
   const times: number[] = [];
   for (let i = 0; i < rounds; i++) {
     const start = performance.now();
@@ -72,85 +71,94 @@ function libraryPrivateKey(key: RsaPrivateKey): Promise<webcrypto.CryptoKey> {
   ]);
 }
 
-async function main(): Promise<void> {
-  report.say(
-    `tickets-rsa: Node ${process.versions.node}, median of ${REPS} × ${SLICE_MS / 1000} s`,
-  );
-  const key = storedKey();
-  const day = 20_413;
+/** Prints the scheme's figures; returns the one-thread sign + check rate (tickets/s). */
+export async function rsaSchemeFigures(
+  report: Report,
+  key: RsaPrivateKey,
+  day: number,
+  { reps, sliceMs }: { reps: number; sliceMs: number },
+): Promise<number> {
   const info = ticketInfoV2(day);
-
-  const deriveTimes = Array.from({ length: 10 }, (_, k) => {
-    const start = performance.now();
-    deriveKeyPair(key, ticketInfoV2(day + k)); // a new day each time: nothing cached
-    return performance.now() - start;
-  });
-  const deriveMs = median(deriveTimes);
-  report.figure(
-    "day's key derivation (e', d' by BigInt, JWK import), once per day",
-    deriveMs,
-    'ms',
+  const deriveMs = median(
+    Array.from({ length: 10 }, (_, k) => {
+      const start = performance.now();
+      deriveKeyPair(key, ticketInfoV2(day + 1 + k)); // a new day each time: nothing cached
+      return performance.now() - start;
+    }),
   );
+  report.figure("RSA day's key derivation (e', d' by BigInt, JWK import)", deriveMs, 'ms');
 
-  // A pool of genuine blinded messages, so the signer sees realistic inputs.
-  const pool: { msg: Uint8Array; blindedMsg: Uint8Array; inv: Uint8Array }[] = [];
-  for (let i = 0; i < 16; i++) {
+  // Genuine blinded messages, so the signers see realistic inputs.
+  const pool = Array.from({ length: 16 }, () => {
     const msg = ticketMessageV2(key.keyId, day, randomBytes(32));
-    pool.push({ msg, ...(await blind(key.spki, info, msg)) });
-  }
+    return { msg, ...blindMessage(key, info, msg, csprng) };
+  });
   const signer = new RsaSigner(key);
   signer.derived(day); // the per-day cache is warm, as on a running relay
 
   const suite = RSAPBSSA.SHA384.PSS.Deterministic();
   const libraryKey = await libraryPrivateKey(key);
-  const blindedMsgs = pool.map((p) => p.blindedMsg);
   let j = 0;
   const libraryMs = await perCall(
     () =>
-      suite.blindSign(libraryKey, blindedMsgs[j++ % blindedMsgs.length] ?? new Uint8Array(), info),
+      suite.blindSign(libraryKey, pool[j++ % pool.length]?.blindedMsg ?? new Uint8Array(), info),
     LIBRARY_SIGNS,
   );
   const libraryRate = 1000 / libraryMs;
-  report.figure('issuance BlindSign, library pure JS (baseline)', libraryRate, 'tickets/s');
-
+  report.figure('RSA issuance, library BlindSign, 1 thread (baseline)', libraryRate, 'tickets/s');
   let i = 0;
-  const nodeRate = medianRate(
-    () => {
-      const entry = pool[i++ % pool.length];
-      if (entry !== undefined) signer.sign(day, entry.blindedMsg);
-    },
-    SLICE_MS,
-    REPS,
+  const inlineRate = medianRate(
+    () => signer.sign(day, pool[i++ % pool.length]?.blindedMsg ?? new Uint8Array()),
+    sliceMs,
+    reps,
   );
-  report.figure('issuance sign + check, node:crypto', nodeRate, 'tickets/s', [
+  report.figure('RSA issuance, sign + check, node:crypto, 1 thread', inlineRate, 'tickets/s', [
     'library BlindSign',
     libraryRate,
   ]);
-  report.figure('issuance sign + check, node:crypto, per ticket', 1000 / nodeRate, 'ms');
 
-  // The client's part only: blind and finalize timed, the relay's signature in between not.
-  const blindTimes: number[] = [];
-  const finalizeTimes: number[] = [];
-  for (let round = 0; round < CLIENT_ROUNDS; round++) {
-    const msg = ticketMessageV2(key.keyId, day, randomBytes(32));
-    const t0 = performance.now();
-    const { blindedMsg, inv } = await blind(key.spki, info, msg);
-    blindTimes.push(performance.now() - t0);
-    const blindSig = signer.sign(day, blindedMsg);
-    const t1 = performance.now();
-    await finalize(key.spki, info, msg, blindSig, inv);
-    finalizeTimes.push(performance.now() - t1);
-  }
-  const blindMs = median(blindTimes);
-  const finalizeMs = median(finalizeTimes);
-  report.figure('client blind (library), per ticket', blindMs, 'ms');
-  report.figure('client finalize (library), per ticket', finalizeMs, 'ms');
-  report.figure('client blind + finalize (library), per ticket', blindMs + finalizeMs, 'ms');
+  // The client's part: blind and finalize timed, the relay's signature between them not.
+  const client = async (fast: boolean) => {
+    const blindTimes: number[] = [];
+    const finalizeTimes: number[] = [];
+    for (let round = 0; round < CLIENT_ROUNDS; round++) {
+      const msg = ticketMessageV2(key.keyId, day, randomBytes(32));
+      const t0 = performance.now();
+      const { blindedMsg, inv } = fast
+        ? blindMessage(key, info, msg, csprng)
+        : await blind(key.spki, info, msg);
+      blindTimes.push(performance.now() - t0);
+      const blindSig = signer.sign(day, blindedMsg);
+      const t1 = performance.now();
+      if (fast) finalizeSignature(key, info, msg, blindSig, inv);
+      else await finalize(key.spki, info, msg, blindSig, inv);
+      finalizeTimes.push(performance.now() - t1);
+    }
+    return { blindMs: median(blindTimes), finalizeMs: median(finalizeTimes) };
+  };
+  const library = await client(false);
+  const ours = await client(true);
+  const libraryMsPerTicket = library.blindMs + library.finalizeMs;
+  report.figure('RSA client blind, library', library.blindMs, 'ms');
+  report.figure('RSA client blind + finalize, library (baseline)', libraryMsPerTicket, 'ms');
+  report.figure('RSA client blind, rsa-blind.ts', ours.blindMs, 'ms');
+  report.figure('RSA client finalize, rsa-blind.ts', ours.finalizeMs, 'ms');
+  report.figure(
+    'RSA client blind + finalize, rsa-blind.ts, per ticket',
+    ours.blindMs + ours.finalizeMs,
+    'ms',
+    ['library blind + finalize', libraryMsPerTicket],
+  );
 
   const entry = pool[0];
   if (entry === undefined) throw new Error('empty pool');
-  const blindSig = signer.sign(day, entry.blindedMsg);
-  const signature = await finalize(key.spki, info, entry.msg, blindSig, entry.inv);
+  const signature = finalizeSignature(
+    key,
+    info,
+    entry.msg,
+    signer.sign(day, entry.blindedMsg),
+    entry.inv,
+  );
   const libraryPublic = await webcrypto.subtle.importKey(
     'spki',
     key.spki,
@@ -163,19 +171,18 @@ async function main(): Promise<void> {
     CLIENT_ROUNDS,
   );
   const libraryVerifyRate = 1000 / libraryVerifyMs;
-  report.figure('verification, library (baseline)', libraryVerifyRate, 'tickets/s');
+  report.figure('RSA verification, library (baseline)', libraryVerifyRate, 'tickets/s');
   const verifier = new RsaVerifier(key);
   const verifyRate = medianRate(
     () => {
       if (!verifier.verify(day, entry.msg, signature)) throw new Error('verification failed');
     },
-    SLICE_MS,
-    REPS,
+    sliceMs,
+    reps,
   );
-  report.figure('verification, node:crypto (derived key cached per day)', verifyRate, 'tickets/s', [
+  report.figure('RSA verification, node:crypto, 1 thread', verifyRate, 'tickets/s', [
     'library verify',
     libraryVerifyRate,
   ]);
+  return inlineRate;
 }
-
-await main();
