@@ -1,21 +1,14 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CircuitClient } from '../../src/client/circuit-client.js';
 import { RpcError, RpcErrorCode } from '../../src/protocol/errors.js';
-import { type JobParams, RSA_SCHEME } from '../../src/protocol/messages.js';
-import { CircuitConnector } from '../../src/relay/circuit-connector.js';
-import type { Stratifier } from '../../src/relay/stratifier.js';
+import { RSA_SCHEME } from '../../src/protocol/messages.js';
 import { inlineBlindSigner } from '../../src/tickets/blind-signer.js';
 import { utcDay } from '../../src/tickets/keyring.js';
 import { RsaIssuer } from '../../src/tickets/rsa-issuer.js';
 import { blind, finalize, ticketInfoV2, verify } from '../../src/tickets/rsa-scheme.js';
-import type { TicketService } from '../../src/tickets/service.js';
 import { ticketMessageV2 } from '../../src/tickets/ticket-v2.js';
-import { ManualSource } from '../helpers/manual-source.js';
-import { startTestStratifier } from '../helpers/test-stratifier.js';
 import { rsaKeyring, vectorRsaKeys } from '../helpers/ticket-v2.js';
+import { startTicketCircuits, type TicketCircuits } from '../helpers/ticket-circuits.js';
 
 /** `ticket.issue` over a real circuit (docs/design.md §5, §6.5): one request per ticket. */
 
@@ -23,20 +16,13 @@ const { ours: key } = vectorRsaKeys();
 const keyId = Buffer.from(key.keyId).toString('hex');
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
-let server: Server;
-let source: ManualSource;
-let stratifier: Stratifier;
 let issuer: RsaIssuer;
-let connector: CircuitConnector;
-let url: string;
-const clients: CircuitClient[] = [];
+let circuits: TicketCircuits;
 
 beforeEach(async () => {
-  source = new ManualSource('sha256d');
-  stratifier = await startTestStratifier(source);
   issuer = new RsaIssuer({ keyring: rsaKeyring(key), signer: inlineBlindSigner(), price: 2 });
   const notAo = () => new RpcError(RpcErrorCode.methodNotFound, 'this relay issues RSA tickets');
-  const tickets: TicketService = {
+  circuits = await startTicketCircuits({
     terms: () => ({
       scheme: RSA_SCHEME,
       keyId,
@@ -52,38 +38,12 @@ beforeEach(async () => {
     issue: (account, params) => issuer.issue(account, params),
     redeem: () => Promise.reject(new RpcError(RpcErrorCode.internalError, 'not in this test')),
     circuitClosed: () => undefined,
-  };
-  connector = new CircuitConnector(stratifier, { tickets });
-  server = createServer();
-  connector.attach(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/v1/circuit`;
-  source.goLive({ difficulty: 1e12 });
+  });
 });
 
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  connector.close();
-  stratifier.stop();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-});
+afterEach(() => circuits.close());
 
-async function registered(mode: 'tickets' | 'donate') {
-  const client = await CircuitClient.connect(url);
-  clients.push(client);
-  const jobPromise = new Promise<JobParams>((resolve) => client.once('job', resolve));
-  const session = await client.request('mining.register', { agent: 't', mode });
-  const job = await jobPromise;
-  let nonce = 0;
-  const mine = async () =>
-    client.request('mining.submit', {
-      jobId: job.jobId,
-      extranonce2: '000000000001',
-      ntime: job.ntime,
-      nonce: (nonce++).toString(16).padStart(8, '0'),
-    });
-  return { client, session, mine };
-}
+const registered = (mode: 'tickets' | 'donate') => circuits.registered(mode);
 
 async function blinded(day: number) {
   const info = ticketInfoV2(day);
@@ -128,8 +88,7 @@ describe('ticket.issue over a circuit', () => {
   });
 
   it('ticket.issue needs a registered ticket-mode circuit', async () => {
-    const unregistered = await CircuitClient.connect(url);
-    clients.push(unregistered);
+    const unregistered = await circuits.connect();
     const day = utcDay(Date.now() / 1000);
     const params = { keyId, day, blindedMsg: hex((await blinded(day)).blindedMsg) };
     await expect(unregistered.request('ticket.issue', params)).rejects.toMatchObject({

@@ -1,12 +1,7 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CircuitClient } from '../../src/client/circuit-client.js';
 import { TicketClient } from '../../src/client/ticket-client.js';
 import { RpcError, RpcErrorCode } from '../../src/protocol/errors.js';
 import { AO_SCHEME, type AoTicketTerms, type JobParams } from '../../src/protocol/messages.js';
-import { CircuitConnector } from '../../src/relay/circuit-connector.js';
-import type { Stratifier } from '../../src/relay/stratifier.js';
 import { csprng, encodePoint } from '../../src/tickets/group.js';
 import { TicketIssuer } from '../../src/tickets/issuer.js';
 import { type Keyring, utcDay } from '../../src/tickets/keyring.js';
@@ -19,8 +14,7 @@ import {
 } from '../../src/tickets/scheme.js';
 import type { TicketService } from '../../src/tickets/service.js';
 import { decodeTicket } from '../../src/tickets/ticket.js';
-import { ManualSource } from '../helpers/manual-source.js';
-import { startTestStratifier } from '../helpers/test-stratifier.js';
+import { startTicketCircuits, type TicketCircuits } from '../helpers/ticket-circuits.js';
 
 const key = generateSignerKey(csprng);
 const keyring: Keyring = {
@@ -33,58 +27,32 @@ const terms: Pick<AoTicketTerms, 'scheme' | 'keyId' | 'publicKey'> = {
   publicKey: Buffer.from(encodePoint(key.y)).toString('hex'),
 };
 
-let server: Server;
-let source: ManualSource;
-let stratifier: Stratifier;
 let issuer: TicketIssuer;
-let connector: CircuitConnector;
-let url: string;
-const clients: CircuitClient[] = [];
+let circuits: TicketCircuits;
 
-beforeEach(async () => {
-  source = new ManualSource('sha256d');
-  stratifier = await startTestStratifier(source);
-  issuer = new TicketIssuer({ keyring, price: 2 });
-  const tickets: TicketService = {
-    terms: () => ({ ...terms, day: utcDay(Date.now() / 1000), price: 2, windowSeconds: 600 }),
+/** The ticket side of an Abe–Okamoto relay: ticket.open / ticket.finish, no ticket.issue. */
+function aoService(price: number): TicketService {
+  return {
+    terms: () => ({ ...terms, day: utcDay(Date.now() / 1000), price, windowSeconds: 600 }),
     open: (account) => issuer.open(account),
     finish: (account, session, e) => issuer.finish(account, session, e),
     issue: () => Promise.reject(new RpcError(RpcErrorCode.methodNotFound, 'an AO relay')),
     redeem: () => Promise.reject(new RpcError(RpcErrorCode.internalError, 'not in this test')),
     circuitClosed: (account) => issuer.circuitClosed(account),
   };
-  connector = new CircuitConnector(stratifier, { tickets });
-  server = createServer();
-  connector.attach(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/v1/circuit`;
-  source.goLive({ difficulty: 1e12 });
+}
+
+beforeEach(async () => {
+  issuer = new TicketIssuer({ keyring, price: 2 });
+  circuits = await startTicketCircuits(aoService(2));
 });
 
 afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
   issuer.closeAll();
-  connector.close();
-  stratifier.stop();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await circuits.close();
 });
 
-async function registered(mode: 'tickets' | 'donate') {
-  const client = await CircuitClient.connect(url);
-  clients.push(client);
-  const jobPromise = new Promise<JobParams>((resolve) => client.once('job', resolve));
-  const session = await client.request('mining.register', { agent: 't', mode });
-  const job = await jobPromise;
-  let nonce = 0;
-  const mine = async () =>
-    client.request('mining.submit', {
-      jobId: job.jobId,
-      extranonce2: '000000000001',
-      ntime: job.ntime,
-      nonce: (nonce++).toString(16).padStart(8, '0'),
-    });
-  return { client, session, mine };
-}
+const registered = (mode: 'tickets' | 'donate') => circuits.registered(mode);
 
 describe('tickets over a circuit', () => {
   it('register hands ticket terms to ticket-mode circuits only', async () => {
@@ -164,24 +132,13 @@ describe('tickets over a circuit', () => {
 
 describe('an Abe–Okamoto session costs request budget', () => {
   it('ticket.open takes ticketSessionCost requests; a circuit short of them gets 33', async () => {
-    const tight = new CircuitConnector(stratifier, {
-      limits: { maxRequestsPerSecond: 4, ticketSessionCost: 14 }, // burst: 20 requests
-      tickets: {
-        terms: () => ({ ...terms, day: utcDay(Date.now() / 1000), price: 1, windowSeconds: 600 }),
-        open: (account) => issuer.open(account),
-        finish: (account, session, e) => issuer.finish(account, session, e),
-        issue: () => Promise.reject(new RpcError(RpcErrorCode.methodNotFound, 'an AO relay')),
-        redeem: () => Promise.reject(new RpcError(RpcErrorCode.internalError, 'not here')),
-        circuitClosed: (account) => issuer.circuitClosed(account),
-      },
+    // Burst: 20 requests.
+    const tight = await startTicketCircuits(aoService(1), {
+      maxRequestsPerSecond: 4,
+      ticketSessionCost: 14,
     });
-    const tightServer = createServer();
-    tight.attach(tightServer);
-    await new Promise<void>((resolve) => tightServer.listen(0, '127.0.0.1', resolve));
     try {
-      const port = (tightServer.address() as AddressInfo).port;
-      const client = await CircuitClient.connect(`ws://127.0.0.1:${port}/v1/circuit`);
-      clients.push(client);
+      const client = await tight.connect();
       const job = new Promise<JobParams>((resolve) => client.once('job', resolve));
       await client.request('mining.register', { agent: 't', mode: 'tickets' }); // 1
       const { jobId, ntime } = await job;
@@ -199,8 +156,7 @@ describe('an Abe–Okamoto session costs request budget', () => {
         data: { retryAfter: 4 },
       });
     } finally {
-      tight.close();
-      await new Promise<void>((resolve) => tightServer.close(() => resolve()));
+      await tight.close();
     }
   });
 });

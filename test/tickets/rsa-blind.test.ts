@@ -11,7 +11,6 @@ import {
   finalize,
   modInverse,
   MODULUS_BYTES,
-  rsaPrivateKey,
   RsaSigner,
   SALT_BYTES,
   signBlinded,
@@ -21,14 +20,14 @@ import {
 import { SignatureError } from '../../src/tickets/scheme.js';
 import { encodeTicketV2, NONCE_BYTES, ticketMessageV2 } from '../../src/tickets/ticket-v2.js';
 import { fixedRandom } from '../helpers/fixed-random.js';
+import { vectorRsaKeys } from '../helpers/ticket-v2.js';
 import { readVectorsFile, withFixedRandom } from './rsa-vector-build.js';
 
 const published = readVectorsFile();
 const h = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const big = (s: string) => BigInt(`0x${s}`);
-const draftKey = rsaPrivateKey(big(published.draft.key.p), big(published.draft.key.q));
-const ourKey = rsaPrivateKey(big(published.powbridge.key.p), big(published.powbridge.key.q));
+const { draft: draftKey, ours: ourKey } = vectorRsaKeys();
 const csprng: RandomBytes = (length) => new Uint8Array(randomBytes(length));
 
 /** Hands out exactly these draws, in order, and checks each requested length. */

@@ -24,14 +24,14 @@ import {
   type RsaPrivateKey,
 } from '../../src/tickets/rsa-scheme.js';
 import { ticketMessageV2 } from '../../src/tickets/ticket-v2.js';
+import { vectorRsaKeys } from '../helpers/ticket-v2.js';
 import { readVectorsFile, withFixedRandom } from './rsa-vector-build.js';
 
 const published = readVectorsFile();
 const h = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const big = (s: string) => BigInt(`0x${s}`);
-const draftKey = rsaPrivateKey(big(published.draft.key.p), big(published.draft.key.q));
-const ourKey = rsaPrivateKey(big(published.powbridge.key.p), big(published.powbridge.key.q));
+const { draft: draftKey, ours: ourKey } = vectorRsaKeys();
 const librarySuite = RSAPBSSA.SHA384.PSS.Deterministic();
 const b64u = (x: bigint) => Buffer.from(bigIntToBytes(x, MODULUS_BYTES)).toString('base64url');
 
