@@ -128,7 +128,7 @@ function statusText(
           `${r.identity.slice(0, SHORT_HEX)}…`,
           acceptText(r),
           String(b.served),
-          String(b.served - b.unbilled),
+          String(b.billed),
           String(b.unbilled),
           `${b.unpaidToUs} / ${r.maxUnpaid}`,
           String(b.weOwe),
@@ -189,7 +189,7 @@ function peerNotes(r: PeerReport, configFile: string): string[] {
     const more = r.conflicts.count > r.conflicts.serials.length ? ', …' : '';
     notes.push(
       `${r.name}: ${counted(r.conflicts.count, 'double spend')} (serials redeemed here and at ${r.name}): ` +
-        `${r.conflicts.serials.map((s) => `${s}…`).join(', ')}${more}`,
+        `${r.conflicts.serials.map((s) => `${s}…`).join(', ')}${more}; neither side pays for them`,
     );
   }
   return notes;

@@ -29,6 +29,13 @@ const DEFAULT_KEEP_DAYS = 30;
 const MAX_COUNT = 100;
 /** Tickets refused or settled without a grant in one redeem run before giving up on the relay. */
 const MAX_SETBACKS = 3;
+/** Outcomes that would be the same for the next ticket: the run stops at the first. */
+const STOPS_THE_RUN: ReadonlySet<RedeemOutcome['kind']> = new Set([
+  'none',
+  'busy',
+  'unreachable',
+  'not-accepted',
+]);
 
 function exitTwoOnError(err: CommanderError): never {
   process.exit(err.exitCode === 0 ? 0 : 2);
@@ -175,6 +182,11 @@ function outcomeLine(outcome: RedeemOutcome, showToken: boolean): string {
       const after = outcome.retryAfter === undefined ? 'later' : `in ${outcome.retryAfter} s`;
       return `ticket ${outcome.ticketId}: relay busy (${outcome.message}); kept, try again ${after}`;
     }
+    case 'not-accepted':
+      return (
+        `ticket ${outcome.ticketId}: refused, code 36 (${outcome.message}); the backup takes ` +
+        "none of this relay's tickets for now, so no other is tried; kept unspent"
+      );
     case 'refused':
       return `ticket ${outcome.ticketId}: refused, code ${outcome.code} (${outcome.message}); kept unspent`;
     case 'unreachable':
@@ -234,9 +246,10 @@ function redeemCommand(): Command {
 }
 
 /**
- * Redeem until `count` grants, no ticket left, or the relay fails us: unreachable or busy at
- * once, or MAX_SETBACKS tickets refused or settled without a grant (a relay answering "spent"
- * or "expired" to everything must not make us burn through the whole wallet).
+ * Redeem until `count` grants, no ticket left, or the relay fails us: unreachable, busy or not
+ * taking that relay's tickets (36) at once, or MAX_SETBACKS tickets refused or settled without
+ * a grant (a relay answering "spent" or "expired" to everything must not make us burn through
+ * the whole wallet).
  */
 async function redeemLoop(wallet: Wallet, flags: RedeemFlags): Promise<number> {
   const skip: number[] = [];
@@ -256,7 +269,7 @@ async function redeemLoop(wallet: Wallet, flags: RedeemFlags): Promise<number> {
       continue;
     }
     if (outcome.kind === 'unreachable' && !flags.at) noteBackups();
-    if (outcome.kind === 'none' || outcome.kind === 'busy' || outcome.kind === 'unreachable') break;
+    if (STOPS_THE_RUN.has(outcome.kind)) break;
     // Refused tickets stay unspent: skip them for the rest of this run.
     if (outcome.kind === 'refused') skip.push(outcome.ticketId);
     if (++setbacks >= MAX_SETBACKS) break;

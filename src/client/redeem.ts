@@ -49,6 +49,12 @@ export type RedeemOutcome =
   | { kind: 'expired'; ticketId: number; message: string }
   /** 33 (or 38, overloaded): the relay is busy; kept unspent. */
   | { kind: 'busy'; ticketId: number; message: string; retryAfter?: number }
+  /**
+   * 36: the relay redeeming (a backup) does not take tickets of this ticket's relay for now
+   * (unpaid bills, or no trust between them): that holds for every one of them, so trying
+   * another is pointless; kept unspent.
+   */
+  | { kind: 'not-accepted'; ticketId: number; message: string }
   /** Any other refusal (30 bad signature, 35 unknown key, …); kept unspent. */
   | { kind: 'refused'; ticketId: number; code: number; message: string }
   /** No verdict: could not connect, or the answer was lost; kept unspent. */
@@ -86,6 +92,8 @@ export async function redeemFromWallet(
       case RpcErrorCode.ticketExpired:
         wallet.markExpired(ticketId);
         return { kind: 'expired', ticketId, message: err.message };
+      case RpcErrorCode.peerNotTrusted:
+        return { kind: 'not-accepted', ticketId, message: err.message };
       case RpcErrorCode.issuerBusy:
       case RpcErrorCode.relayOverloaded: {
         const retryAfter = err.retryAfter;

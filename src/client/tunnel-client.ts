@@ -26,9 +26,13 @@ export type TunnelFailure =
   | 'busy'
   /** 400 or another HTTP answer: the relay did not take the request. */
   | 'rejected'
-  /** 1008: the exit policy refuses the port or address. */
+  /**
+   * 1008 "destination not allowed": the exit policy refuses the port, the address or a name
+   * that does not resolve; the relay does not say which, so nobody learns how names resolve
+   * at the relay.
+   */
   | 'not-allowed'
-  /** 1008 "name not resolved", 1011 "destination unreachable". */
+  /** 1011 "destination unreachable". */
   | 'unreachable'
   /** 1011 "connection refused". */
   | 'refused'
@@ -152,9 +156,7 @@ export function openTunnel(
 export function closeError(code: number, reason: string): TunnelError {
   const detail = reason ? `${code} ${reason}` : String(code);
   if (code === WsCloseCode.policyViolation) {
-    return reason.includes('name not resolved')
-      ? new TunnelError('unreachable', `tunnel refused: ${detail}`, code)
-      : new TunnelError('not-allowed', `tunnel refused: ${detail}`, code);
+    return new TunnelError('not-allowed', `tunnel refused: ${detail}`, code);
   }
   if (code === WsCloseCode.internalError) {
     if (reason === 'connection refused') {

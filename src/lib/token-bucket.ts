@@ -33,14 +33,22 @@ export class TokenBucket {
 
   /** Spend `count` tokens; false when the sender is over its rate (nothing is spent then). */
   take(count = 1): boolean {
+    if (!this.has(count)) return false;
+    this.tokens -= count;
+    return true;
+  }
+
+  /**
+   * Whether `count` tokens are there, spending none: for limits that charge only what turns
+   * out badly (a peer request whose signature fails), checked before the work is done.
+   */
+  has(count = 1): boolean {
     const now = this.clock();
     this.tokens = Math.min(
       this.capacity,
       this.tokens + ((now - this.last) / 1000) * this.perSecond,
     );
     this.last = now;
-    if (this.tokens < count) return false;
-    this.tokens -= count;
-    return true;
+    return this.tokens >= count;
   }
 }

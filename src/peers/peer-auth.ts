@@ -3,9 +3,10 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 
 /**
- * Signed peer messages (docs/design.md §7): every request and every response of the peer API carries
- * an Ed25519 signature by the sender's relay identity, checked against the identity the
- * receiver pinned in its config. Pure: no clock reads, no I/O; times are passed in.
+ * Signed peer messages (docs/design.md §7): every request of the peer API, and every answer to
+ * a request that authenticated, carries an Ed25519 signature by the sender's relay identity,
+ * checked against the identity the receiver pinned in its config. Pure: no clock reads, no
+ * I/O; times are passed in.
  *
  * A request signs
  *
@@ -171,32 +172,41 @@ export function checkClock(timestamp: number, now: number, skewSeconds: number):
  * forgetting a live nonce, which would reopen a replay.
  */
 export class ReplayGuard {
-  private readonly seen = new Map<string, number>();
+  private readonly nonces = new Map<string, number>();
 
   constructor(
     private readonly skewSeconds: number,
     private readonly capacity = 100_000,
   ) {}
 
+  /**
+   * Whether (peer, nonce) was used within the window: a cheap look before the signature
+   * check. Only `use`, after the signature verified, records a nonce.
+   */
+  seen(peer: string, nonce: string, now: number): boolean {
+    const until = this.nonces.get(`${peer}:${nonce}`);
+    return until !== undefined && until >= now;
+  }
+
   /** Record (peer, nonce) as used; throws if it was used within the window. */
   use(peer: string, nonce: string, timestamp: number, now: number): void {
     const key = `${peer}:${nonce}`;
-    const until = this.seen.get(key);
+    const until = this.nonces.get(key);
     if (until !== undefined && until >= now) {
       throw new PeerAuthError('replay', 'this request was already received (replayed nonce)');
     }
-    if (this.seen.size >= this.capacity) this.sweep(now);
-    if (this.seen.size >= this.capacity) {
+    if (this.nonces.size >= this.capacity) this.sweep(now);
+    if (this.nonces.size >= this.capacity) {
       throw new PeerAuthError('replay_cache_full', 'too many recent peer requests; retry later');
     }
-    this.seen.set(key, timestamp + this.skewSeconds);
+    this.nonces.set(key, timestamp + this.skewSeconds);
   }
 
   sweep(now: number): void {
-    for (const [key, until] of this.seen) if (until < now) this.seen.delete(key);
+    for (const [key, until] of this.nonces) if (until < now) this.nonces.delete(key);
   }
 
   get size(): number {
-    return this.seen.size;
+    return this.nonces.size;
   }
 }

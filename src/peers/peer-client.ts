@@ -13,6 +13,7 @@ import {
   sign,
   verifySigned,
 } from './peer-auth.js';
+import { peerErrorBody } from './peer-messages.js';
 
 /**
  * The calling side of the peer API: one signed HTTP request to one peer, its answer checked
@@ -90,8 +91,9 @@ export class PeerClient {
       [HEADER_NONCE]: nonce,
       [HEADER_SIGNATURE]: signature,
     });
+    if (answer.headers[HEADER_SIGNATURE] === undefined) throw unsignedAnswer(peer.name, answer);
     const answerTimestamp = Number(answer.headers[HEADER_TIMESTAMP]);
-    const answerSignature = String(answer.headers[HEADER_SIGNATURE] ?? '');
+    const answerSignature = String(answer.headers[HEADER_SIGNATURE]);
     const signed = responseSigningBytes({
       status: answer.status,
       from: peer.identity,
@@ -201,6 +203,42 @@ export class PeerClient {
       req.end(body);
     });
   }
+}
+
+/**
+ * The peer answers a request it could not authenticate without a signature (docs/design.md §7),
+ * so nothing in such an answer is proven to come from it. A 401 is still read as a refusal
+ * (36 to the client at a backup: refusing is the safe side, and the likely cause is a
+ * configuration to fix, told in `lastError`); a 429 (it is shedding unauthenticated load)
+ * and anything else as no answer.
+ */
+function unsignedAnswer(
+  name: string,
+  answer: { status: number; body: string },
+): PeerRefusedError | PeerUnreachableError {
+  if (answer.status === 429) {
+    return new PeerUnreachableError(
+      `peer ${name}: over its rate of unauthenticated requests (429)`,
+    );
+  }
+  if (answer.status !== 401) {
+    return new PeerUnreachableError(
+      `peer ${name}: answer ${answer.status} is not signed by its pinned identity`,
+    );
+  }
+  let code = 'unauthenticated';
+  try {
+    const parsed = peerErrorBody.safeParse(JSON.parse(answer.body));
+    if (parsed.success) code = parsed.data.error.code;
+  } catch {
+    // Not JSON: the code stays generic.
+  }
+  return new PeerRefusedError(
+    401,
+    code,
+    `peer ${name} did not authenticate our request (${code}, unsigned answer): ` +
+      'check that it lists this relay with our identity, and both clocks',
+  );
 }
 
 function unreachable(name: string, err: unknown): PeerUnreachableError {

@@ -116,7 +116,8 @@ export class PeerHandlers {
         `key ${foreign.keyId} is not one of this relay's ticket keys`,
       );
     }
-    // The billed serials were spent at the peer: they double as a sync of its log.
+    // The billed serials were spent at the peer: they double as a sync of its log, which also
+    // finds those we redeemed too (conflicts), so the ledger can leave them out of what we owe.
     const known = this.options.replicator.apply(
       peer.name,
       request.serials.map((s) => ({ ...s, at: request.period.to })),
@@ -126,6 +127,7 @@ export class PeerHandlers {
       { id: request.id, count: request.count, digest: request.digest, period: request.period },
       known,
       Math.floor(this.options.now()),
+      serials,
     );
     if (recorded) {
       this.log.warn(

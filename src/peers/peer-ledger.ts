@@ -13,7 +13,10 @@ import type { PeerBalance } from './peer-status.js';
  * - tickets of a peer we served as its backup (`served`): the billing base, and, for those
  *   accepted while the peer was unreachable, what we still owe it a sync of;
  * - payment requests we sent (creditor) and received (debtor), and settlements both ways;
- * - conflicts: serials spent here and at a peer (a double spend across a partition).
+ * - conflicts: serials spent here and at a peer (a double spend across a partition). Neither
+ *   side pays for one: the creditor leaves it out of what it bills and counts as billed, the
+ *   debtor leaves the ones a bill lists out of what it owes (`billed_conflicts`), so both
+ *   books agree once each has seen the other's log.
  *
  * The CLI (`powbridge peers settle`) writes settlements into the same file while the relay
  * runs; SQLite's locking makes that safe, and the relay's sync loop delivers them.
@@ -22,7 +25,8 @@ import type { PeerBalance } from './peer-status.js';
 /** The ledger's file name in the relay's data dir. */
 export const PEER_LEDGER_FILE = 'peers.sqlite';
 
-const SCHEMA_VERSION = 1;
+// 2: billed_conflicts (a new table; a version 1 file is read as it is).
+const SCHEMA_VERSION = 2;
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS cursors (
     peer   TEXT    PRIMARY KEY,
@@ -83,10 +87,23 @@ const SCHEMA = `
     detected_at INTEGER NOT NULL,
     PRIMARY KEY (serial, peer)
   ) STRICT;
+  CREATE TABLE IF NOT EXISTS billed_conflicts (
+    peer       TEXT NOT NULL,
+    serial     BLOB NOT NULL CHECK (length(serial) = 32),
+    request_id TEXT NOT NULL,
+    PRIMARY KEY (peer, serial)
+  ) STRICT;
 `;
 
-const UNBILLED = 'SELECT count(*) FROM served WHERE peer = ? AND request_id IS NULL';
+/** A served ticket the peer redeemed too: it is not billed. */
+const IN_CONFLICT =
+  'EXISTS (SELECT 1 FROM conflicts c WHERE c.serial = served.serial AND c.peer = served.peer)';
+const UNBILLED = `SELECT count(*) FROM served WHERE peer = ? AND request_id IS NULL AND NOT ${IN_CONFLICT}`;
 const BILLED = 'SELECT sum(count) FROM requests_out WHERE peer = ?';
+/** Conflicts found after their bill was made: in its count, but not owed. */
+const BILLED_IN_CONFLICT = `SELECT count(*) FROM served WHERE peer = ? AND request_id IS NOT NULL AND ${IN_CONFLICT}`;
+const BILLED_TO_US = 'SELECT sum(count) FROM requests_in WHERE peer = ?';
+const NOT_OWED = 'SELECT count(*) FROM billed_conflicts WHERE peer = ?';
 const SETTLED_TO_US = `SELECT sum(count) FROM settlements WHERE peer = ? AND direction = 'received'`;
 
 export interface ServedTicket {
@@ -219,7 +236,8 @@ export class PeerLedger {
       if (this.count(UNBILLED, peer) < paymentEvery) return null;
       const unbilled = this.db
         .prepare(
-          'SELECT serial, key_id, day, at FROM served WHERE peer = ? AND request_id IS NULL ORDER BY at, serial',
+          `SELECT serial, key_id, day, at FROM served
+           WHERE peer = ? AND request_id IS NULL AND NOT ${IN_CONFLICT} ORDER BY at, serial`,
         )
         .all(peer) as ServedRow[];
       const id = newId();
@@ -252,7 +270,9 @@ export class PeerLedger {
           ticket.at,
         );
       this.db
-        .prepare('UPDATE served SET request_id = ? WHERE peer = ? AND request_id IS NULL')
+        .prepare(
+          `UPDATE served SET request_id = ? WHERE peer = ? AND request_id IS NULL AND NOT ${IN_CONFLICT}`,
+        )
         .run(id, peer);
       return request;
     })();
@@ -294,29 +314,41 @@ export class PeerLedger {
 
   // --- payment requests received (we are the debtor) ---
 
-  /** Idempotent by (peer, id); returns false if this id was already recorded. */
+  /**
+   * Idempotent by (peer, id); returns false if this id was already recorded. Those of its
+   * `serials` that are conflicts with the peer (recorded before this call: the bill's serials
+   * were applied as a sync first) are noted as not owed.
+   */
   recordRequestIn(
     peer: string,
     request: Omit<PaymentRequest, 'serials'>,
     known: number,
     at: number,
+    serials: readonly Uint8Array[] = [],
   ): boolean {
-    const result = this.db
-      .prepare(
-        `INSERT INTO requests_in (peer, id, count, digest, period_from, period_to, known, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (peer, id) DO NOTHING`,
-      )
-      .run(
-        peer,
-        request.id,
-        request.count,
-        request.digest,
-        request.period.from,
-        request.period.to,
-        known,
-        at,
+    return this.db.transaction(() => {
+      const result = this.db
+        .prepare(
+          `INSERT INTO requests_in (peer, id, count, digest, period_from, period_to, known, received_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (peer, id) DO NOTHING`,
+        )
+        .run(
+          peer,
+          request.id,
+          request.count,
+          request.digest,
+          request.period.from,
+          request.period.to,
+          known,
+          at,
+        );
+      const notOwed = this.db.prepare(
+        `INSERT OR IGNORE INTO billed_conflicts (peer, serial, request_id)
+         SELECT peer, serial, ? FROM conflicts WHERE peer = ? AND serial = ?`,
       );
-    return result.changes === 1;
+      for (const serial of serials) notOwed.run(request.id, peer, Buffer.from(serial));
+      return result.changes === 1;
+    })();
   }
 
   listRequestsIn(peer: string): (Omit<PaymentRequest, 'serials'> & { receivedAt: number })[] {
@@ -490,7 +522,12 @@ export class PeerLedger {
    * every redemption of the peer's tickets asks, and needs none of the rest of `balance`.
    */
   unpaidToUs(peer: string): number {
-    return Math.max(0, this.count(BILLED, peer) - this.count(SETTLED_TO_US, peer));
+    return Math.max(0, this.billed(peer) - this.count(SETTLED_TO_US, peer));
+  }
+
+  /** What we billed the peer, less the conflicts found after the bill was made. */
+  private billed(peer: string): number {
+    return this.count(BILLED, peer) - this.count(BILLED_IN_CONFLICT, peer);
   }
 
   private count(sql: string, ...args: unknown[]): number {
@@ -506,9 +543,10 @@ export class PeerLedger {
     const { pulled, acked } = this.cursorRow(peer);
     const served = this.count('SELECT count(*) FROM served WHERE peer = ?', peer);
     const unbilled = this.count(UNBILLED, peer);
-    const billed = this.count(BILLED, peer);
+    const billed = this.billed(peer);
     const settledToUs = this.count(SETTLED_TO_US, peer);
-    const billedToUs = this.count('SELECT sum(count) FROM requests_in WHERE peer = ?', peer);
+    const conflictsNotOwed = this.count(NOT_OWED, peer);
+    const billedToUs = Math.max(0, this.count(BILLED_TO_US, peer) - conflictsNotOwed);
     const settledByUs = this.count(
       `SELECT sum(count) FROM settlements WHERE peer = ? AND direction = 'paid'`,
       peer,
@@ -536,6 +574,11 @@ export class PeerLedger {
         peer,
       ),
       conflicts: this.count('SELECT count(*) FROM conflicts WHERE peer = ?', peer),
+      conflictsNotBilled: this.count(
+        `SELECT count(*) FROM served WHERE peer = ? AND ${IN_CONFLICT}`,
+        peer,
+      ),
+      conflictsNotOwed,
       pulled,
       acked,
     };

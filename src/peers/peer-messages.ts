@@ -94,7 +94,8 @@ export const settleResponse = z.strictObject({
   accepted: z.number().int().min(0),
 });
 
-/** Every refusal: `{error: {code, message}}`. */
-export interface PeerErrorBody {
-  error: { code: string; message: string };
-}
+/** Every refusal: `{error: {code, message}}`; the code is a stable snake_case word. */
+export const peerErrorBody = z.object({
+  error: z.object({ code: z.string().regex(/^[a-z_]{1,40}$/), message: z.string() }),
+});
+export type PeerErrorBody = z.output<typeof peerErrorBody>;

@@ -51,6 +51,8 @@ export const NO_ACTIVITY: PeerBalance = {
   pendingRequests: 0,
   pendingSettlements: 0,
   conflicts: 0,
+  conflictsNotBilled: 0,
+  conflictsNotOwed: 0,
   pulled: 0,
   acked: 0,
 };

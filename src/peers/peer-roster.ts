@@ -3,13 +3,13 @@ import type { Agent } from 'node:http';
 import type { PeerSigner } from './peer-auth.js';
 import { PeerClient } from './peer-client.js';
 import type { PeerConfig, PeeringConfig } from './peer-config.js';
-import type { PeerStatus } from './peer-status.js';
+import type { PeerStatus, PeerTicketRefusal } from './peer-status.js';
 
 /**
  * The configured peers of one relay: each by name and by identity, its signed-request client,
  * and whether the last exchange with it worked. Reachability changes are events, so the log
  * line and the `powbridge_peer_up` gauge listen instead of being written into the gate and
- * the sync loop.
+ * the sync loop; so do refusals of a peer's tickets (counted by ticket-tally.ts).
  */
 
 /** Whether the last exchange with a peer worked (as /v1/status shows it). */
@@ -22,8 +22,10 @@ export interface PeeringEvents {
   served: [{ peer: string; offline: boolean }];
   /** We billed a peer (a PAYMENT_REQUEST was recorded for delivery). */
   billed: [{ peer: string; id: string; count: number }];
+  /** One of a peer's tickets was refused here (`detail`: what the peer or the ledger said). */
+  refused: [{ peer: string; reason: PeerTicketRefusal; detail?: string }];
   /** A serial spent both here and at the peer: a double spend across a partition. */
-  conflict: [{ peer: string; serialPrefix: string; day: number }];
+  conflict: [{ peer: string; day: number }];
 }
 
 export interface PeerRosterOptions {

@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client';
 import { type Logger, silentLogger } from '../log.js';
 import type { Keyring } from '../tickets/keyring.js';
 import type { SpentStore } from '../tickets/spent-store.js';
+import { PeerApiGuard, type PeerApiStatus } from './peer-api-guard.js';
 import type { PeerSigner } from './peer-auth.js';
 import type { PeerConfig, PeeringConfig } from './peer-config.js';
 import { type SettlementTicketSpender, PeerHandlers } from './peer-handlers.js';
@@ -10,17 +11,19 @@ import { PeeredKeyring, type PeerKeyDirectory } from './peer-keys.js';
 import type { PeerLedger } from './peer-ledger.js';
 import { registerPeerMetrics } from './peer-metrics.js';
 import { PeerRoster } from './peer-roster.js';
-import type { PeerStatus } from './peer-status.js';
+import { PEER_TICKET_REFUSALS, type PeerStatus, type RefusingReason } from './peer-status.js';
 import { PeerSync } from './peer-sync.js';
 import { SpendReplicator } from './replication.js';
-import { PeerTicketGate } from './ticket-gate.js';
+import { PeerTicketGate, refusingReason } from './ticket-gate.js';
+import { PeerTicketTally } from './ticket-tally.js';
 
 /**
  * Protocol 2 (docs/design.md §7) for one relay, assembled from its parts: the roster of
  * configured peers, the gate their tickets pass through here (ticket-gate.ts), the replication
  * of spent serials (replication.ts, peer-sync.ts), the answers to their requests
- * (peer-handlers.ts, served by peer-api.ts) and the metrics (peer-metrics.ts). The ledger and
- * the key cache are opened by the caller and only used here.
+ * (peer-handlers.ts, served by peer-api.ts behind peer-api-guard.ts), the tally of refused
+ * tickets (ticket-tally.ts) and the metrics (peer-metrics.ts). The ledger and the key cache
+ * are opened by the caller and only used here.
  */
 
 export interface PeeringOptions {
@@ -35,6 +38,8 @@ export interface PeeringOptions {
   keys: PeerKeyDirectory;
   now?: () => number;
   logger?: Logger;
+  /** Where the peer API's summary of refused requests goes (default `logger`). */
+  apiLogger?: Logger;
   agent?: Agent;
 }
 
@@ -45,6 +50,9 @@ export class Peering {
   /** Our keys, then the keys of peers whose tickets we accept. */
   readonly keyring: Keyring;
   readonly gate: PeerTicketGate;
+  /** Counts and rate-limits requests to our peer API that do not authenticate. */
+  readonly apiGuard: PeerApiGuard;
+  private readonly tally: PeerTicketTally;
   private readonly replicator: SpendReplicator;
   private readonly sync: PeerSync;
   private readonly now: () => number;
@@ -63,6 +71,8 @@ export class Peering {
       ...(options.agent ? { agent: options.agent } : {}),
     });
     logPeeringEvents(this.roster, this.log);
+    this.tally = new PeerTicketTally(this.roster, this.log);
+    this.apiGuard = new PeerApiGuard({ now: this.now, logger: options.apiLogger ?? this.log });
     for (const problem of this.keys.loadCached(options.peers)) this.log.warn(problem);
     this.keyring = new PeeredKeyring(
       options.ownKeys,
@@ -106,6 +116,9 @@ export class Peering {
     registerPeerMetrics(registry, {
       roster: this.roster,
       balance: (peer) => this.ledger.balance(peer),
+      refusing: (peer) => this.refusing(peer, this.ledger.unpaidToUs(peer)),
+      refused: (peer) => this.tally.refused(peer),
+      api: this.apiGuard,
     });
   }
 
@@ -121,19 +134,39 @@ export class Peering {
 
   /** Stops syncing; the ledger belongs to the caller, who closes it after this. */
   async stop(): Promise<void> {
+    this.apiGuard.close();
     await this.sync.stop();
   }
 
   status(): PeerStatus[] {
-    return this.roster.peers().map((peer) => ({
-      name: peer.name,
-      url: peer.url,
-      identity: peer.identity,
-      acceptTickets: peer.acceptTickets,
-      ...this.roster.state(peer.name),
-      keys: this.keys.descriptor(peer.name)?.tickets.keys.map((k) => k.keyId) ?? [],
-      balance: this.ledger.balance(peer.name),
-    }));
+    return this.roster.peers().map((peer) => {
+      const balance = this.ledger.balance(peer.name);
+      const reason = this.refusing(peer.name, balance.unpaidToUs);
+      return {
+        name: peer.name,
+        url: peer.url,
+        identity: peer.identity,
+        acceptTickets: reason === null,
+        refusing: reason === null ? null : { reason, code: PEER_TICKET_REFUSALS[reason] },
+        refused: this.tally.refused(peer.name),
+        ...this.roster.state(peer.name),
+        keys: this.keys.descriptor(peer.name)?.tickets.keys.map((k) => k.keyId) ?? [],
+        balance,
+      };
+    });
+  }
+
+  /** The `peerApi` section of /v1/status. */
+  apiStatus(): PeerApiStatus {
+    return this.apiGuard.status();
+  }
+
+  /** Why every ticket of `name` is refused now, or null while they are accepted. */
+  private refusing(name: string, unpaidToUs: number): RefusingReason | null {
+    const peer = this.roster.peer(name);
+    if (!peer) return null;
+    const { up } = this.roster.state(name);
+    return refusingReason(peer, unpaidToUs, { up, refusesUs: this.tally.refusesUs(name) });
   }
 }
 
@@ -147,10 +180,10 @@ function logPeeringEvents(roster: PeerRoster, log: Logger): void {
     if (offline) log.info({ peer }, 'accepted a ticket of an unreachable peer');
   });
   roster.on('billed', ({ peer, id, count }) => log.info({ peer, count, id }, 'payment request'));
-  roster.on('conflict', ({ peer, serialPrefix, day }) =>
+  roster.on('conflict', ({ peer, day }) =>
     log.error(
-      { peer, serial: serialPrefix, day },
-      'double spend: a ticket was redeemed here and at a peer',
+      { peer, day },
+      'double spend: a ticket was redeemed here and at a peer (not billed; see peers status)',
     ),
   );
 }

@@ -6,8 +6,8 @@ import type { PeerRoster } from './peer-roster.js';
 /**
  * Spends a peer made, from its spent log or its bill, recorded in our spent store
  * (docs/design.md §7). Idempotent: applying the same records again changes nothing. A serial
- * we spent ourselves too is a double spend across relays: recorded in the ledger and reported
- * once.
+ * we spent ourselves too is a double spend across relays: recorded in the ledger (which takes
+ * it out of the bills, peer-ledger.ts) and reported once.
  */
 
 /** What a peer's spent log entry claims, already checked by the caller's schema. */
@@ -20,7 +20,6 @@ export interface ReplicatedSpend {
 
 /** Days a replicated spend may lie ahead of our clock (the peer's clock may be a day on). */
 const FUTURE_DAY_SLACK = 1;
-const SERIAL_PREFIX_CHARS = 16;
 
 export class SpendReplicator {
   constructor(
@@ -59,13 +58,8 @@ export class SpendReplicator {
         { serial, keyId, day: spend.day, oursAt: existing.at, theirsAt: spend.at },
         now,
       );
-      if (fresh) {
-        this.roster.emit('conflict', {
-          peer: peerName,
-          serialPrefix: spend.serial.slice(0, SERIAL_PREFIX_CHARS),
-          day: spend.day,
-        });
-      }
+      // The serial stays in the ledger for the operator (`peers status`), never in the log.
+      if (fresh) this.roster.emit('conflict', { peer: peerName, day: spend.day });
     }
     return known;
   }

@@ -9,6 +9,7 @@ import type { PeerConfig } from './peer-config.js';
 import type { PeerLedger } from './peer-ledger.js';
 import { PEER_PREFIX, type ReserveResult, reserveResponse } from './peer-messages.js';
 import type { PeerRoster } from './peer-roster.js';
+import type { PeerTicketRefusal, RefusingReason } from './peer-status.js';
 
 /**
  * A peer's ticket redeemed here (docs/design.md §7): refused while the peer owes too much,
@@ -26,6 +27,24 @@ export function refusesTicketsOf(
   unpaidToUs: number,
 ): boolean {
   return peer.acceptTickets && unpaidToUs >= peer.maxUnpaid;
+}
+
+/**
+ * Why every ticket of a peer is refused here right now, or null while they are accepted
+ * (/v1/status `peers[].refusing`), in the order the gate checks: not accepted by config, the
+ * unpaid limit (36), unreachable without `acceptWhenOffline` (33), refusing our reservations
+ * (36).
+ */
+export function refusingReason(
+  peer: Pick<PeerConfig, 'acceptTickets' | 'maxUnpaid' | 'acceptWhenOffline'>,
+  unpaidToUs: number,
+  link: { up: boolean | null; refusesUs: boolean },
+): RefusingReason | null {
+  if (!peer.acceptTickets) return 'notAccepted';
+  if (refusesTicketsOf(peer, unpaidToUs)) return 'unpaidLimit';
+  if (link.up === false && !peer.acceptWhenOffline) return 'offline';
+  if (link.refusesUs) return 'peerRefused';
+  return null;
 }
 
 /** Ids of payment requests and settlements: random, so two relays never collide. */
@@ -54,18 +73,23 @@ export class PeerTicketGate implements ForeignTicketGate {
   async admit(owner: string, spend: SpendRequest): Promise<{ offline: boolean }> {
     const { roster, ledger, store } = this.options;
     const reached = roster.reach(owner);
-    if (!reached || !reached.peer.acceptTickets) {
-      throw new RpcError(RpcErrorCode.unknownTicketKey, 'unknown ticket key');
-    }
+    if (!reached) throw new RpcError(RpcErrorCode.unknownTicketKey, 'unknown ticket key');
     const { peer, client } = reached;
-    if (refusesTicketsOf(peer, ledger.unpaidToUs(owner))) {
-      throw new RpcError(
+    if (!peer.acceptTickets) {
+      throw this.refused(owner, 'notAccepted', RpcErrorCode.unknownTicketKey, 'unknown ticket key');
+    }
+    const unpaid = ledger.unpaidToUs(owner);
+    if (refusesTicketsOf(peer, unpaid)) {
+      throw this.refused(
+        owner,
+        'unpaidLimit',
         RpcErrorCode.peerNotTrusted,
         `peer not trusted: tickets of ${owner} are not accepted here until it settles its debt`,
+        `${unpaid} billed tickets unpaid (maxUnpaid ${peer.maxUnpaid})`,
       );
     }
     if (store.isSpent(spend.serial)) {
-      throw new RpcError(RpcErrorCode.ticketSpent, 'ticket already spent');
+      throw this.refused(owner, 'spent', RpcErrorCode.ticketSpent, 'ticket already spent');
     }
     let result: ReserveResult;
     try {
@@ -83,28 +107,52 @@ export class PeerTicketGate implements ForeignTicketGate {
     } catch (err) {
       if (err instanceof PeerRefusedError) {
         roster.contact(owner, err.message);
-        this.log.warn({ peer: owner, code: err.code }, 'peer refused a reservation');
-        throw new RpcError(
+        throw this.refused(
+          owner,
+          'peerRefused',
           RpcErrorCode.peerNotTrusted,
           `peer not trusted: ${owner} refused to reserve the ticket`,
+          err.message,
         );
       }
       if (!(err instanceof PeerUnreachableError)) throw err;
       roster.lost(owner, err.message);
       if (!peer.acceptWhenOffline) {
-        throw new RpcError(
+        throw this.refused(
+          owner,
+          'offline',
           RpcErrorCode.issuerBusy,
           "the ticket's relay is unreachable; retry later",
+          err.message,
           { retryAfter: Math.ceil(this.options.retryAfterSeconds) },
         );
       }
       return { offline: true };
     }
-    if (result === 'spent') throw new RpcError(RpcErrorCode.ticketSpent, 'ticket already spent');
+    if (result === 'spent') {
+      throw this.refused(owner, 'spent', RpcErrorCode.ticketSpent, 'ticket already spent');
+    }
     if (result === 'unknown_key') {
-      throw new RpcError(RpcErrorCode.unknownTicketKey, 'unknown ticket key');
+      throw this.refused(owner, 'unknownKey', RpcErrorCode.unknownTicketKey, 'unknown ticket key');
     }
     return { offline: false };
+  }
+
+  /** The error for the client, told to the roster first (the tally counts it, the log may say it). */
+  private refused(
+    owner: string,
+    reason: PeerTicketRefusal,
+    code: RpcErrorCode,
+    message: string,
+    detail?: string,
+    data?: unknown,
+  ): RpcError {
+    this.options.roster.emit('refused', {
+      peer: owner,
+      reason,
+      ...(detail === undefined ? {} : { detail }),
+    });
+    return new RpcError(code, message, data);
   }
 
   served(owner: string, spend: SpendRequest, seq: number, admission: { offline: boolean }): void {

@@ -43,7 +43,10 @@ export const RpcErrorCode = {
   peerNotTrusted: 36,
   /** Relay full or not ready (no upstream work, no slot): register refused; `data.retryAfter`. */
   relayFull: 37,
-  /** Relay overloaded: expensive request shed; `data.retryAfter`. Reserved, not sent yet. */
+  /**
+   * Relay overloaded: an expensive request shed (a redemption over the verification budget, a
+   * full ticket or share check queue); `data.retryAfter`.
+   */
   relayOverloaded: 38,
 } as const;
 

@@ -209,6 +209,11 @@ export function isClientMethod(method: string): method is ClientMethod {
 export function describeIssue(error: z.ZodError): string {
   const issue = error.issues[0];
   if (!issue) return 'invalid params';
-  const path = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
-  return issue.message.includes(':') ? issue.message : `${path}${issue.message}`;
+  const path = issue.path.map(String);
+  // The schemas' own messages begin with their field ("jobId: expected a string"); zod's do
+  // not ("Invalid input: expected string, received undefined" for a missing field).
+  const named = path.some(
+    (part) => /^[:.]/.test(issue.message.slice(part.length)) && issue.message.startsWith(part),
+  );
+  return path.length === 0 || named ? issue.message : `${path.join('.')}: ${issue.message}`;
 }

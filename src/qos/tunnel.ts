@@ -6,7 +6,7 @@ import { type Logger, silentLogger } from '../log.js';
 import { routeUpgrades } from '../lib/upgrade-router.js';
 import { webSocketEndpoint } from '../lib/ws-endpoint.js';
 import { WsCloseCode } from '../lib/ws-close.js';
-import type { GrantBook, GrantEntry } from '../tickets/grant-book.js';
+import { type GrantBook, type GrantEntry, grantId } from '../tickets/grant-book.js';
 import {
   DEFAULT_EXIT_POLICY,
   type Destination,
@@ -88,6 +88,13 @@ export interface TunnelCounts {
 /** Once the client has gone, how long its last bytes may take to reach the destination. */
 const CLOSE_GRACE_MS = 5_000;
 
+/**
+ * The one close reason for every exit-policy refusal (port, address, unresolved name): a
+ * client must not learn how names resolve at the relay or which rule failed. The reason is
+ * counted (TunnelCounts) and logged at debug level, never sent.
+ */
+export const EXIT_REFUSED = 'destination not allowed';
+
 const REFUSAL_COUNT: Record<ExitRefusal, keyof TunnelCounts> = {
   'port not allowed': 'refusedPort',
   'address not allowed': 'refusedAddress',
@@ -163,11 +170,13 @@ export class TunnelConnector {
       this.tally.refusedRequest++;
       return refuse(socket, 400, 'expected ?to=host:port');
     }
-    let token: string | null = null;
+    // The stream keeps the grant's id (the token's hash), not the token (src/tickets/grant-book.ts).
+    let grant: string | null = null;
     const authorization = request.headers.authorization;
     if (authorization !== undefined) {
-      token = TOKEN.exec(authorization)?.[1] ?? null;
-      if (token === null || this.grant(token) === undefined) {
+      const token = TOKEN.exec(authorization)?.[1];
+      grant = token === undefined ? null : grantId(token);
+      if (grant === null || this.grant(grant) === undefined) {
         // One answer for every failure: a probe learns nothing about which tokens exist.
         this.tally.refusedGrant++;
         return refuse(socket, 401, 'invalid or expired grant');
@@ -176,7 +185,7 @@ export class TunnelConnector {
     // Without verifyClient or compression ws completes the upgrade synchronously, so the
     // stream count above cannot be overtaken by a concurrent upgrade.
     this.wss.handleUpgrade(request, socket, head, (ws) => {
-      this.accept(ws, socket, destination, token);
+      this.accept(ws, socket, destination, grant);
     });
   }
 
@@ -185,9 +194,9 @@ export class TunnelConnector {
     routeUpgrades(server, new Map([[TUNNEL_PATH, this.handleUpgrade.bind(this)]]));
   }
 
-  /** The live grant for a token, if any. */
-  grant(token: string): Readonly<GrantEntry> | undefined {
-    return this.grants?.lookup(token, this.now());
+  /** The live grant of a grant id (`grantId(token)`), if any. */
+  grant(id: string): Readonly<GrantEntry> | undefined {
+    return this.grants?.find(id, this.now());
   }
 
   /** Close every stream (shutdown). */
@@ -196,11 +205,11 @@ export class TunnelConnector {
     this.wss.close();
   }
 
-  private accept(ws: WebSocket, socket: Duplex, to: Destination, token: string | null): void {
-    const stream = new TunnelStream(ws, socket, token, this);
+  private accept(ws: WebSocket, socket: Duplex, to: Destination, grant: string | null): void {
+    const stream = new TunnelStream(ws, socket, grant, this);
     this.streams.add(stream);
     this.tally.opened++;
-    if (token !== null) this.tally.paid++;
+    if (grant !== null) this.tally.paid++;
     ws.once('close', () => this.streams.delete(stream));
     void stream.open(to);
   }
@@ -225,7 +234,8 @@ class TunnelStream {
   constructor(
     private readonly ws: WebSocket,
     private readonly socket: Duplex,
-    private token: string | null,
+    /** The grant's id (`grantId(token)`) while it is live; null for a free stream. */
+    private grant: string | null,
     private readonly connector: TunnelConnector,
   ) {
     const { limits, tally } = connector;
@@ -276,7 +286,9 @@ class TunnelStream {
     if (this.ws.readyState !== this.ws.OPEN) return;
     if (!decision.ok) {
       tally[REFUSAL_COUNT[decision.refusal]]++;
-      return this.fail(WsCloseCode.policyViolation, `exit policy: ${decision.refusal}`);
+      // The reason stays here: no destination, no address, just which rule.
+      this.connector.log.debug({ refusal: decision.refusal }, 'tunnel refused by exit policy');
+      return this.fail(WsCloseCode.policyViolation, EXIT_REFUSED);
     }
     // The checked address, not the name: a second lookup could answer differently.
     const tcp = connect({ host: decision.address, port: to.port, family: decision.family });
@@ -322,16 +334,16 @@ class TunnelStream {
   /** Re-classified per chunk, so an expired grant drops the stream to the free class at once. */
   private shape(bytes: number): Promise<void> | void {
     this.idle.refresh();
-    let grant: Readonly<GrantEntry> | null = null;
-    if (this.token !== null) {
-      grant = this.connector.grant(this.token) ?? null;
-      if (grant === null) {
-        this.token = null;
+    let entry: Readonly<GrantEntry> | null = null;
+    if (this.grant !== null) {
+      entry = this.connector.grant(this.grant) ?? null;
+      if (entry === null) {
+        this.grant = null;
         this.connector.tally.downgraded++;
       }
     }
     const { shaper } = this.connector;
-    return shaper.request(shaper.classify(grant), bytes);
+    return shaper.request(shaper.classify(entry), bytes);
   }
 
   private clientSink(): PumpSink {

@@ -1,6 +1,8 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { WebSocket, WebSocketServer } from 'ws';
+import { PacedQueue } from '../lib/paced-queue.js';
+import { SlowRefusals } from '../lib/slow-refusals.js';
 import { TokenBucket } from '../lib/token-bucket.js';
 import { routeUpgrades } from '../lib/upgrade-router.js';
 import { webSocketEndpoint } from '../lib/ws-endpoint.js';
@@ -51,8 +53,24 @@ export interface CircuitLimits {
   maxBufferedBytes: number;
   /** Keep-alive ping interval; a client that misses a pong is dropped. */
   pingIntervalMs: number;
-  /** Time allowed to register after connecting. */
+  /**
+   * Time allowed to register after connecting (at least; each circuit's deadline is up to a
+   * quarter later, so circuits opened together do not close together). A redeem-only circuit
+   * never registers: it counts as unregistered and is closed at this deadline too, once its
+   * requests are answered.
+   */
   registerTimeoutMs: number;
+  /**
+   * Open circuits that have not registered (yet): beyond it an upgrade is refused with HTTP 503
+   * and Retry-After, before any WebSocket work.
+   */
+  maxUnregistered: number;
+  /**
+   * Handshakes of new circuits and frames of unregistered ones per second, all together, first
+   * come first served. One that finds no unit waits for one with its socket paused, so a flood
+   * from fresh circuits costs the event loop this much and no more.
+   */
+  maxUnregisteredRequestsPerSecond: number;
   /**
    * Requests an Abe–Okamoto ticket.open costs (its session may hold a signing slot for the
    * TTL): the relay sets it to the session TTL in seconds.
@@ -66,9 +84,38 @@ export const DEFAULT_CIRCUIT_LIMITS: CircuitLimits = {
   maxRequestsPerSecond: 20,
   maxBufferedBytes: 1024 * 1024,
   pingIntervalMs: 30_000,
-  registerTimeoutMs: 30_000,
+  registerTimeoutMs: 10_000,
+  maxUnregistered: 256,
+  maxUnregisteredRequestsPerSecond: 500,
   ticketSessionCost: 10,
 };
+
+/** Circuits refused or dropped for load, since start (docs/design.md §5.1). */
+export interface CircuitCounts {
+  /** Open now and not registered (redeem-only circuits among them). */
+  unregistered: number;
+  /** Upgrades refused with 503 at `maxUnregistered`. */
+  refusedUnregistered: number;
+  /** Circuits closed for not registering within `registerTimeoutMs`. */
+  registerTimeouts: number;
+  /** Handshakes and unregistered circuits waiting for a unit of the pace now. */
+  waiting: number;
+}
+
+/** Retry-After of the 503 at the cap: unregistered circuits last seconds (the deadline). */
+const UNREGISTERED_RETRY_SECONDS = 5;
+const UNREGISTERED_REFUSAL =
+  'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n' +
+  `Retry-After: ${UNREGISTERED_RETRY_SECONDS}\r\nContent-Length: 0\r\n\r\n`;
+/** How late the 503 goes out, so a client that retries at once does so once a second. */
+const REFUSAL_DELAY_MS = 1_000;
+/**
+ * Frames an unregistered circuit may have waiting for the pace: ws still hands over what it
+ * had read when the socket was paused; a circuit with more than this is flooding.
+ */
+const MAX_HELD_FRAMES = 16;
+/** The register deadline of a circuit is drawn from [1, 1 + this] × registerTimeoutMs. */
+const DEADLINE_SPREAD = 0.25;
 
 export const CIRCUIT_PATH = '/v1/circuit';
 
@@ -94,6 +141,16 @@ export class CircuitConnector {
   private readonly limits: CircuitLimits;
   private readonly log: Logger;
   private readonly connections = new Set<CircuitConnection>();
+  /** Open and not registered: what `maxUnregistered` caps. */
+  private readonly unregistered = new Set<CircuitConnection>();
+  private refusedUnregistered = 0;
+  private registerTimeouts = 0;
+  /** The shared pace of handshakes and of frames from unregistered circuits. */
+  private readonly unregisteredPace: PacedQueue;
+  /** Upgrades refused at the cap, waiting for their 503. */
+  private readonly refusals: SlowRefusals;
+  /** Upgrades waiting for a unit of the pace (paused); they count against `maxUnregistered`. */
+  private readonly upgrading = new Set<Duplex>();
   /** A job goes to every client as the same bytes: encode it once. */
   private readonly encodedJobs = new WeakMap<Job, string>();
   /** …and frame it once: server frames are unmasked, so the frame is the same for all. */
@@ -103,21 +160,68 @@ export class CircuitConnector {
 
   constructor(
     private readonly stratifier: Stratifier,
-    options: { limits?: Partial<CircuitLimits>; logger?: Logger; tickets?: TicketService } = {},
+    options: {
+      limits?: Partial<CircuitLimits>;
+      logger?: Logger;
+      tickets?: TicketService;
+      /** Pace of new and unregistered circuits; default at maxUnregisteredRequestsPerSecond. */
+      unregisteredPace?: PacedQueue;
+    } = {},
   ) {
     this.limits = { ...DEFAULT_CIRCUIT_LIMITS, ...options.limits };
     this.tickets = options.tickets ?? null;
     this.log = options.logger ?? silentLogger;
     this.wss = webSocketEndpoint(this.limits.maxFrameBytes);
+    this.unregisteredPace =
+      options.unregisteredPace ??
+      new PacedQueue({ perSecond: this.limits.maxUnregisteredRequestsPerSecond });
+    this.refusals = new SlowRefusals({
+      delayMs: REFUSAL_DELAY_MS,
+      max: this.limits.maxUnregistered,
+    });
   }
 
   get size(): number {
     return this.connections.size;
   }
 
-  /** Take over an HTTP upgrade to /v1/circuit (the upgrade router calls this). */
+  counts(): CircuitCounts {
+    return {
+      unregistered: this.unregistered.size,
+      refusedUnregistered: this.refusedUnregistered,
+      registerTimeouts: this.registerTimeouts,
+      waiting: this.unregisteredPace.queued,
+    };
+  }
+
+  /**
+   * Take over an HTTP upgrade to /v1/circuit (the upgrade router calls this). At the cap on
+   * unregistered circuits the upgrade is answered 503 with Retry-After, which costs less than
+   * a WebSocket handshake and a close, and the answer goes out a second late (SlowRefusals).
+   * Without verifyClient or compression ws completes the upgrade synchronously, so concurrent
+   * upgrades cannot overtake the count.
+   */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, socket));
+    if (this.unregistered.size + this.upgrading.size >= this.limits.maxUnregistered) {
+      this.refusedUnregistered += 1;
+      this.refusals.refuse(socket, UNREGISTERED_REFUSAL);
+      return;
+    }
+    // A new circuit's handshake takes a unit of the unregistered pace too, so that circuits
+    // freed all at once (a crowd closed at its register deadline) come back spread out.
+    if (this.unregisteredPace.tryNow()) {
+      this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, socket));
+      return;
+    }
+    this.upgrading.add(socket);
+    socket.on('error', () => {}); // a peer resetting while it waits is not our error
+    socket.pause();
+    this.unregisteredPace.enqueue(() => {
+      this.upgrading.delete(socket);
+      if (socket.destroyed) return;
+      socket.resume(); // ws only adds its listeners; a paused socket would stay paused
+      this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, socket));
+    });
   }
 
   /** Serve /v1/circuit on `server` when it is the only WebSocket endpoint (tests). */
@@ -155,12 +259,41 @@ export class CircuitConnector {
       this.log,
     );
     this.connections.add(connection);
-    ws.once('close', () => this.connections.delete(connection));
+    this.unregistered.add(connection);
+    ws.once('close', () => {
+      this.connections.delete(connection);
+      this.unregistered.delete(connection);
+    });
+  }
+
+  /** A circuit registered: it no longer counts against `maxUnregistered`. */
+  registered(connection: CircuitConnection): void {
+    this.unregistered.delete(connection);
+  }
+
+  /** A circuit missed the register deadline and is being closed. */
+  timedOut(): void {
+    this.registerTimeouts += 1;
+  }
+
+  /** A unit of the unregistered circuits' pace now, if nobody is waiting for one. */
+  admitNow(): boolean {
+    return this.unregisteredPace.tryNow();
+  }
+
+  /** `run` once a unit of the pace is free for it, in turn; returns a cancel. */
+  whenAdmitted(run: () => void): () => void {
+    return this.unregisteredPace.enqueue(run);
   }
 
   /** Close every circuit (shutdown). */
   close(): void {
     for (const connection of this.connections) connection.shutdown();
+    // Paused, these would not even see their peer leave: nothing else ends them.
+    for (const socket of this.upgrading) socket.destroy();
+    this.upgrading.clear();
+    this.unregisteredPace.close();
+    this.refusals.close();
     this.wss.close();
   }
 }
@@ -172,6 +305,12 @@ class CircuitConnection implements ClientChannel {
   private alive = true;
   private readonly pinger: NodeJS.Timeout;
   private readonly registerTimer: NodeJS.Timeout;
+  /** Requests being answered; a circuit past its register deadline closes when none is left. */
+  private inFlight = 0;
+  private expired = false;
+  /** Frames waiting for the unregistered circuits' pace; the socket is paused meanwhile. */
+  private readonly held: { data: unknown; isBinary: boolean }[] = [];
+  private cancelWait: (() => void) | null = null;
 
   constructor(
     private readonly ws: WebSocket,
@@ -192,9 +331,12 @@ class CircuitConnection implements ClientChannel {
     ws.on('error', (err) => this.log.debug({ err: err.message }, 'circuit socket error'));
     ws.once('close', () => this.onClose());
     this.pinger = setInterval(() => this.ping(), limits.pingIntervalMs);
-    this.registerTimer = setTimeout(() => {
-      if (!this.session) this.ws.close(WsCloseCode.policyViolation, 'register timeout');
-    }, limits.registerTimeoutMs);
+    // Up to a quarter later, drawn per circuit: a crowd of circuits opened together must not
+    // all close (and come back) in the same instant.
+    this.registerTimer = setTimeout(
+      () => this.onRegisterDeadline(),
+      limits.registerTimeoutMs * (1 + DEADLINE_SPREAD * Math.random()),
+    );
   }
 
   // ---- ClientChannel: what the stratifier sends ------------------------------------------
@@ -235,7 +377,7 @@ class CircuitConnection implements ClientChannel {
   }
 
   shutdown(): void {
-    this.ws.close(WsCloseCode.goingAway, 'relay shutting down');
+    this.closeNow(WsCloseCode.goingAway, 'relay shutting down');
   }
 
   // ---- incoming -----------------------------------------------------------------------------
@@ -254,7 +396,83 @@ class CircuitConnection implements ClientChannel {
     return true;
   }
 
+  /**
+   * No register in time: closed, but a redemption being answered is answered first (its
+   * ticket may be spent already, and its grant must reach the client); frames after the
+   * deadline are not looked at.
+   */
+  private onRegisterDeadline(): void {
+    if (this.session || this.expired) return;
+    this.expired = true;
+    this.connector.timedOut();
+    if (this.inFlight === 0) {
+      this.closeNow(WsCloseCode.policyViolation, 'register timeout');
+      return;
+    }
+    // Read on, so that the answer and then the close go out the usual way.
+    this.dropHeld();
+    this.ws.resume();
+  }
+
+  /**
+   * A circuit with frames waiting for the pace (its socket paused, more unread behind them) is
+   * dropped at once: reading what it sent only to throw it away would cost more than it.
+   */
+  private closeNow(code: WsCloseCode, reason: string): void {
+    if (this.held.length > 0) {
+      this.dropHeld();
+      this.ws.terminate();
+      return;
+    }
+    this.ws.close(code, reason);
+  }
+
+  /**
+   * Frames of an unregistered circuit take a unit of the pace all unregistered circuits share
+   * (in order: once one waits, the next ones wait behind it); registered circuits never wait.
+   */
   private onFrame(data: unknown, isBinary: boolean): void {
+    // Closing (or past the deadline): what was still in the read buffer is not looked at.
+    if (this.expired || this.ws.readyState !== this.ws.OPEN) return;
+    if (this.held.length > 0 || (this.session === null && !this.connector.admitNow())) {
+      this.hold(data, isBinary);
+      return;
+    }
+    this.handleFrame(data, isBinary);
+  }
+
+  private hold(data: unknown, isBinary: boolean): void {
+    if (this.held.length >= MAX_HELD_FRAMES) {
+      this.closeNow(WsCloseCode.policyViolation, 'too many requests');
+      return;
+    }
+    this.held.push({ data, isBinary });
+    if (this.held.length > 1) return;
+    this.ws.pause();
+    this.cancelWait = this.connector.whenAdmitted(() => this.release());
+  }
+
+  /** The pace has a unit for this circuit: its oldest held frame goes on. */
+  private release(): void {
+    this.cancelWait = null;
+    const next = this.held.shift();
+    if (next === undefined) return;
+    this.handleFrame(next.data, next.isBinary);
+    if (this.held.length > 0) {
+      this.cancelWait = this.connector.whenAdmitted(() => this.release());
+    } else if (!this.expired) {
+      this.ws.resume();
+    }
+  }
+
+  /** Forget the held frames (closing). */
+  private dropHeld(): void {
+    this.cancelWait?.();
+    this.cancelWait = null;
+    this.held.length = 0;
+  }
+
+  private handleFrame(data: unknown, isBinary: boolean): void {
     if (!this.requests.take()) {
       this.ws.close(WsCloseCode.policyViolation, 'too many requests');
       return;
@@ -267,7 +485,13 @@ class CircuitConnection implements ClientChannel {
     const frame = parseFrame(text, this.limits.maxFrameBytes);
     switch (frame.kind) {
       case 'request':
-        void this.onRequest(frame.message);
+        this.inFlight += 1;
+        void this.onRequest(frame.message).finally(() => {
+          this.inFlight -= 1;
+          if (this.expired && this.inFlight === 0) {
+            this.ws.close(WsCloseCode.policyViolation, 'register timeout');
+          }
+        });
         return;
       case 'invalid':
         this.invalid(frame.id, frame.error.code, frame.error.message);
@@ -317,6 +541,7 @@ class CircuitConnection implements ClientChannel {
         const { session, outcome } = this.stratifier.register(this, mode);
         this.session = session;
         clearTimeout(this.registerTimer);
+        this.connector.registered(this);
         return {
           algorithm: outcome.algorithm,
           extranonce1: outcome.extranonce1,
@@ -390,6 +615,8 @@ class CircuitConnection implements ClientChannel {
   private onClose(): void {
     clearInterval(this.pinger);
     clearTimeout(this.registerTimer);
+    this.cancelWait?.();
+    this.held.length = 0;
     if (this.session) {
       this.connector.tickets?.circuitClosed(this.session);
       this.stratifier.close(this.session);

@@ -5,6 +5,9 @@ import type { Vardiff } from './vardiff.js';
 
 export type ClientMode = 'tickets' | 'donate';
 
+/** Where a client came in: a circuit (HTTP port) or a standard miner (Stratum port). */
+export type ClientPort = 'circuit' | 'stratum';
+
 /** How the stratifier reaches one client; a connector implements it for its transport. */
 export interface ClientChannel {
   sendJob(job: Job): void;
@@ -29,6 +32,8 @@ export const MAX_CLIENT_JOBS = 256;
  */
 export class ClientSession implements ShareClient {
   registered = false;
+  /** Each port has its own share of the relay's places (`limits.maxStratumClients`). */
+  port: ClientPort = 'circuit';
   extranonce1 = '';
   extranonce2Size = 0;
   versionMask: number | null = null;

@@ -19,6 +19,7 @@ import {
 } from '../qos/ticket-groups.js';
 import { ALGORITHMS } from '../work/algorithm.js';
 import { MIN_DIFFICULTY } from '../work/target.js';
+import { MAX_SLOTS } from './extranonce-slots.js';
 
 /**
  * The relay's configuration (config/relay.example.toml documents every key). TOML is parsed,
@@ -183,6 +184,25 @@ function checkTicketGroups(
   }
 }
 
+/**
+ * Circuits and Stratum miners each get their own places, and every place needs an extranonce
+ * slot (docs/design.md §4.2): together they must fit in the most slots a layout has.
+ */
+function checkSlotSpace(
+  limits: { maxClients: number; maxStratumClients: number },
+  ctx: z.RefinementCtx,
+): void {
+  const total = limits.maxClients + limits.maxStratumClients;
+  if (total <= MAX_SLOTS) return;
+  ctx.addIssue({
+    code: 'custom',
+    path: [],
+    message:
+      `maxClients (${limits.maxClients}) + maxStratumClients (${limits.maxStratumClients}) = ` +
+      `${total}, more than the ${MAX_SLOTS} extranonce slots the relay can hand out`,
+  });
+}
+
 export const relayConfigSchema = z.strictObject({
   relay: z
     .strictObject({
@@ -201,6 +221,12 @@ export const relayConfigSchema = z.strictObject({
   limits: z
     .strictObject({
       maxClients: z.number().int().min(1).max(100_000).default(10_000),
+      // Standard miners on the Stratum port: places of their own, apart from maxClients, so
+      // neither kind can lock the other out (the two share the extranonce slots, see below).
+      maxStratumClients: z.number().int().min(1).max(MAX_SLOTS).default(1_000),
+      // A Stratum miner keeps its place only while it gets shares accepted.
+      stratumShareTimeoutSeconds: z.number().int().min(10).max(86_400).default(300),
+      stratumHandshakeTimeoutSeconds: z.number().int().min(1).max(600).default(20),
       maxFrameBytes: z
         .number()
         .int()
@@ -209,7 +235,19 @@ export const relayConfigSchema = z.strictObject({
         .default(16 * 1024),
       maxInvalidFrames: z.number().int().min(1).max(1000).default(10),
       maxRequestsPerSecond: positive.default(20),
+      // Ticket signature checks per second for the whole relay (every circuit shares them);
+      // beyond it a redemption is answered 38 with retryAfter. One verification thread does
+      // about 1,000 a second: the default leaves it nine tenths idle.
+      maxVerificationsPerSecond: z.number().min(1).max(100_000).default(100),
+      // Circuits open and not registered (redeem-only ones too); beyond it upgrades get 503.
+      maxUnregistered: z.number().int().min(1).max(100_000).default(256),
+      // Frames per second from all unregistered circuits together; beyond it they wait their
+      // turn with their sockets paused, so fresh circuits cannot crowd out registered miners.
+      maxUnregisteredRequestsPerSecond: z.number().min(1).max(100_000).default(500),
+      // Seconds a circuit may stay open without registering (a redemption's circuit included).
+      registerTimeoutSeconds: z.number().min(1).max(300).default(10),
     })
+    .superRefine(checkSlotSpace)
     .prefault({}),
   tickets: z
     .strictObject({
@@ -267,7 +305,9 @@ export const relayConfigSchema = z.strictObject({
       // docs/design.md §8's: 1–3 tickets → 'group4', 4 or more → 'group1' (the top tier).
       groups: z.array(z.unknown()).max(64).pipe(ticketGroupsSchema).optional(),
     })
-    .superRefine(checkTicketGroups)
+    // Only on a table whose own keys passed: a linkMbit of 0 or a broken class tree has been
+    // reported under its key, and would make the default tree or the groups check throw.
+    .superRefine(checkTicketGroups, { when: (payload) => payload.issues.length === 0 })
     .prefault({}),
   tor: z
     .strictObject({

@@ -26,6 +26,28 @@ export function slotLayout(upstreamExtranonce2Size: number): SlotLayout | null {
   };
 }
 
+/** The most slots any layout has (two slot bytes): what every port's clients share at most. */
+export const MAX_SLOTS = 256 ** 2;
+
+/** Clients each port may hold: circuits on the HTTP port, standard miners on the Stratum port. */
+export interface PortShares {
+  circuit: number;
+  stratum: number;
+}
+
+/**
+ * Each port's cap within `capacity` slots: its configured maximum when both fit (the config
+ * keeps the two within MAX_SLOTS), else the slots split in proportion to the maxima, at least
+ * one each. The caps never add up to more than the slots, so clients of one port can never
+ * take the place of the other's (a one-byte layout has only 256).
+ */
+export function slotShares(capacity: number, maxima: PortShares): PortShares {
+  if (maxima.circuit + maxima.stratum <= capacity) return { ...maxima };
+  const proportional = Math.floor((capacity * maxima.stratum) / (maxima.circuit + maxima.stratum));
+  const stratum = Math.min(maxima.stratum, Math.max(1, proportional));
+  return { circuit: Math.min(maxima.circuit, capacity - stratum), stratum };
+}
+
 export class SlotsExhaustedError extends Error {
   override name = 'SlotsExhaustedError';
 }

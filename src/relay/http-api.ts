@@ -9,6 +9,7 @@ import { registerDashboard } from './dashboard/routes.js';
 import type { RelayMetrics } from './metrics.js';
 import type { RelayStats } from './stats.js';
 import {
+  type LoadStatus,
   type QosClassStatus,
   type RelayStatus,
   relayStatusSchema,
@@ -42,6 +43,8 @@ export interface HttpApiOptions {
   qos?: () => ClassStats[];
   /** Ticket counters, read per request (see ticketStatus). Without it no `tickets` section. */
   tickets?: () => TicketStatus;
+  /** What the relay shed or refused for load, read per request. Without it no `load` section. */
+  load?: () => LoadStatus;
   /**
    * Further status sections by name (e.g. `peers`), each read per request and merged into
    * /v1/status as returned (serialised as JSON.stringify would: their owners shape them, and
@@ -167,6 +170,7 @@ export function createHttpApi(options: HttpApiOptions): FastifyInstance {
   const upstreamUrl = options.upstreamUrl ?? (() => null);
   const qos = options.qos;
   const tickets = options.tickets;
+  const load = options.load;
   const sections = checkedSections(options.sections ?? {});
   const log = options.logger ?? silentLogger;
   // trustProxy off: X-Forwarded-For is never read, so no address reaches a handler.
@@ -185,6 +189,8 @@ export function createHttpApi(options: HttpApiOptions): FastifyInstance {
       jobs: snapshot.jobs,
       ...(qos ? { qos: qosStatus(qos()) } : {}),
       ...(tickets ? { tickets: tickets() } : {}),
+      ...(load ? { load: load() } : {}),
+      ...(snapshot.stratum ? { stratum: snapshot.stratum } : {}),
       ...readSections(sections, log),
     };
   });

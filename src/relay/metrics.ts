@@ -1,7 +1,9 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { ClassStats } from '../qos/htb.js';
 import type { TicketStatus } from './http-api.js';
+import type { LoadStatus } from './status-schema.js';
 import { SHARE_REJECT_REASONS, type RelayStats, type RelayStatsSnapshot } from './stats.js';
+import { STRATUM_DROP_REASONS } from './stratum-miner-limits.js';
 
 /**
  * Prometheus exposition of RelayStats. Every value is read from the stats at scrape time
@@ -153,6 +155,84 @@ export class RelayMetrics {
         for (const [reason, count] of Object.entries(status.refused)) {
           this.inc({ event: 'refused', reason }, count);
         }
+      },
+    });
+  }
+
+  /**
+   * What the relay shed or refused for load (the `load` status section), registered by the
+   * relay once its circuit connector exists: requests answered 38, circuits refused at the
+   * unregistered cap or closed at the register deadline, unregistered circuits now.
+   */
+  watchLoad(read: () => LoadStatus): void {
+    const registers = [this.registry];
+    new Counter({
+      name: `${METRICS_PREFIX}overloaded_total`,
+      help: 'Requests answered 38 (relay overloaded): redemptions over the verification budget or with the verification queue full, shares with the share-check queue full.',
+      labelNames: ['request'] as const,
+      registers,
+      collect() {
+        const { overloaded } = read();
+        this.reset();
+        this.inc({ request: 'redeem' }, overloaded.redeem);
+        this.inc({ request: 'share' }, overloaded.share);
+      },
+    });
+    new Counter({
+      name: `${METRICS_PREFIX}circuits_refused_total`,
+      help: 'Circuits refused for load: upgrades answered 503 at limits.maxUnregistered (unregistered-cap), circuits closed for not registering in time (register-timeout).',
+      labelNames: ['reason'] as const,
+      registers,
+      collect() {
+        const { circuits } = read();
+        this.reset();
+        this.inc({ reason: 'unregistered-cap' }, circuits.refusedUnregistered);
+        this.inc({ reason: 'register-timeout' }, circuits.registerTimeouts);
+      },
+    });
+    new Gauge({
+      name: `${METRICS_PREFIX}circuits_unregistered`,
+      help: 'Circuits open now without a registration (redeem-only circuits among them).',
+      registers,
+      collect() {
+        this.set(read().circuits.unregistered);
+      },
+    });
+    new Gauge({
+      name: `${METRICS_PREFIX}circuits_waiting`,
+      help: 'Handshakes and unregistered circuits waiting now for their turn of limits.maxUnregisteredRequestsPerSecond.',
+      registers,
+      collect() {
+        this.set(read().circuits.waiting);
+      },
+    });
+  }
+
+  /**
+   * The Stratum port's miners and drops by reason (registered when the relay has the port:
+   * RelayStats.attachStratum), as in the `stratum` section of /v1/status.
+   */
+  watchStratum(): void {
+    const read = () => this.stats.snapshot().stratum;
+    const registers = [this.registry];
+    new Gauge({
+      name: `${METRICS_PREFIX}stratum_clients`,
+      help: 'Standard miners subscribed on the Stratum port now (limits.maxStratumClients).',
+      registers,
+      collect() {
+        this.set(read()?.clients ?? 0);
+      },
+    });
+    new Counter({
+      name: `${METRICS_PREFIX}stratum_dropped_total`,
+      help: 'Stratum port connections the relay dropped or refused, by reason.',
+      labelNames: ['reason'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const dropped = read()?.dropped;
+        if (!dropped) return;
+        for (const reason of STRATUM_DROP_REASONS) this.inc({ reason }, dropped[reason]);
       },
     });
   }

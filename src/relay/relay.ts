@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { SocksProxyAgent } from 'socks-proxy-agent';
 import { Teardown } from '../lib/teardown.js';
+import { WorkBudget } from '../lib/work-budget.js';
 import { routeUpgrades } from '../lib/upgrade-router.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { WorkSource } from '../sources/work-source.js';
@@ -14,6 +15,8 @@ import { PEER_LEDGER_FILE, PeerLedger } from '../peers/peer-ledger.js';
 import { PEER_KEYS_DIR, PeerKeyDirectory } from '../peers/peer-keys.js';
 import { Peering } from '../peers/peering.js';
 import { createBlindSignerPool } from '../tickets/blind-signer.js';
+import { GrantBook } from '../tickets/grant-book.js';
+import { GRANT_STORE_FILE, GrantStore } from '../tickets/grant-store.js';
 import { TicketIssuer } from '../tickets/issuer.js';
 import type { KeyStore } from '../tickets/key-store.js';
 import { Redeemer } from '../tickets/redeemer.js';
@@ -21,6 +24,7 @@ import { RsaIssuer } from '../tickets/rsa-issuer.js';
 import type { RsaPrivateKey } from '../tickets/rsa-scheme.js';
 import { SPENT_STORE_FILE, SpentStore } from '../tickets/spent-store.js';
 import { openTicketKeys, TicketDesk } from '../tickets/ticket-desk.js';
+import { createTicketVerifierPool } from '../tickets/ticket-verifier.js';
 import { type OnionService, startOnionService } from '../tor/onion-service.js';
 import { CIRCUIT_PATH, CircuitConnector } from './circuit-connector.js';
 import { type RelayConfig, splitHostPort } from './config.js';
@@ -28,6 +32,7 @@ import { createSource } from './create-source.js';
 import { createHttpApi, relayDescriptor, ticketStatus } from './http-api.js';
 import { RelayMetrics } from './metrics.js';
 import { createShareHasher } from './share-hasher.js';
+import type { LoadStatus } from './status-schema.js';
 import { RelayStats } from './stats.js';
 import { Stratifier } from './stratifier.js';
 import { StratumConnector } from './stratum-connector.js';
@@ -116,6 +121,15 @@ async function assembleRelay(
   });
   const spent = SpentStore.open(join(dataDir, SPENT_STORE_FILE));
   teardown.add(() => spent.close());
+  // Paid grants outlive a restart, as their spent tickets do (docs/design.md §6.3).
+  const grantStore = GrantStore.open(join(dataDir, GRANT_STORE_FILE), {
+    onError: (err) =>
+      logger.error({ err: String(err) }, 'grant not stored: it lasts until restart'),
+  });
+  teardown.add(() => grantStore.close());
+  const grants = new GrantBook();
+  const restored = grantStore.restore(grants, now());
+  if (restored > 0) logger.info({ restored }, 'restored paid grants');
   const peering =
     config.peers.length > 0 ? openPeering(config, { keys, spent, now }, logger, teardown) : null;
 
@@ -123,9 +137,15 @@ async function assembleRelay(
   const redeemer = new Redeemer({
     keyring: peering?.keyring ?? keys,
     store: spent,
+    grants,
+    grantStore,
     windowSeconds: config.tickets.windowSeconds,
     ...(peering ? { foreign: peering.gate } : {}),
+    // Signature checks off the event loop, within one budget for every circuit (issue 15).
+    verifier: createTicketVerifierPool({ threads: config.verify.threads }),
+    budget: new WorkBudget({ perSecond: limits.maxVerificationsPerSecond }),
   });
+  teardown.add(() => redeemer.close());
   let issuer: TicketIssuer | RsaIssuer;
   if (config.tickets.scheme === 'rsa') {
     const signer = createBlindSignerPool({ threads: config.tickets.signerThreads });
@@ -142,7 +162,7 @@ async function assembleRelay(
     });
   }
   const tickets = new TicketDesk(
-    { keys, store: spent, issuer, redeemer },
+    { keys, store: spent, issuer, redeemer, grantStore },
     {
       price: config.tickets.price,
       windowSeconds: config.tickets.windowSeconds,
@@ -177,6 +197,7 @@ async function assembleRelay(
     initialDifficulty: difficulty.initial,
     ticketDifficulty: difficulty.ticketDifficulty,
     maxClients: limits.maxClients,
+    maxStratumClients: limits.maxStratumClients,
     vardiff: {
       targetShareSeconds: difficulty.targetShareSeconds,
       retargetSeconds: difficulty.retargetSeconds,
@@ -189,10 +210,32 @@ async function assembleRelay(
   stats.attach(stratifier);
   teardown.add(() => stats.detach());
 
+  // The circuit connector first: its counts are read by the status and metrics (its stop is
+  // added with the other connectors', so it still runs before the HTTP server's).
+  const circuits = new CircuitConnector(stratifier, {
+    limits: {
+      maxFrameBytes: limits.maxFrameBytes,
+      maxInvalidFrames: limits.maxInvalidFrames,
+      maxRequestsPerSecond: limits.maxRequestsPerSecond,
+      maxUnregistered: limits.maxUnregistered,
+      maxUnregisteredRequestsPerSecond: limits.maxUnregisteredRequestsPerSecond,
+      registerTimeoutMs: limits.registerTimeoutSeconds * 1000,
+      ticketSessionCost: config.tickets.sessionTtlSeconds,
+    },
+    logger: logger.child({ component: 'circuit' }),
+    tickets: tickets.service,
+  });
+
   // HTTP: status, metrics, descriptor, dashboard, peer API.
   const metrics = new RelayMetrics(stats, { qos: () => shaper.stats() });
   const readTickets = () => ticketStatus(tickets.issued(), redeemer.counts());
   metrics.watchTickets(readTickets);
+  // What was shed or refused for load (issue 15): 38s, the unregistered cap, the deadline.
+  const readLoad = (): LoadStatus => ({
+    overloaded: { redeem: redeemer.overloaded(), share: hasher.overloaded() },
+    circuits: circuits.counts(),
+  });
+  metrics.watchLoad(readLoad);
   const app = createHttpApi({
     stratifier,
     stats,
@@ -201,7 +244,10 @@ async function assembleRelay(
     upstreamUrl: () => source.status().upstream,
     qos: () => shaper.stats(),
     tickets: readTickets,
-    ...(peering ? { sections: { peers: () => peering.status() } } : {}),
+    load: readLoad,
+    ...(peering
+      ? { sections: { peers: () => peering.status(), peerApi: () => peering.apiStatus() } }
+      : {}),
     logger: logger.child({ component: 'http' }),
   });
   teardown.add(() => app.close());
@@ -214,21 +260,12 @@ async function assembleRelay(
       ),
       identity: keys.identity,
       clockSkewSeconds: config.peering.clockSkewSeconds,
+      guard: peering.apiGuard,
       logger: logger.child({ component: 'peer-api' }),
     });
   }
 
   // Connectors: circuits and the tunnel on the HTTP port, standard miners on their own.
-  const circuits = new CircuitConnector(stratifier, {
-    limits: {
-      maxFrameBytes: limits.maxFrameBytes,
-      maxInvalidFrames: limits.maxInvalidFrames,
-      maxRequestsPerSecond: limits.maxRequestsPerSecond,
-      ticketSessionCost: config.tickets.sessionTtlSeconds,
-    },
-    logger: logger.child({ component: 'circuit' }),
-    tickets: tickets.service,
-  });
   teardown.add(() => circuits.close());
   const tunnels = new TunnelConnector({
     grants: redeemer.grants,
@@ -255,10 +292,20 @@ async function assembleRelay(
   const miners = config.relay.stratumListen
     ? new StratumConnector(stratifier, {
         initialDifficulty: difficulty.stratumInitial,
+        limits: {
+          // Room for as many again in their handshake, each bounded by its deadline.
+          maxConnections: 2 * limits.maxStratumClients,
+          handshakeTimeoutMs: limits.stratumHandshakeTimeoutSeconds * 1000,
+          shareTimeoutMs: limits.stratumShareTimeoutSeconds * 1000,
+        },
         logger: logger.child({ component: 'stratum' }),
       })
     : null;
-  if (miners) teardown.add(() => miners.close());
+  if (miners) {
+    teardown.add(() => miners.close());
+    stats.attachStratum(miners);
+    metrics.watchStratum();
+  }
 
   // Start: work flows, then the listeners, then Tor (which forwards to a listener that exists).
   stratifier.start();
@@ -325,6 +372,7 @@ function openPeering(
     keys: new PeerKeyDirectory(join(dataDir, PEER_KEYS_DIR), now),
     now,
     logger: logger.child({ component: 'peers' }),
+    apiLogger: logger.child({ component: 'peer-api' }),
     ...(config.peering.proxy ? { agent: new SocksProxyAgent(config.peering.proxy) } : {}),
   });
   teardown.add(() => peering.stop());

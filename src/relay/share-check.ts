@@ -119,7 +119,14 @@ export async function checkShare(
     share,
     shareVersion(job.prepared, share.versionBits, client.versionMask),
   );
-  const hash = await hasher(header);
+  let hash: Uint8Array;
+  try {
+    hash = await hasher(header);
+  } catch (err) {
+    // Not judged (e.g. 38, the check queue was full): the miner may send it again.
+    job.seen.delete(key);
+    throw err;
+  }
   const difficulty = creditedDifficulty(hash, sent.difficulty, client.difficulty, algorithm);
   if (difficulty === null) return reject(RpcErrorCode.lowDifficulty, 'low difficulty share');
   return {

@@ -2,7 +2,9 @@ import { RpcErrorCode } from '../protocol/errors.js';
 import type { SourceState, SubmitOutcome, UpstreamTerms } from '../sources/work-source.js';
 import type { Algorithm } from '../work/algorithm.js';
 import { DIFF1_TARGET } from '../work/target.js';
+import type { ClientPort } from './client-session.js';
 import type { StratifierEvents } from './stratifier.js';
+import { STRATUM_DROP_REASONS, type StratumDropReason } from './stratum-miner-limits.js';
 
 /**
  * Relay counters kept by listening to the stratifier's events (xmrig-proxy's split: the hot
@@ -49,8 +51,16 @@ export interface StatsSubject {
   readonly clientCount: number;
   readonly upstreamState: SourceState;
   readonly upstreamTerms: UpstreamTerms | null;
+  /** Clients per port now; without it the per-port counts start at zero. */
+  clientsOn?(port: ClientPort): number;
   on<K extends keyof StratifierEvents>(event: K, listener: Listener<K>): unknown;
   off<K extends keyof StratifierEvents>(event: K, listener: Listener<K>): unknown;
+}
+
+/** What RelayStats needs from the Stratum port: its drops (a StratumConnector fits). */
+export interface StratumDropSubject {
+  on(event: 'drop', listener: (reason: StratumDropReason) => void): unknown;
+  off(event: 'drop', listener: (reason: StratumDropReason) => void): unknown;
 }
 
 export interface RelayStatsOptions {
@@ -80,6 +90,8 @@ export interface RelayStatsSnapshot {
     extranonce2Size: number | null;
   };
   hashrate: { hps: number; windowSeconds: number };
+  /** Present once a Stratum port is attached: its miners now, and connections it let go. */
+  stratum?: { clients: number; dropped: Record<StratumDropReason, number> };
 }
 
 export const DEFAULT_HASHRATE_WINDOW_SECONDS = 300;
@@ -101,6 +113,10 @@ export class RelayStats {
   private readonly buckets: Bucket[] = [];
 
   private clients = 0;
+  private stratumClients = 0;
+  private stratumPort: StratumDropSubject | null = null;
+  private stratumWatched = false;
+  private readonly stratumDropped = emptyDrops();
   private sharesAccepted = 0;
   private acceptedDifficulty = 0;
   private readonly rejected = emptyRejects();
@@ -116,11 +132,16 @@ export class RelayStats {
   private terms: UpstreamTerms | null = null;
 
   // Bound once so detach() removes exactly these listeners.
-  private readonly onOpen: Listener<'client-open'> = () => {
+  private readonly onOpen: Listener<'client-open'> = (session) => {
     this.clients += 1;
+    if (session.port === 'stratum') this.stratumClients += 1;
   };
-  private readonly onClose: Listener<'client-close'> = () => {
+  private readonly onClose: Listener<'client-close'> = (session) => {
     this.clients = Math.max(0, this.clients - 1);
+    if (session.port === 'stratum') this.stratumClients = Math.max(0, this.stratumClients - 1);
+  };
+  private readonly onStratumDrop = (reason: StratumDropReason): void => {
+    this.stratumDropped[reason] += 1;
   };
   private readonly onShare: Listener<'share'> = ({ difficulty, code }) => {
     if (code === null) this.accept(difficulty);
@@ -164,6 +185,7 @@ export class RelayStats {
     this.upstreamState = subject.upstreamState;
     this.terms = subject.upstreamTerms;
     this.clients = subject.clientCount;
+    this.stratumClients = subject.clientsOn?.('stratum') ?? 0;
     subject.on('client-open', this.onOpen);
     subject.on('client-close', this.onClose);
     subject.on('share', this.onShare);
@@ -173,8 +195,18 @@ export class RelayStats {
     subject.on('upstream', this.onUpstream);
   }
 
+  /** Count the Stratum port's drops too; the snapshot gets its `stratum` section. */
+  attachStratum(port: StratumDropSubject): void {
+    if (this.stratumPort) throw new Error('RelayStats already counts a Stratum port');
+    this.stratumPort = port;
+    this.stratumWatched = true;
+    port.on('drop', this.onStratumDrop);
+  }
+
   /** Stop counting; the totals so far stay readable. */
   detach(): void {
+    this.stratumPort?.off('drop', this.onStratumDrop);
+    this.stratumPort = null;
     const subject = this.subject;
     if (!subject) return;
     subject.off('client-open', this.onOpen);
@@ -227,6 +259,9 @@ export class RelayStats {
         extranonce2Size: this.terms?.extranonce2Size ?? null,
       },
       hashrate: { hps: this.hashrate(), windowSeconds: this.windowSeconds },
+      ...(this.stratumWatched
+        ? { stratum: { clients: this.stratumClients, dropped: { ...this.stratumDropped } } }
+        : {}),
     };
   }
 
@@ -255,6 +290,12 @@ export class RelayStats {
     if (outcome.accepted) this.blocksAccepted += 1;
     else this.blocksRejected += 1;
   }
+}
+
+function emptyDrops(): Record<StratumDropReason, number> {
+  const counts = {} as Record<StratumDropReason, number>;
+  for (const reason of STRATUM_DROP_REASONS) counts[reason] = 0;
+  return counts;
 }
 
 function emptyRejects(): Record<ShareRejectReason, number> {

@@ -1,9 +1,11 @@
 import { z } from 'zod';
+import { peerApiStatusSchema } from '../peers/peer-api-guard.js';
 import { peerStatusSchema } from '../peers/peer-status.js';
 import { MODE_NAMES } from '../qos/htb-bucket.js';
 import type { SourceState } from '../sources/work-source.js';
 import type { RedeemCounts } from '../tickets/redeemer.js';
 import { SHARE_REJECT_REASONS } from './stats.js';
+import { STRATUM_DROP_REASONS } from './stratum-miner-limits.js';
 
 /**
  * What GET /v1/status answers, defined once: the TypeScript types are inferred from these
@@ -47,6 +49,25 @@ export const ticketStatusSchema = z.strictObject({
   } satisfies Record<TicketRefusal, z.ZodType>),
 });
 
+/**
+ * What the relay shed or refused to stay responsive under load (docs/design.md §10.1): the
+ * `load` section.
+ */
+export const loadStatusSchema = z.strictObject({
+  /** Requests answered 38 since start: over the verification budget, or a worker queue full. */
+  overloaded: z.strictObject({ redeem: count, share: count }),
+  circuits: z.strictObject({
+    /** Open now without a registration (redeem-only circuits among them). */
+    unregistered: count,
+    /** Upgrades refused with 503 at limits.maxUnregistered. */
+    refusedUnregistered: count,
+    /** Circuits closed for not registering within limits.registerTimeoutSeconds. */
+    registerTimeouts: count,
+    /** Handshakes and unregistered circuits waiting their turn of the pace now. */
+    waiting: count,
+  }),
+});
+
 /** The sections the HTTP API builds itself. */
 export const relayStatusSchema = z.strictObject({
   upstream: z.strictObject({
@@ -74,6 +95,15 @@ export const relayStatusSchema = z.strictObject({
   qos: z.strictObject({ classes: z.array(qosClassStatusSchema) }).optional(),
   /** Present when the relay issues tickets. */
   tickets: ticketStatusSchema.optional(),
+  /** What the relay shed or refused to stay responsive (a relay always serves it). */
+  load: loadStatusSchema.optional(),
+  /** Present when the relay has a Stratum port: its miners now, connections let go by reason. */
+  stratum: z
+    .strictObject({
+      clients: count,
+      dropped: z.record(z.enum(STRATUM_DROP_REASONS), count),
+    })
+    .optional(),
 });
 
 /**
@@ -82,9 +112,12 @@ export const relayStatusSchema = z.strictObject({
  */
 export const relayStatusWithPeersSchema = relayStatusSchema.extend({
   peers: z.array(peerStatusSchema).nullable().optional(),
+  /** With peers: peer API requests refused before they authenticated (Peering.apiStatus()). */
+  peerApi: peerApiStatusSchema.nullable().optional(),
 });
 
 export type QosClassStatus = z.output<typeof qosClassStatusSchema>;
 export type TicketStatus = z.output<typeof ticketStatusSchema>;
+export type LoadStatus = z.output<typeof loadStatusSchema>;
 export type RelayStatus = z.output<typeof relayStatusSchema>;
 export type RelayStatusWithPeers = z.output<typeof relayStatusWithPeersSchema>;

@@ -13,13 +13,20 @@ import { reversed, toHex } from '../work/hex.js';
 import type { ShareSubmission } from '../work/job.js';
 import type { PowHasher } from '../work/pow.js';
 import { negotiateMask } from '../work/version.js';
-import { type ClientChannel, type ClientMode, ClientSession } from './client-session.js';
 import {
+  type ClientChannel,
+  type ClientMode,
+  type ClientPort,
+  ClientSession,
+} from './client-session.js';
+import {
+  type PortShares,
   SlotAllocator,
   type SlotLayout,
   SlotsExhaustedError,
   slotHex,
   slotLayout,
+  slotShares,
 } from './extranonce-slots.js';
 import { JobBook } from './job-book.js';
 import { checkShare } from './share-check.js';
@@ -45,7 +52,13 @@ export interface StratifierOptions {
   initialDifficulty: number;
   /** One unit of credit is one share at this difficulty (docs/design.md §4.4). */
   ticketDifficulty: number;
+  /** Circuit clients at once (config `limits.maxClients`). */
   maxClients?: number;
+  /**
+   * Standard miners on the Stratum port at once (`limits.maxStratumClients`): a count and a
+   * share of the extranonce slots of their own, so donors never take a circuit's place.
+   */
+  maxStratumClients?: number;
   /** Seconds, for vardiff; injectable for tests. */
   now?: () => number;
   vardiffTickMs?: number;
@@ -83,6 +96,18 @@ const RETRY_NO_WORK_S = 5;
 /** Seconds while full: a slot frees only when some circuit closes. */
 const RETRY_FULL_S = 30;
 
+/**
+ * A register refused for lack of room (37): the client's port has no place or no slot left.
+ * Its own class so the Stratum port can hang up on a full refusal and keep a miner that only
+ * came before the upstream's work.
+ */
+export class RelayFullError extends RpcError {
+  override name = 'RelayFullError';
+  constructor(message: string) {
+    super(RpcErrorCode.relayFull, message, { retryAfter: RETRY_FULL_S });
+  }
+}
+
 export class Stratifier extends EventEmitter<StratifierEvents> {
   readonly algorithm: Algorithm;
   private readonly source: WorkSource;
@@ -90,7 +115,10 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
   private readonly vardiffConfig: VardiffConfig;
   private readonly initialDifficulty: number;
   private readonly ticketDifficulty: number;
-  private readonly maxClients: number;
+  /** Configured places per port; `limits` is what the slot layout leaves of them. */
+  private readonly maxima: PortShares;
+  private limits: PortShares;
+  private readonly counts: PortShares = { circuit: 0, stratum: 0 };
   private readonly now: () => number;
   private readonly tickMs: number;
   private readonly log: Logger;
@@ -116,7 +144,11 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     this.vardiffConfig = { ...DEFAULT_VARDIFF, ...options.vardiff };
     this.initialDifficulty = options.initialDifficulty;
     this.ticketDifficulty = options.ticketDifficulty;
-    this.maxClients = options.maxClients ?? 10_000;
+    this.maxima = {
+      circuit: options.maxClients ?? 10_000,
+      stratum: options.maxStratumClients ?? 1_000,
+    };
+    this.limits = { ...this.maxima };
     this.now = options.now ?? (() => Date.now() / 1000);
     this.tickMs = options.vardiffTickMs ?? 5_000;
     this.log = options.logger ?? silentLogger;
@@ -146,6 +178,11 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     return this.sessions.size;
   }
 
+  /** Clients that came in through one port. */
+  clientsOn(port: ClientPort): number {
+    return this.counts[port];
+  }
+
   get upstreamState(): SourceState {
     return this.state;
   }
@@ -159,34 +196,34 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
   }
 
   /**
-   * mining.register: a new session with a slot. Throws RpcError 37 (relay full or not ready,
-   * with `data.retryAfter`) when there is no upstream yet or no slot is left. Call
-   * sendCurrentWork once the reply is out. `initialDifficulty` overrides the stratifier's
-   * (a Stratum port's own start, or what the miner suggested before subscribing).
+   * mining.register: a new session with a slot. Throws RpcError 37 (with `data.retryAfter`)
+   * when there is no upstream yet, and RelayFullError (37) when the client's port is at its
+   * limit or no slot is left. Call sendCurrentWork once the reply is out.
+   * `initialDifficulty` overrides the stratifier's (a Stratum port's own start, or what the
+   * miner suggested before subscribing). `port` (default circuit) picks whose places it takes.
    */
   register(
     channel: ClientChannel,
     mode: ClientMode,
-    options: { versionMaskRequest?: number; initialDifficulty?: number } = {},
+    options: { versionMaskRequest?: number; initialDifficulty?: number; port?: ClientPort } = {},
   ): { session: ClientSession; outcome: RegisterOutcome } {
     if (!this.layout || !this.slots || !this.terms) {
       throw new RpcError(RpcErrorCode.relayFull, 'no upstream work yet, retry later', {
         retryAfter: RETRY_NO_WORK_S,
       });
     }
-    if (this.sessions.size >= this.maxClients) {
-      throw new RpcError(RpcErrorCode.relayFull, 'relay is full, retry later', {
-        retryAfter: RETRY_FULL_S,
-      });
+    const port = options.port ?? 'circuit';
+    if (this.counts[port] >= this.limits[port]) {
+      throw new RelayFullError(
+        port === 'stratum' ? 'stratum port is full, retry later' : 'relay is full, retry later',
+      );
     }
     let slot: number;
     try {
       slot = this.slots.allocate();
     } catch (err) {
       if (err instanceof SlotsExhaustedError) {
-        throw new RpcError(RpcErrorCode.relayFull, 'no extranonce slot left, retry later', {
-          retryAfter: RETRY_FULL_S,
-        });
+        throw new RelayFullError('no extranonce slot left, retry later');
       }
       throw err;
     }
@@ -194,6 +231,7 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     const vardiff = new Vardiff(this.vardiffConfig, start, this.now());
     const session = new ClientSession(this.nextId++, mode, channel, vardiff);
     session.slot = slot;
+    session.port = port;
     session.extranonce1 = slotHex(slot, this.layout.slotBytes);
     session.extranonce2Size = this.layout.clientExtranonce2Size;
     session.versionMaskRequest = options.versionMaskRequest ?? 0xffffffff;
@@ -201,6 +239,7 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     session.vardiff.clamp(this.terms.difficulty);
     session.registered = true;
     this.sessions.set(session.id, session);
+    this.counts[port] += 1;
     this.emit('client-open', session);
     return {
       session,
@@ -238,6 +277,7 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
 
   close(session: ClientSession): void {
     if (!this.sessions.delete(session.id)) return;
+    this.counts[session.port] -= 1;
     if (session.slot !== null) this.slots?.release(session.slot);
     session.registered = false;
     this.emit('client-close', session);
@@ -351,10 +391,13 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     }
     if (!this.slots) this.slots = new SlotAllocator(layout.capacity);
     const evicted = new Set(this.slots.resize(layout.capacity));
+    this.limits = slotShares(layout.capacity, this.maxima);
     if (!old) return;
+    const displaced = this.displaced(evicted);
     for (const session of [...this.sessions.values()]) {
-      if (session.slot !== null && evicted.has(session.slot)) {
-        session.slot = null;
+      if (displaced.has(session)) {
+        // An evicted slot is gone already: close() must not release it to a newcomer.
+        if (session.slot !== null && evicted.has(session.slot)) session.slot = null;
         session.channel.close('no extranonce slot left after an upstream change');
         this.close(session);
         continue;
@@ -364,6 +407,22 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
       session.forgetJobs();
       session.channel.sendExtranonce(session.extranonce1, session.extranonce2Size);
     }
+  }
+
+  /**
+   * Sessions that lose their place in a new layout: their slot no longer fits, or their port
+   * holds more than its new share (the newest go, so neither port keeps the other's slots).
+   */
+  private displaced(evicted: ReadonlySet<number>): Set<ClientSession> {
+    const out = new Set<ClientSession>();
+    const kept: PortShares = { circuit: 0, stratum: 0 };
+    // Map order is registration order: the oldest keep their place.
+    for (const session of this.sessions.values()) {
+      const slotGone = session.slot !== null && evicted.has(session.slot);
+      if (slotGone || kept[session.port] >= this.limits[session.port]) out.add(session);
+      else kept[session.port] += 1;
+    }
+    return out;
   }
 
   private onJob(job: SourceJob): void {

@@ -1,17 +1,28 @@
+import { EventEmitter } from 'node:events';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { type Logger, silentLogger } from '../log.js';
 import { encodeNotification } from '../stratum/index.js';
 import type { Job } from '../work/job.js';
 import type { Stratifier } from './stratifier.js';
 import { StratumMinerConnection } from './stratum-miner-connection.js';
-import { DEFAULT_STRATUM_LIMITS, type StratumLimits } from './stratum-miner-limits.js';
+import {
+  DEFAULT_STRATUM_LIMITS,
+  type StratumDropReason,
+  type StratumLimits,
+} from './stratum-miner-limits.js';
 
 /**
  * The Stratum connector: a plain TCP Stratum V1 server for standard miners (cpuminer,
  * cgminer, old ASICs), one connection per miner, each a donor (docs/design.md §1). It owns the
- * sockets and nothing else; the stratifier decides what work and which answers they get.
+ * sockets and nothing else; the stratifier decides what work and which answers they get,
+ * and how many may subscribe (`limits.maxStratumClients`, apart from the circuits' places).
  * Peer addresses are never read, so they cannot reach a log.
  */
+
+export interface StratumConnectorEvents {
+  /** The relay dropped or refused a connection (stats count them by reason). */
+  drop: [StratumDropReason];
+}
 
 export interface StratumConnectorOptions {
   limits?: Partial<StratumLimits>;
@@ -23,7 +34,7 @@ export interface StratumConnectorOptions {
   logger?: Logger;
 }
 
-export class StratumConnector {
+export class StratumConnector extends EventEmitter<StratumConnectorEvents> {
   private readonly server: Server;
   private readonly limits: StratumLimits;
   private readonly log: Logger;
@@ -36,6 +47,7 @@ export class StratumConnector {
     private readonly stratifier: Stratifier,
     options: StratumConnectorOptions = {},
   ) {
+    super();
     this.limits = { ...DEFAULT_STRATUM_LIMITS, ...options.limits };
     this.log = options.logger ?? silentLogger;
     this.initialDifficulty = options.initialDifficulty;
@@ -82,6 +94,7 @@ export class StratumConnector {
     if (this.connections.size >= this.limits.maxConnections) {
       // Under a connection flood the cheapest answer is none.
       socket.destroy();
+      this.emit('drop', 'connection-limit');
       return;
     }
     const connection = new StratumMinerConnection({
@@ -91,6 +104,7 @@ export class StratumConnector {
       log: this.log,
       encodeJob: (job) => this.encodeJob(job),
       initialDifficulty: this.initialDifficulty,
+      countDrop: (reason) => this.emit('drop', reason),
     });
     this.connections.add(connection);
     socket.once('close', () => this.connections.delete(connection));

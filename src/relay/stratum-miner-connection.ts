@@ -18,9 +18,9 @@ import {
 } from '../stratum/index.js';
 import type { Job } from '../work/job.js';
 import type { ClientChannel, ClientSession } from './client-session.js';
-import type { Stratifier } from './stratifier.js';
+import { RelayFullError, type Stratifier } from './stratifier.js';
 import { answerConfigure } from './stratum-miner-configure.js';
-import type { StratumLimits } from './stratum-miner-limits.js';
+import type { StratumDropReason, StratumLimits } from './stratum-miner-limits.js';
 
 /**
  * One standard miner (cpuminer, cgminer, an ASIC) on one TCP connection: the server side of
@@ -37,6 +37,13 @@ import type { StratumLimits } from './stratum-miner-limits.js';
  * connection stays open: cgminer and cpuminer treat a failed subscribe as a dead pool and
  * reconnect after their retry pause, and a miner that retries on the same connection
  * succeeds once work exists. The handshake timeout bounds how long such a connection lives.
+ * When the port is full (`limits.maxStratumClients`), subscribe gets the same error 20 and
+ * the relay hangs up: cpuminer's one retry on the connection then reads the close, and both
+ * pause before they connect again, so a crowd of miners holds no sockets while it waits.
+ *
+ * A working miner keeps its place only by working: it must get a share accepted within the
+ * share deadline, counted from the start of work and again from each accepted share (paused
+ * while the upstream gives no work). Pings, bad shares and stray bytes do not count.
  *
  * Nothing about the peer (address, port, worker name) is read into logs.
  */
@@ -50,6 +57,8 @@ export interface MinerConnectionOptions {
   encodeJob: (job: Job) => string;
   /** Difficulty a miner starts at (the stratifier's when undefined). */
   initialDifficulty?: number;
+  /** Told of every drop or refusal the relay counts (not the miner's own hang-ups). */
+  countDrop?: (reason: StratumDropReason) => void;
 }
 
 type Request = Extract<StratumMessage, { kind: 'request' }>;
@@ -72,12 +81,15 @@ export class StratumMinerConnection implements ClientChannel {
   private readonly limits: StratumLimits;
   private readonly log: Logger;
   private readonly encodeJob: (job: Job) => string;
+  private readonly countDrop: (reason: StratumDropReason) => void;
   private initialDifficulty: number | undefined;
   private readonly decoder: LineDecoder;
   private readonly bucket: TokenBucket;
   private readonly idleTimer: NodeJS.Timeout;
   private readonly handshakeTimer: NodeJS.Timeout;
   private graceTimer: NodeJS.Timeout | null = null;
+  /** Runs while working and the upstream gives work; re-armed by each accepted share. */
+  private shareTimer: NodeJS.Timeout | null = null;
 
   private session: ClientSession | null = null;
   private authorized = false;
@@ -98,6 +110,7 @@ export class StratumMinerConnection implements ClientChannel {
     this.limits = options.limits;
     this.log = options.log;
     this.encodeJob = options.encodeJob;
+    this.countDrop = options.countDrop ?? (() => {});
     this.initialDifficulty = options.initialDifficulty;
     this.bucket = new TokenBucket({
       perSecond: this.limits.maxRequestsPerSecond,
@@ -105,13 +118,13 @@ export class StratumMinerConnection implements ClientChannel {
     });
     this.decoder = new LineDecoder({ maxLineBytes: this.limits.maxLineBytes });
     this.decoder.on('line', (line) => this.onLine(line));
-    this.decoder.on('error', (error) => this.drop(error.message));
+    this.decoder.on('error', (error) => this.drop(error.message, 'abuse'));
 
     // Our own timer, not socket.setTimeout: that one also counts our writes as activity, and
     // jobs keep flowing to a miner that died without a FIN.
-    this.idleTimer = setTimeout(() => this.drop('idle'), this.limits.idleTimeoutMs);
+    this.idleTimer = setTimeout(() => this.drop('idle', 'idle'), this.limits.idleTimeoutMs);
     this.handshakeTimer = setTimeout(() => {
-      if (!this.working) this.drop('handshake timeout');
+      if (!this.working) this.drop('handshake timeout', 'handshake-timeout');
     }, this.limits.handshakeTimeoutMs);
 
     this.socket.on('data', (chunk: Buffer) => {
@@ -163,8 +176,11 @@ export class StratumMinerConnection implements ClientChannel {
     );
   }
 
-  sendUpstreamState(_live: boolean, message: string): void {
+  sendUpstreamState(live: boolean, message: string): void {
     this.write(encodeNotification({ method: 'client.show_message', params: { message } }));
+    // No work, no share: the deadline waits for the upstream, then starts afresh.
+    if (live) this.armShareDeadline();
+    else this.pauseShareDeadline();
   }
 
   close(reason: string): void {
@@ -184,7 +200,7 @@ export class StratumMinerConnection implements ClientChannel {
   private onLine(line: string): void {
     if (this.closing) return;
     if (!this.bucket.take()) {
-      this.drop('too many requests');
+      this.drop('too many requests', 'abuse');
       return;
     }
     const parsed = parseMessage(line);
@@ -274,6 +290,7 @@ export class StratumMinerConnection implements ClientChannel {
       const { session, outcome } = this.stratifier.register(this, 'donate', {
         versionMaskRequest: this.versionMaskRequest,
         initialDifficulty: this.initialDifficulty,
+        port: 'stratum',
       });
       this.session = session;
       this.reply(
@@ -291,6 +308,10 @@ export class StratumMinerConnection implements ClientChannel {
       this.startWork();
     } catch (err) {
       this.replyFailure(id, err, 'mining.subscribe');
+      if (err instanceof RelayFullError) {
+        this.countDrop('full');
+        this.retire('stratum port is full', []);
+      }
     }
   }
 
@@ -318,6 +339,7 @@ export class StratumMinerConnection implements ClientChannel {
     try {
       await this.stratifier.submit(session, share);
       this.reply(id, true);
+      this.armShareDeadline();
     } catch (err) {
       this.replyFailure(id, err, 'mining.submit');
     }
@@ -327,6 +349,8 @@ export class StratumMinerConnection implements ClientChannel {
     if (this.working || !this.authorized || this.session === null) return;
     this.working = true;
     clearTimeout(this.handshakeTimer);
+    // Before sendCurrentWork, which pauses it again when the upstream has no work.
+    this.armShareDeadline();
     // Stratum applies a difficulty to the jobs after it: it must precede the first notify.
     this.write(
       encodeNotification({
@@ -335,6 +359,32 @@ export class StratumMinerConnection implements ClientChannel {
       }),
     );
     this.stratifier.sendCurrentWork(this.session);
+  }
+
+  // ---- the share deadline ---------------------------------------------------------------------
+
+  /** A new full period: work just started, a share was accepted, or the upstream is back. */
+  private armShareDeadline(): void {
+    if (!this.working || this.closing) return;
+    if (this.shareTimer) {
+      this.shareTimer.refresh();
+      return;
+    }
+    this.shareTimer = setTimeout(() => {
+      this.shareTimer = null;
+      if (this.closing) return;
+      const seconds = Math.round(this.limits.shareTimeoutMs / 1000);
+      const message = `no accepted share in ${seconds} s: closing`;
+      this.countDrop('no-share');
+      this.retire('no accepted share in time', [
+        encodeNotification({ method: 'client.show_message', params: { message } }),
+      ]);
+    }, this.limits.shareTimeoutMs);
+  }
+
+  private pauseShareDeadline(): void {
+    if (this.shareTimer) clearTimeout(this.shareTimer);
+    this.shareTimer = null;
   }
 
   // ---- outgoing and closing -------------------------------------------------------------------
@@ -363,7 +413,7 @@ export class StratumMinerConnection implements ClientChannel {
     this.replyError(id, code, message);
     this.invalidMessages += 1;
     if (this.invalidMessages >= this.limits.maxInvalidMessages) {
-      this.drop('too many invalid messages');
+      this.drop('too many invalid messages', 'abuse');
     }
   }
 
@@ -371,7 +421,7 @@ export class StratumMinerConnection implements ClientChannel {
     if (this.closing || this.socket.destroyed) return;
     // A miner that does not read would make the relay buffer without bound: drop it.
     if (this.socket.writableLength > this.limits.maxBufferedBytes) {
-      this.drop('slow reader');
+      this.drop('slow reader', 'slow-reader');
       return;
     }
     this.socket.write(text);
@@ -382,14 +432,16 @@ export class StratumMinerConnection implements ClientChannel {
     if (this.closing) return;
     for (const line of lastLines) this.write(line);
     this.closing = true;
+    this.pauseShareDeadline();
     this.log.debug({ reason }, 'closing miner connection');
     this.socket.end();
     this.graceTimer = setTimeout(() => this.socket.destroy(), this.limits.closeGraceMs);
   }
 
-  /** Abuse or a dead peer: no goodbye. */
-  private drop(reason: string): void {
+  /** Abuse or a dead peer: no goodbye. `counted`: the reason the stats count it under. */
+  private drop(reason: string, counted?: StratumDropReason): void {
     if (this.socket.destroyed) return;
+    if (counted) this.countDrop(counted);
     this.closing = true;
     this.log.debug({ reason }, 'dropping miner connection');
     this.socket.destroy();
@@ -400,6 +452,7 @@ export class StratumMinerConnection implements ClientChannel {
     this.working = false;
     clearTimeout(this.idleTimer);
     clearTimeout(this.handshakeTimer);
+    this.pauseShareDeadline();
     if (this.graceTimer) clearTimeout(this.graceTimer);
     if (this.session) this.stratifier.close(this.session);
     this.session = null;

@@ -183,6 +183,9 @@ export class UpstreamSession extends EventEmitter<UpstreamSessionEvents> {
         : describeError(authorized.outcome.error);
       throw new SessionError(`authorize refused for user ${config.user}: ${why}`);
     }
+    // A bad line right behind the answers, in the same read, has closed the connection before
+    // anyone could listen for it: such a session would look live forever.
+    if (connection.closed) throw new SessionError('pool closed the connection after the handshake');
 
     connection.watchSilence(config.silenceTimeoutMs, () =>
       this.stall(`no message from the pool for ${config.silenceTimeoutMs} ms`),
@@ -373,10 +376,10 @@ export class UpstreamSession extends EventEmitter<UpstreamSessionEvents> {
     this.emitTerms();
   }
 
-  /** Terms go out only once the session is active. */
+  /** Terms go out only once the session is active, and never after it closed. */
   private emitTerms(): void {
     const terms = this.terms();
-    if (terms !== null) this.emit('terms', terms);
+    if (terms !== null && !this.connection.closed) this.emit('terms', terms);
   }
 }
 

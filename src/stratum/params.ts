@@ -233,7 +233,8 @@ export function encodeParams(call: Call): unknown[] {
     }
     case 'mining.subscribe': {
       const { agent, sessionId } = call.params;
-      if (sessionId !== null) return [agent ?? '', sessionId];
+      // A session id needs the agent before it: a null agent stays null, as it was parsed.
+      if (sessionId !== null) return [agent, sessionId];
       return agent === null ? [] : [agent];
     }
     case 'mining.authorize':
@@ -261,7 +262,9 @@ export function encodeParams(call: Call): unknown[] {
       return [u32ToHex(call.params.mask)];
     case 'client.reconnect': {
       const { host, port, waitSeconds } = call.params;
-      return [host ?? '', port, waitSeconds ?? 0];
+      // A wait not given stays null (miners read only host and port), so the line parses back
+      // to these params.
+      return [host ?? '', port, waitSeconds];
     }
     case 'client.show_message':
       return [call.params.message];

@@ -1,10 +1,11 @@
+import { type ExpensiveWorkBudget, unlimitedBudget } from '../lib/work-budget.js';
 import { RpcError, RpcErrorCode } from '../protocol/errors.js';
 import { type AnyTicket, decodeAnyTicket } from './any-ticket.js';
-import { GrantBook } from './grant-book.js';
+import { GrantBook, grantId } from './grant-book.js';
+import type { GrantStore } from './grant-store.js';
 import { csprng, type RandomBytes, TicketFormatError } from './group.js';
-import { type Keyring, type KeyValidity, utcDay } from './keyring.js';
-import { type RsaPublicKey, RsaVerifier } from './rsa-scheme.js';
-import { InfoPointCache, ticketMessage, verifySignature } from './scheme.js';
+import { type AcceptedKey, type Keyring, type KeyValidity, utcDay } from './keyring.js';
+import { type InfoPointCache, ticketMessage } from './scheme.js';
 import { SpendBatcher } from './spend-batcher.js';
 import {
   type SpendRequest,
@@ -13,16 +14,25 @@ import {
   type SpentStore,
 } from './spent-store.js';
 import { TICKET_VERSION } from './ticket.js';
-import { TICKET_V2_VERSION, ticketMessageV2, ticketV2Serial } from './ticket-v2.js';
+import { TICKET_V2_VERSION, ticketV2Serial } from './ticket-v2.js';
+import {
+  inlineTicketVerifier,
+  SignatureChecker,
+  type TicketKey,
+  type TicketVerifier,
+  TicketVerifierBusy,
+} from './ticket-verifier.js';
 
 /**
  * `ticket.redeem` (docs/design.md §5, §6.3): a ticket in, a priority grant out. The checks run
- * cheapest first, and the costly ones only on input that passed the cheap ones: decoding and
- * the day check bound which (key, day) pairs reach the hash-to-curve of the info point and
- * the signature check, so garbage cannot fill the info-point cache or burn CPU on
- * unknown keys. The spend is recorded durably before the grant exists; a crash in between
- * loses the grant, never the record. Nothing about a ticket or its serial is logged or kept
- * beside the grant: only counts.
+ * cheapest first, and the costly one only on input that passed the cheap ones: decoding, the
+ * key, the day and a read of the spent store bound which tickets reach the signature check,
+ * so garbage cannot fill the info-point cache or burn CPU on unknown keys or spent serials.
+ * The signature check then takes a unit of the relay-wide budget for expensive work and runs
+ * in the verifier (a worker pool at the relay); no unit or a full queue is answered 38 with
+ * `retryAfter`, with nothing recorded. The spend is recorded durably before the grant exists;
+ * a crash in between loses the grant, never the record. Nothing about a ticket or its serial
+ * is logged or kept beside the grant: only counts.
  */
 
 export const DEFAULT_WINDOW_SECONDS = 600;
@@ -30,8 +40,6 @@ export const DEFAULT_WINDOW_SECONDS = 600;
 export const REDEEMABLE_DAYS = 2;
 /** Extra days the spent store keeps, so a clock stepped back a day cannot reopen pruned serials. */
 export const PRUNE_MARGIN_DAYS = 1;
-/** RSA keys whose derived day keys are cached (own and peers'). */
-const MAX_RSA_VERIFIERS = 64;
 
 export type GrantClass = 'paid';
 
@@ -61,11 +69,20 @@ export interface RedeemerOptions {
   keyring: Keyring;
   store: SpentStore;
   grants?: GrantBook;
+  /** Where grants are written before the redemption answers; without it they live in memory. */
+  grantStore?: GrantStore;
   /** How long a grant lasts (the ticket's Δt), in seconds. */
   windowSeconds?: number;
   infoPoints?: InfoPointCache;
   /** Source of grant tokens; a CSPRNG unless a test passes fixed bytes. */
   random?: RandomBytes;
+  /**
+   * Where redeemBatched checks signatures: the relay passes its worker pool; the default
+   * checks on the calling thread.
+   */
+  verifier?: TicketVerifier;
+  /** The relay-wide budget a signature check of redeemBatched takes a unit of; default none. */
+  budget?: ExpensiveWorkBudget;
 }
 
 export interface RedeemCounts {
@@ -93,16 +110,41 @@ function wrongDay(day: number, today: number, validity: KeyValidity): string | n
   return null;
 }
 
+/** A ticket that passed the cheap checks, with what its signature check and spend need. */
+interface Screened {
+  ticket: AnyTicket;
+  key: TicketKey;
+  request: SpendRequest;
+  owner: string;
+}
+
+const OVERLOADED_MESSAGE = 'relay overloaded, retry';
+
+/** The key a ticket is checked under, if the ticket is of the key's scheme. */
+function keyFor(ticket: AnyTicket, accepted: AcceptedKey): TicketKey | null {
+  if (ticket.version === TICKET_VERSION && accepted.scheme !== 'rsa') {
+    return { scheme: 'ao', key: accepted.key };
+  }
+  if (ticket.version === TICKET_V2_VERSION && accepted.scheme === 'rsa') {
+    return { scheme: 'rsa', key: accepted.key };
+  }
+  return null;
+}
+
 export class Redeemer {
   readonly grants: GrantBook;
   readonly windowSeconds: number;
+  private readonly grantStore: GrantStore | undefined;
   private readonly keyring: Keyring;
   private readonly store: SpentStore;
   private readonly batcher: SpendBatcher;
-  private readonly infoPoints: InfoPointCache;
+  private readonly signatures: SignatureChecker;
+  private readonly verifier: TicketVerifier;
+  private readonly budget: ExpensiveWorkBudget;
   private readonly random: RandomBytes;
   private readonly foreign: ForeignTicketGate | undefined;
-  private readonly rsaVerifiers = new Map<string, RsaVerifier>();
+  /** Redemptions answered 38 (budget spent or verifier queue full): not a verdict on the ticket. */
+  private shed = 0;
   private readonly tally: RedeemCounts = {
     redeemed: 0,
     malformed: 0,
@@ -122,19 +164,29 @@ export class Redeemer {
     this.store = options.store;
     this.batcher = new SpendBatcher(options.store);
     this.grants = options.grants ?? new GrantBook();
-    this.infoPoints = options.infoPoints ?? new InfoPointCache();
+    this.grantStore = options.grantStore;
+    this.signatures = new SignatureChecker(
+      options.infoPoints ? { infoPoints: options.infoPoints } : {},
+    );
+    this.verifier = options.verifier ?? inlineTicketVerifier(this.signatures);
+    this.budget = options.budget ?? unlimitedBudget;
     this.random = options.random ?? csprng;
     this.foreign = options.foreign;
   }
 
-  /** Verify and spend one ticket; throws RpcError 30/31/32/33/35 on refusal. */
+  /**
+   * Verify and spend one ticket, all on the calling thread and outside the budget (the
+   * benchmark's baseline); throws RpcError 30/31/32/33/35 on refusal.
+   */
   redeem(ticketText: unknown, nowSeconds: number): Grant {
     const { request, owner } = this.check(ticketText, nowSeconds);
     if (owner !== 'self' && this.foreign) {
       // A peer's ticket needs the peer asked first, which cannot happen synchronously.
       throw new RpcError(RpcErrorCode.unknownTicketKey, 'unknown ticket key');
     }
-    return this.grantFor(this.spendNow(request), request.at);
+    const grant = this.inBook(this.spendNow(request), request.at);
+    this.grantStore?.recordNow(grantId(grant.token), grant.expiresAt);
+    return grant;
   }
 
   /**
@@ -142,7 +194,9 @@ export class Redeemer {
    * fsync for all of them); the grant still comes only after the commit.
    */
   async redeemBatched(ticketText: unknown, nowSeconds: number, topUp?: string): Promise<Grant> {
-    const { request, owner } = this.check(ticketText, nowSeconds);
+    const screened = this.screen(ticketText, nowSeconds);
+    await this.verifyOffThread(screened);
+    const { request, owner } = screened;
     // Without a gate the keyring alone decides which keys count (as in the tests' keyrings).
     const gate = owner === 'self' ? undefined : this.foreign;
     let admission: { offline: boolean } | undefined;
@@ -178,8 +232,19 @@ export class Redeemer {
     }
   }
 
-  /** Everything but the spend: format, key, day, signature. Throws RpcError 30/31/35. */
+  /** Everything but the spend, on the calling thread. Throws RpcError 30/31/32/35. */
   private check(ticketText: unknown, nowSeconds: number): { request: SpendRequest; owner: string } {
+    const screened = this.screen(ticketText, nowSeconds);
+    if (!this.signatures.check(screened.key, screened.ticket)) this.refuseSignature();
+    return screened;
+  }
+
+  /**
+   * The cheap checks, in order: format (30), key known (35), day (31), scheme of the key (30),
+   * serial not already spent here (32). The read of the spent store only saves work: the
+   * durable check-and-insert after the signature stays the authority.
+   */
+  private screen(ticketText: unknown, nowSeconds: number): Screened {
     if (!Number.isFinite(nowSeconds) || nowSeconds < 0) throw new RangeError('bad time');
     const now = Math.floor(nowSeconds);
 
@@ -207,42 +272,47 @@ export class Redeemer {
     // The signature is checked under the key we hold for the id (never one the ticket
     // brings), with the day as the public information; a ticket of one scheme under a key of
     // the other is a bad signature, not a format error.
-    let serial: Uint8Array | null = null;
-    if (ticket.version === TICKET_VERSION && accepted.scheme !== 'rsa') {
-      const { info, z } = this.infoPoints.get(accepted.key.keyId, ticket.day);
-      const message = ticketMessage(ticket.v1.xc);
-      if (verifySignature(accepted.key, z, info, message, ticket.v1.signature)) serial = message;
-    } else if (ticket.version === TICKET_V2_VERSION && accepted.scheme === 'rsa') {
-      const { v2 } = ticket;
-      const message = ticketMessageV2(accepted.key.keyId, v2.day, v2.nonce);
-      if (this.rsaVerifier(accepted.key).verify(v2.day, message, v2.signature)) {
-        serial = ticketV2Serial(v2);
-      }
-    }
-    if (serial === null) {
-      this.tally.badSignature++;
-      throw new RpcError(RpcErrorCode.badTicketSignature, 'bad ticket signature');
-    }
+    const key = keyFor(ticket, accepted);
+    if (key === null) this.refuseSignature();
+    const serial =
+      ticket.version === TICKET_VERSION ? ticketMessage(ticket.v1.xc) : ticketV2Serial(ticket.v2);
+    if (this.store.isSpent(serial)) this.refuseSpent();
     return {
+      ticket,
+      key,
       request: { serial, keyId: accepted.key.keyId, day: ticket.day, at: now },
       owner: accepted.owner,
     };
   }
 
-  /** One verifier per RSA key: it caches the day's derived public key. */
-  private rsaVerifier(key: RsaPublicKey): RsaVerifier {
-    const id = Buffer.from(key.keyId).toString('hex');
-    let verifier = this.rsaVerifiers.get(id);
-    if (verifier?.key.n !== key.n) {
-      verifier = new RsaVerifier(key);
-      this.rsaVerifiers.set(id, verifier);
-      // Bounded like the keys themselves: a relay holds a handful, peers a few more.
-      if (this.rsaVerifiers.size > MAX_RSA_VERIFIERS) {
-        const oldest = this.rsaVerifiers.keys().next().value;
-        if (oldest !== undefined) this.rsaVerifiers.delete(oldest);
-      }
+  /** The signature check: a unit of the budget, then the verifier. Throws RpcError 30/38. */
+  private async verifyOffThread(screened: Screened): Promise<void> {
+    const answer = this.budget.take();
+    if (!answer.granted) this.refuseOverloaded(answer.retryAfterSeconds);
+    let good: boolean;
+    try {
+      good = await this.verifier.verify(screened.key, screened.ticket);
+    } catch (err) {
+      if (err instanceof TicketVerifierBusy) this.refuseOverloaded(1);
+      throw err;
     }
-    return verifier;
+    if (!good) this.refuseSignature();
+  }
+
+  private refuseSignature(): never {
+    this.tally.badSignature++;
+    throw new RpcError(RpcErrorCode.badTicketSignature, 'bad ticket signature');
+  }
+
+  private refuseSpent(): never {
+    this.tally.spent++;
+    throw new RpcError(RpcErrorCode.ticketSpent, 'ticket already spent');
+  }
+
+  /** Nothing was checked or recorded: the ticket is as good as before, so the client retries. */
+  private refuseOverloaded(retryAfter: number): never {
+    this.shed++;
+    throw new RpcError(RpcErrorCode.relayOverloaded, OVERLOADED_MESSAGE, { retryAfter });
   }
 
   private spendNow(request: SpendRequest): SpendResult {
@@ -254,12 +324,23 @@ export class Redeemer {
   }
 
   /**
+   * The grant for a committed spend, answered only once it is committed too (group-committed
+   * with the other grants of this turn): spend committed → grant committed → answer. Why not
+   * one transaction for both, and what a crash in between costs: src/tickets/grant-store.ts.
+   */
+  private async grantFor(spend: SpendResult, now: number, topUp?: string): Promise<Grant> {
+    const grant = this.inBook(spend, now, topUp);
+    await this.grantStore?.record(grantId(grant.token), grant.expiresAt);
+    return grant;
+  }
+
+  /**
    * Only a recorded spend earns a grant. With `topUp`, the token of a live grant, the ticket
    * is added to that grant instead (docs/design.md §6.3: several tickets per window move the
    * circuit to a higher group) and the grant lasts a window from now; the ticket counts for
    * the group during that window (GrantBook).
    */
-  private grantFor(spend: SpendResult, now: number, topUp?: string): Grant {
+  private inBook(spend: SpendResult, now: number, topUp?: string): Grant {
     if (!spend.spent) {
       this.tally.spent++;
       throw new RpcError(RpcErrorCode.ticketSpent, 'ticket already spent');
@@ -282,6 +363,16 @@ export class Redeemer {
   /** How many redemptions succeeded and why the others were refused (for stats). */
   counts(): Readonly<RedeemCounts> {
     return { ...this.tally };
+  }
+
+  /** Redemptions answered 38 since start: shed under load, the tickets still good. */
+  overloaded(): number {
+    return this.shed;
+  }
+
+  /** Stop the verifier (the relay's worker pool). */
+  close(): Promise<void> {
+    return this.verifier.close();
   }
 }
 

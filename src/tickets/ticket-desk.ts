@@ -2,6 +2,7 @@ import { type Logger, silentLogger } from '../log.js';
 import { RpcError, RpcErrorCode } from '../protocol/errors.js';
 import { AO_SCHEME, RSA_SCHEME, type TicketTerms } from '../protocol/messages.js';
 import { type BackupRelay, buildDescriptor, type SignedDescriptor } from './descriptor.js';
+import type { GrantStore } from './grant-store.js';
 import { type CreditAccount, TicketIssuer } from './issuer.js';
 import { KeyStore } from './key-store.js';
 import { type TicketScheme, utcDay } from './keyring.js';
@@ -23,6 +24,8 @@ export interface TicketDeskParts {
   /** The issuer of the relay's scheme (`tickets.scheme`): Abe–Okamoto sessions or RSA. */
   issuer: TicketIssuer | RsaIssuer;
   redeemer: Redeemer;
+  /** The redeemer's grants on disk, swept with the book. */
+  grantStore?: GrantStore;
 }
 
 export interface TicketDeskOptions {
@@ -65,6 +68,7 @@ export class TicketDesk {
   readonly issuer: TicketIssuer | RsaIssuer;
   readonly redeemer: Redeemer;
   readonly service: TicketService;
+  private readonly grantStore: GrantStore | undefined;
   private descriptorCache: { stamp: string; signed: SignedDescriptor } | null = null;
   private readonly timers: NodeJS.Timeout[] = [];
   private stopWatch: (() => void) | null = null;
@@ -82,6 +86,7 @@ export class TicketDesk {
     this.store = parts.store;
     this.issuer = parts.issuer;
     this.redeemer = parts.redeemer;
+    this.grantStore = parts.grantStore;
     this.now = options.now ?? (() => Date.now() / 1000);
     this.log = options.logger ?? silentLogger;
     const { issuer, redeemer } = parts;
@@ -185,7 +190,10 @@ export class TicketDesk {
       timer.unref();
       this.timers.push(timer);
     };
-    every(MINUTE_MS, () => this.redeemer.grants.sweep(this.now()));
+    every(MINUTE_MS, () => {
+      this.redeemer.grants.sweep(this.now());
+      this.grantStore?.sweep(this.now());
+    });
     every(HOUR_MS, async () => {
       await this.keys.maintain({ lifetimeDays: this.options.keyLifetimeDays });
       const pruned = this.redeemer.pruneSpent(this.now());

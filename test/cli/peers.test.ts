@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { circuitUrl } from '../../src/client/redeem.js';
 import { Wallet } from '../../src/client/wallet.js';
 import type { PeerBalance } from '../../src/peers/peer-status.js';
 import { PeerLedger } from '../../src/peers/peer-ledger.js';
@@ -11,6 +12,7 @@ import { runCli } from '../helpers/cli.js';
 import { relayTomlLines, startTestRelay } from '../helpers/test-relay.js';
 import { issueTicketV2 } from '../helpers/ticket-v2.js';
 import { fakeIssued } from '../helpers/fake-ticket.js';
+import { startPeeredRelays } from '../peers/peered-relays.js';
 
 /** `powbridge peers` through the built binary (`npm run build` first), on a seeded ledger. */
 
@@ -413,6 +415,46 @@ describe('powbridge tickets redeem --at', () => {
       await relay.close();
     }
   }, 30_000);
+
+  it('stops at the first 36 from the backup, which holds for every ticket, and says why', async () => {
+    // R2 is R1's backup and stops taking R1's tickets once one billed ticket is unpaid.
+    const pair = await startPeeredRelays({ paymentEvery: 1, maxUnpaid: 1 });
+    try {
+      const r1 = await pair.start(pair.a);
+      const r2 = await pair.start(pair.b);
+      await r2.peering?.syncPeer('r1');
+      expect((await r2.tickets.service.redeem(pair.ticket(pair.a).text)).class).toBe('paid');
+
+      const day = utcDay(now());
+      const issuing = r1.tickets.keys.issuingRsaKey(day);
+      if (!issuing) throw new Error('r1 has no issuing key today');
+      const keyId = Buffer.from(issuing.key.keyId).toString('hex');
+      const walletFile = join(root, 'wallet.sqlite');
+      const wallet = Wallet.open(walletFile);
+      for (let i = 0; i < 3; i++) {
+        wallet.add(circuitUrl(r1.url), { ticket: pair.ticket(pair.a).text, keyId, day }, now());
+      }
+      wallet.close();
+
+      const args = ['--relay', r1.url, '--at', r2.url, '--count', '3', '--wallet', walletFile];
+      const result = await runCli(['tickets', 'redeem', ...args]);
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(1);
+      expect(result.stdout.split('\n')).toEqual([
+        "ticket 1: refused, code 36 (peer not trusted: tickets of r1 are not accepted here until it settles its debt); the backup takes none of this relay's tickets for now, so no other is tried; kept unspent",
+        `redeemed 0 of 3; wallet ${walletFile}: 3 unspent, 0 spent, 0 expired`,
+        '',
+      ]);
+      // R2 was asked once.
+      expect(r2.peering?.status()[0]).toMatchObject({
+        acceptTickets: false,
+        refusing: { reason: 'unpaidLimit', code: 36 },
+        refused: { unpaidLimit: 1 },
+      });
+    } finally {
+      await pair.close();
+    }
+  }, 60_000);
 
   it('refuses an --at that is not a relay URL', async () => {
     const result = await runCli(['tickets', 'redeem', '--relay', 'ws://a.test', '--at', 'b.test']);

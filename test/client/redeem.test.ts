@@ -343,6 +343,25 @@ describe('redeemFromWallet against a scripted relay', () => {
     expect(wallet.counts().unspent).toBe(1);
   });
 
+  it('reads 36 at a backup as refusing every ticket of that relay: kept unspent', async () => {
+    behave = (id, send) =>
+      send(
+        encodeError(id, {
+          code: 36,
+          message:
+            'peer not trusted: tickets of r1 are not accepted here until it settles its debt',
+        }),
+      );
+    const stored = wallet.add(relayUrl, issued(relayKey()), now());
+    wallet.add(relayUrl, issued(relayKey()), now());
+    expect(await redeemFromWallet(wallet, { relayUrl, at: url, now })).toEqual({
+      kind: 'not-accepted',
+      ticketId: stored.id,
+      message: 'peer not trusted: tickets of r1 are not accepted here until it settles its debt',
+    });
+    expect(wallet.counts()).toEqual({ unspent: 2, spent: 0, expired: 0 });
+  });
+
   it('keeps the ticket unspent when the answer is lost (the relay may have spent it)', async () => {
     behave = (_id, _send, hangUp) => hangUp();
     const stored = wallet.add(url, issued(relayKey()), now());

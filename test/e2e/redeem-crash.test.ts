@@ -266,8 +266,13 @@ beforeAll(async () => {
       'rpcPassword = "unused"',
       'payoutAddress = "rltc1qunused"',
       '[limits]',
-      // The default 20 requests/s per circuit would close our circuits within a round.
+      // The default 20 requests/s per circuit would close our circuits within a round, and the
+      // relay-wide budgets for redemptions and fresh circuits would shed them (38, 503): this
+      // test is about crash safety, not load shedding (test/relay/relay-load.test.ts).
       'maxRequestsPerSecond = 100000',
+      'maxVerificationsPerSecond = 100000',
+      'maxUnregistered = 100000',
+      'maxUnregisteredRequestsPerSecond = 100000',
       '',
     ].join('\n'),
   );

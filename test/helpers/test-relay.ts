@@ -32,6 +32,8 @@ export async function startTestRelay(options: {
   /** Protocol 2 peers and settings (config `peers` / `peering`). */
   peers?: Record<string, unknown>[];
   peering?: Record<string, unknown>;
+  /** Config `limits` overrides (e.g. a small verification budget). */
+  limits?: Record<string, unknown>;
   logger?: Logger;
 }): Promise<{ relay: Relay; upstream: ManualSource }> {
   const upstream = new ManualSource('sha256d');
@@ -52,6 +54,7 @@ export async function startTestRelay(options: {
       ...(options.tunnel ? { tunnel: options.tunnel } : {}),
       ...(options.peers ? { peers: options.peers } : {}),
       ...(options.peering ? { peering: options.peering } : {}),
+      ...(options.limits ? { limits: options.limits } : {}),
     }),
     {
       source: upstream,

@@ -58,6 +58,19 @@ describe('TokenBucket', () => {
     expect(bucket.take()).toBe(true);
   });
 
+  it('says whether a token is there without spending it (has), refilling as take does', () => {
+    const clock = manualClock();
+    const bucket = new TokenBucket({ perSecond: 10, burstSeconds: 1, clock: clock.now });
+    for (let i = 0; i < 20; i++) expect(bucket.has()).toBe(true);
+    expect(takeAll(bucket)).toBe(10);
+    expect(bucket.has()).toBe(false);
+    clock.advance(100);
+    expect(bucket.has()).toBe(true);
+    expect(bucket.has(2)).toBe(false);
+    expect(bucket.take()).toBe(true);
+    expect(bucket.has()).toBe(false);
+  });
+
   it('keeps a fractional burst: rate 20/s for 0.25 s holds 5 requests', () => {
     const clock = manualClock();
     const bucket = new TokenBucket({ perSecond: 20, burstSeconds: 0.25, clock: clock.now });

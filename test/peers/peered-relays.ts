@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Logger } from '../../src/log.js';
 import type { Relay } from '../../src/relay/relay.js';
 import { KeyStore } from '../../src/tickets/key-store.js';
 import { type TicketScheme, utcDay } from '../../src/tickets/keyring.js';
@@ -44,6 +45,8 @@ export interface PeerOptions {
   maxUnpaid?: number;
   /** Tunnel policy of both relays (e.g. allow a loopback echo server). */
   tunnel?: { ports?: (number | [number, number])[]; allowCidrs?: string[] };
+  /** Where both relays log (e.g. a capture); silent by default. */
+  logger?: Logger;
 }
 
 async function freePort(): Promise<number> {
@@ -59,7 +62,7 @@ async function freePort(): Promise<number> {
 
 export async function startPeeredRelays(options: PeerOptions = {}): Promise<PeeredRelays> {
   const root = mkdtempSync(join(tmpdir(), 'powbridge-peers-'));
-  const { scheme = 'rsa', tunnel, ...peerOptions } = options;
+  const { scheme = 'rsa', tunnel, logger, ...peerOptions } = options;
   // Pre-generated RSA keys, one per side (their relays then start with a key for today).
   const generateRsaKey = fixtureRsaKeys(4);
   const side = async (name: string): Promise<PeerSide> => {
@@ -75,6 +78,7 @@ export async function startPeeredRelays(options: PeerOptions = {}): Promise<Peer
     const peer = other(s);
     const { relay } = await startTestRelay({
       ...(tunnel ? { tunnel } : {}),
+      ...(logger ? { logger } : {}),
       scheme,
       dataDir: s.dir,
       listen: `127.0.0.1:${s.port}`,

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RpcError, RpcErrorCode } from '../../src/protocol/errors.js';
 import { PeerClient } from '../../src/peers/peer-client.js';
@@ -8,6 +9,7 @@ import { serialsDigest } from '../../src/peers/peer-ledger.js';
 import { PEER_PREFIX, paymentResponse } from '../../src/peers/peer-messages.js';
 import { newId } from '../../src/peers/ticket-gate.js';
 import type { Relay } from '../../src/relay/relay.js';
+import { parseMetrics } from '../helpers/metrics-text.js';
 import { type PeeredRelays, startPeeredRelays } from './peered-relays.js';
 
 /**
@@ -33,6 +35,27 @@ const peering = (relay: Relay | null) => {
 };
 const redeem = (relay: Relay | null, ticket: string) =>
   running(relay).tickets.service.redeem(ticket);
+/** Both relays' log lines, parsed, for the tests that pass `logger` to startBoth. */
+const captured = () => {
+  const lines: { msg: string; level: number; [key: string]: unknown }[] = [];
+  const logger = pino(
+    { level: 'debug' },
+    { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) },
+  );
+  return { lines, logger };
+};
+const statusOf = async (relay: Relay | null) =>
+  (await running(relay).app.inject('/v1/status')).json<{
+    peers: {
+      name: string;
+      acceptTickets: boolean;
+      refusing: { reason: string; code: number } | null;
+      refused: Record<string, number>;
+      balance: Record<string, number>;
+    }[];
+  }>().peers[0];
+const metricsOf = async (relay: Relay | null) =>
+  parseMetrics((await running(relay).app.inject('/metrics')).body);
 const codeOf = async (attempt: Promise<unknown>): Promise<number | 'ok'> => {
   try {
     await attempt;
@@ -130,12 +153,28 @@ describe('ticket exchange', () => {
     // The failed reservation told the roster, and the gauge follows its events.
     expect(peering(b.relay).status()[0]).toMatchObject({ up: false });
     expect(await upGauge()).toBe('0');
+    // R1's tickets are refused (33) while it is away, and /v1/status and /metrics say so.
+    expect(await statusOf(b.relay)).toMatchObject({
+      acceptTickets: false,
+      refusing: { reason: 'offline', code: 33 },
+      refused: { offline: 1, unpaidLimit: 0, peerRefused: 0, spent: 0 },
+    });
+    const metrics = await metricsOf(b.relay);
+    expect(metrics.get('powbridge_peer_accepting{peer="r1"}')).toBe(0);
+    expect(metrics.get('powbridge_peer_refusing{peer="r1",reason="offline"}')).toBe(1);
+    expect(metrics.get('powbridge_peer_refusing{peer="r1",reason="unpaid_limit"}')).toBe(0);
+    expect(metrics.get('powbridge_peer_refusals_total{peer="r1",reason="offline"}')).toBe(1);
+    // Back up: accepted again.
+    await both.start(a);
+    expect((await redeem(b.relay, ticket.text)).class).toBe('paid');
+    expect(await statusOf(b.relay)).toMatchObject({ acceptTickets: true, refusing: null });
   });
 });
 
 describe('partition, replication and conflicts', () => {
   it('both relays detect a serial spent on each side of a partition', async () => {
-    const both = await startBoth();
+    const log = captured();
+    const both = await startBoth({ logger: log.logger });
     const { a, b } = both;
     const double = both.ticket(a);
     const single = both.ticket(a);
@@ -181,10 +220,78 @@ describe('partition, replication and conflicts', () => {
     }
     expect(running(a.relay).tickets.store.lookup(single.serial)?.origin).toBe('r2');
     expect(peering(b.relay).ledger.balance('r1').owedSync).toBe(0);
+    // R2 served both, but R1 honoured `double` itself: R2 never bills it, only `single`.
+    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({
+      served: 2,
+      unbilled: 1,
+      billed: 0,
+      conflicts: 1,
+      conflictsNotBilled: 1,
+    });
+    // Each side logged the double spend once, without the serial.
+    const doubles = log.lines.filter((l) => l.msg.startsWith('double spend'));
+    expect(doubles).toHaveLength(2);
+    const hex = Buffer.from(double.serial).toString('hex');
+    for (const line of log.lines) expect(JSON.stringify(line)).not.toContain(hex.slice(0, 12));
     // Syncing again changes nothing (idempotent).
     await peering(a.relay).syncPeer('r2');
     await peering(b.relay).syncPeer('r1');
     expect(peering(a.relay).ledger.conflicts('r2')).toHaveLength(1);
+  });
+});
+
+describe('a double spend billed before it was found', () => {
+  it('is owed by neither side: the creditor leaves it out of its bill, the debtor out of its debt', async () => {
+    const both = await startBoth({ paymentEvery: 2, maxUnpaid: 100 });
+    const { a, b } = both;
+    const double = both.ticket(a);
+    const single = both.ticket(a);
+
+    // R1 down: R2 accepts both and bills R1 for the two at once (delivered later).
+    await both.stop(a);
+    await redeem(b.relay, double.text);
+    await redeem(b.relay, single.text);
+    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ billed: 2, pendingRequests: 1 });
+
+    // R2 down, R1 back: R1 redeems `double` itself.
+    await both.stop(b);
+    await both.start(a);
+    await redeem(a.relay, double.text);
+
+    // R2 back: it pulls R1's log (finding the conflict), then delivers the bill listing both.
+    await both.start(b);
+    await peering(b.relay).syncPeer('r1');
+    const r2 = peering(b.relay).ledger.balance('r1');
+    expect(r2).toMatchObject({
+      served: 2,
+      billed: 1,
+      unpaidToUs: 1,
+      conflicts: 1,
+      conflictsNotBilled: 1,
+      pendingRequests: 0,
+    });
+    const r1 = peering(a.relay).ledger.balance('r2');
+    expect(r1).toMatchObject({ billedToUs: 1, weOwe: 1, conflicts: 1, conflictsNotOwed: 1 });
+    expect(peering(a.relay).ledger.listRequestsIn('r2')).toMatchObject([{ count: 2 }]);
+    expect(await statusOf(a.relay)).toMatchObject({
+      balance: { weOwe: 1, conflicts: 1, conflictsNotOwed: 1 },
+    });
+    const metrics = await metricsOf(b.relay);
+    expect(metrics.get('powbridge_peer_tickets{peer="r1",kind="unpaid_to_us"}')).toBe(1);
+    expect(metrics.get('powbridge_peer_tickets{peer="r1",kind="conflict_not_billed"}')).toBe(1);
+    expect(metrics.get('powbridge_peer_conflicts{peer="r1"}')).toBe(1);
+
+    // Settling what R1 owes leaves both books at zero.
+    peering(a.relay).ledger.recordPaid('r2', newId(), 1, 'operator', Math.floor(Date.now() / 1000));
+    await peering(a.relay).syncPeer('r2');
+    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ settledToUs: 1, unpaidToUs: 0 });
+    expect(peering(a.relay).ledger.balance('r2')).toMatchObject({ weOwe: 0 });
+    // Later bills count as before.
+    await redeem(b.relay, both.ticket(a).text);
+    await redeem(b.relay, both.ticket(a).text);
+    await peering(b.relay).syncPeer('r1');
+    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ billed: 3, unpaidToUs: 2 });
+    expect(peering(a.relay).ledger.balance('r2')).toMatchObject({ billedToUs: 3, weOwe: 2 });
   });
 });
 
@@ -213,7 +320,8 @@ describe('a rebuilt spent log', () => {
 
 describe('payment requests', () => {
   it('bills every N tickets, stops at the unpaid limit, resumes once settled', async () => {
-    const both = await startBoth({ paymentEvery: 2, maxUnpaid: 2 });
+    const log = captured();
+    const both = await startBoth({ paymentEvery: 2, maxUnpaid: 2, logger: log.logger });
     const { a, b } = both;
     await redeem(b.relay, both.ticket(a).text);
     expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ unbilled: 1, billed: 0 });
@@ -228,9 +336,23 @@ describe('payment requests', () => {
     expect(peering(a.relay).ledger.balance('r2').weOwe).toBe(2);
 
     // At the limit R2 refuses R1's tickets with 36, and keeps them unspent.
+    expect(await statusOf(b.relay)).toMatchObject({
+      acceptTickets: false,
+      refusing: { reason: 'unpaidLimit', code: 36 },
+    });
     const third = both.ticket(a);
     expect(await codeOf(redeem(b.relay, third.text))).toBe(RpcErrorCode.peerNotTrusted);
+    expect(await codeOf(redeem(b.relay, third.text))).toBe(RpcErrorCode.peerNotTrusted);
     expect(running(b.relay).tickets.store.isSpent(third.serial)).toBe(false);
+    expect(await statusOf(b.relay)).toMatchObject({
+      acceptTickets: false,
+      refusing: { reason: 'unpaidLimit', code: 36 },
+      refused: { unpaidLimit: 2, offline: 0, peerRefused: 0, spent: 0 },
+    });
+    const metrics = await metricsOf(b.relay);
+    expect(metrics.get('powbridge_peer_accepting{peer="r1"}')).toBe(0);
+    expect(metrics.get('powbridge_peer_refusing{peer="r1",reason="unpaid_limit"}')).toBe(1);
+    expect(metrics.get('powbridge_peer_refusals_total{peer="r1",reason="unpaid_limit"}')).toBe(2);
 
     // R1's operator settles; R1's sync delivers it; R2 accepts again.
     peering(a.relay).ledger.recordPaid('r2', newId(), 2, 'operator', Math.floor(Date.now() / 1000));
@@ -241,6 +363,14 @@ describe('payment requests', () => {
       pendingSettlements: 0,
     });
     expect(await codeOf(redeem(b.relay, third.text))).toBe('ok');
+    expect(await statusOf(b.relay)).toMatchObject({ acceptTickets: true, refusing: null });
+    expect((await metricsOf(b.relay)).get('powbridge_peer_accepting{peer="r1"}')).toBe(1);
+    // The log says when the refusing started and ended, not once per refused ticket.
+    const said = log.lines.filter((l) => /the peer's tickets/.test(l.msg));
+    expect(said).toMatchObject([
+      { msg: "refusing the peer's tickets", peer: 'r1', reason: 'unpaidLimit', code: 36 },
+      { msg: "accepting the peer's tickets again", peer: 'r1' },
+    ]);
   });
 
   it('settles by work: tickets of the creditor earned by mining for it, verified and spent there', async () => {

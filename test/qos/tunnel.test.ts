@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import type { ExitPolicy } from '../../src/qos/exit-policy.js';
+import type { ExitPolicy, Resolver } from '../../src/qos/exit-policy.js';
 import type { Shaper, ShapingGrant } from '../../src/qos/shaper.js';
 import {
   DEFAULT_TUNNEL_LIMITS,
@@ -217,7 +218,7 @@ describe('tunnel', () => {
   it('refuses a port outside the policy with 1008', async () => {
     const { url, connector } = await startRelay();
     const ws = tunnel(url, '127.0.0.1:25');
-    expect(await closed(ws)).toEqual({ code: 1008, reason: 'exit policy: port not allowed' });
+    expect(await closed(ws)).toEqual({ code: 1008, reason: 'destination not allowed' });
     expect(connector.counts().refusedPort).toBe(1);
   });
 
@@ -227,11 +228,52 @@ describe('tunnel', () => {
     for (const to of ['10.1.2.3:8080', '192.168.0.1:8080', `127.0.0.2:${echo.port}`]) {
       expect(await closed(tunnel(url, to))).toEqual({
         code: 1008,
-        reason: 'exit policy: address not allowed',
+        reason: 'destination not allowed',
       });
     }
     expect(connector.counts().refusedAddress).toBe(3);
     expect(echo.sockets).toHaveLength(0);
+  });
+
+  it('answers every exit-policy refusal the same way, keeping the reason in its debug log', async () => {
+    const logLines: string[] = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void logLines.push(line) });
+    const resolve: Resolver = (host) =>
+      host === 'private.test'
+        ? Promise.resolve([{ address: '10.0.0.1', family: 4 }])
+        : Promise.reject(new Error(`ENOTFOUND ${host}`));
+    const { url, connector } = await startRelay({ resolve, logger });
+    const refusals = [
+      '127.0.0.1:25', // port
+      '10.1.2.3:8080', // private address
+      '[2002:a00:1::1]:8080', // 6to4 of 10.0.0.1
+      '[64:ff9b::808:808]:8080', // NAT64 of a public address, not allow-listed
+      'private.test:8080', // a name resolving to a private address
+      'gone.test:8080', // a name that does not resolve
+    ];
+    const seen = [];
+    for (const to of refusals) {
+      const ws = tunnel(url, to);
+      const messages: Buffer[] = [];
+      ws.on('message', (data: Buffer) => messages.push(data));
+      const { code, reason } = await closed(ws);
+      seen.push({ code, reason, messages: messages.length });
+    }
+    expect(seen).toEqual(
+      refusals.map(() => ({ code: 1008, reason: 'destination not allowed', messages: 0 })),
+    );
+    // The relay still tells the reasons apart, for its operator only, and never logs where.
+    expect(connector.counts()).toMatchObject({ refusedPort: 1, refusedAddress: 4, refusedName: 1 });
+    const logged = logLines.map((line) => (JSON.parse(line) as { refusal?: string }).refusal);
+    expect(logged).toEqual([
+      'port not allowed',
+      'address not allowed',
+      'address not allowed',
+      'address not allowed',
+      'address not allowed',
+      'name not resolved',
+    ]);
+    for (const line of logLines) expect(line).not.toMatch(/10\.0\.0\.1|\.test|2002|ff9b|:8080/);
   });
 
   it('closes with 1011 when the destination refuses the connection', async () => {

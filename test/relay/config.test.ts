@@ -382,3 +382,90 @@ describe('relay config', () => {
     }
   });
 });
+
+describe('limits for floods (issue 15)', () => {
+  it('defaults: 100 verifications/s, 256 unregistered circuits at 500 frames/s, a 10 s deadline', () => {
+    const { limits } = parseRelayConfig(minimalNode);
+    expect(limits).toMatchObject({
+      maxVerificationsPerSecond: 100,
+      maxUnregistered: 256,
+      maxUnregisteredRequestsPerSecond: 500,
+      registerTimeoutSeconds: 10,
+    });
+    const example = loadRelayConfig(join(root, 'config', 'relay.example.toml')).limits;
+    expect(example).toMatchObject({
+      maxVerificationsPerSecond: 100,
+      maxUnregistered: 256,
+      maxUnregisteredRequestsPerSecond: 500,
+      registerTimeoutSeconds: 10,
+    });
+  });
+
+  it('refuses values out of bounds, naming the key', () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ maxVerificationsPerSecond: 0 }, /limits\.maxVerificationsPerSecond: /],
+      [{ maxVerificationsPerSecond: 1e6 }, /limits\.maxVerificationsPerSecond: /],
+      [{ maxUnregistered: 0 }, /limits\.maxUnregistered: /],
+      [{ maxUnregistered: 2.5 }, /limits\.maxUnregistered: /],
+      [{ maxUnregisteredRequestsPerSecond: 0 }, /limits\.maxUnregisteredRequestsPerSecond: /],
+      [{ registerTimeoutSeconds: 0.5 }, /limits\.registerTimeoutSeconds: /],
+      [{ registerTimeoutSeconds: 301 }, /limits\.registerTimeoutSeconds: /],
+      [{ registerTimeoutSeconds: '10' }, /limits\.registerTimeoutSeconds: .*expected number/],
+    ];
+    for (const [limits, message] of cases) {
+      expect(() => parseRelayConfig({ ...minimalNode, limits })).toThrow(message);
+    }
+  });
+});
+
+describe('Stratum port limits (issue 15)', () => {
+  it('defaults: 1,000 Stratum miners apart from maxClients, a 300 s share deadline, a 20 s handshake', () => {
+    const { limits } = parseRelayConfig(minimalNode);
+    expect(limits).toMatchObject({
+      maxClients: 10_000,
+      maxStratumClients: 1_000,
+      stratumShareTimeoutSeconds: 300,
+      stratumHandshakeTimeoutSeconds: 20,
+    });
+    const example = loadRelayConfig(join(root, 'config', 'relay.example.toml')).limits;
+    expect(example).toMatchObject({
+      maxStratumClients: 1_000,
+      stratumShareTimeoutSeconds: 300,
+      stratumHandshakeTimeoutSeconds: 20,
+    });
+  });
+
+  it('refuses values out of bounds, naming the key', () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ maxStratumClients: 0 }, /limits\.maxStratumClients: /],
+      [{ maxStratumClients: 1.5 }, /limits\.maxStratumClients: /],
+      [{ stratumShareTimeoutSeconds: 5 }, /limits\.stratumShareTimeoutSeconds: /],
+      [{ stratumShareTimeoutSeconds: '300' }, /limits\.stratumShareTimeoutSeconds: .*number/],
+      [{ stratumHandshakeTimeoutSeconds: 0 }, /limits\.stratumHandshakeTimeoutSeconds: /],
+      [{ stratumHandshakeTimeoutSeconds: 601 }, /limits\.stratumHandshakeTimeoutSeconds: /],
+    ];
+    for (const [limits, message] of cases) {
+      expect(() => parseRelayConfig({ ...minimalNode, limits })).toThrow(message);
+    }
+  });
+
+  it('refuses circuits and Stratum miners that together need more than the 65,536 slots', () => {
+    expect(() =>
+      parseRelayConfig({
+        ...minimalNode,
+        limits: { maxClients: 60_000, maxStratumClients: 6_000 },
+      }),
+    ).toThrow(
+      /^limits: maxClients \(60000\) \+ maxStratumClients \(6000\) = 66000, more than the 65536 extranonce slots the relay can hand out$/m,
+    );
+    // The default maxStratumClients counts too.
+    expect(() => parseRelayConfig({ ...minimalNode, limits: { maxClients: 65_000 } })).toThrow(
+      /limits: maxClients \(65000\) \+ maxStratumClients \(1000\)/,
+    );
+    const fits = parseRelayConfig({
+      ...minimalNode,
+      limits: { maxClients: 60_000, maxStratumClients: 5_536 },
+    });
+    expect(fits.limits.maxClients + fits.limits.maxStratumClients).toBe(65_536);
+  });
+});

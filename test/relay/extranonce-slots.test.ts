@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
+  MAX_SLOTS,
   SlotAllocator,
   SlotsExhaustedError,
   slotHex,
   slotLayout,
+  slotShares,
 } from '../../src/relay/extranonce-slots.js';
 
 describe('slotLayout', () => {
@@ -54,5 +56,24 @@ describe('SlotAllocator', () => {
     expect(slotHex(1, 2)).toBe('0001');
     expect(slotHex(255, 1)).toBe('ff');
     expect(slotHex(0xabcd, 2)).toBe('abcd');
+  });
+});
+
+describe('slotShares', () => {
+  it('gives each port its maximum when both fit in the slots', () => {
+    expect(slotShares(MAX_SLOTS, { circuit: 10_000, stratum: 1_000 })).toEqual({
+      circuit: 10_000,
+      stratum: 1_000,
+    });
+    expect(slotShares(256, { circuit: 200, stratum: 56 })).toEqual({ circuit: 200, stratum: 56 });
+  });
+
+  it('splits a smaller slot space in proportion, never more than the slots, at least one each', () => {
+    // A one-byte layout: 256 slots for 10,000 + 1,000 wanted.
+    const split = slotShares(256, { circuit: 10_000, stratum: 1_000 });
+    expect(split).toEqual({ circuit: 233, stratum: 23 });
+    expect(split.circuit + split.stratum).toBeLessThanOrEqual(256);
+    expect(slotShares(256, { circuit: 65_000, stratum: 10 })).toEqual({ circuit: 255, stratum: 1 });
+    expect(slotShares(256, { circuit: 10, stratum: 65_000 })).toEqual({ circuit: 1, stratum: 255 });
   });
 });

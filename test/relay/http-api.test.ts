@@ -6,6 +6,7 @@ import { CircuitClient } from '../../src/client/circuit-client.js';
 import type { JobParams } from '../../src/protocol/messages.js';
 import { CircuitConnector } from '../../src/relay/circuit-connector.js';
 import type { ClientSession } from '../../src/relay/client-session.js';
+import type { PeerApiStatus } from '../../src/peers/peer-api-guard.js';
 import type { PeerStatus } from '../../src/peers/peer-status.js';
 import { HtbShaper } from '../../src/qos/htb-shaper.js';
 import { createHttpApi, relayDescriptor } from '../../src/relay/http-api.js';
@@ -267,6 +268,15 @@ describe('/v1/status and its schema (src/relay/status-schema.ts)', () => {
     url: 'http://127.0.0.1:8641',
     identity: 'ab'.repeat(32),
     acceptTickets: true,
+    refusing: null,
+    refused: {
+      notAccepted: 0,
+      unpaidLimit: 0,
+      peerRefused: 0,
+      offline: 0,
+      spent: 1,
+      unknownKey: 0,
+    },
     up: null,
     lastContactAt: null,
     lastError: null,
@@ -284,8 +294,21 @@ describe('/v1/status and its schema (src/relay/status-schema.ts)', () => {
       pendingRequests: 0,
       pendingSettlements: 0,
       conflicts: 0,
+      conflictsNotBilled: 0,
+      conflictsNotOwed: 0,
       pulled: 5,
       acked: 4,
+    },
+  };
+
+  const peerApi: PeerApiStatus = {
+    refused: {
+      missingHeaders: 3,
+      unknownPeer: 1,
+      staleTimestamp: 0,
+      badSignature: 2,
+      replay: 0,
+      rateLimited: 7,
     },
   };
 
@@ -298,7 +321,7 @@ describe('/v1/status and its schema (src/relay/status-schema.ts)', () => {
         redeemed: 3,
         refused: { malformed: 0, unknownKey: 1, wrongDay: 0, badSignature: 0, spent: 0 },
       }),
-      sections: { peers: () => [peer] },
+      sections: { peers: () => [peer], peerApi: () => peerApi },
     });
     try {
       const body: unknown = (await api.inject({ method: 'GET', url: '/v1/status' })).json();
@@ -313,6 +336,7 @@ describe('/v1/status and its schema (src/relay/status-schema.ts)', () => {
       ]);
       expect(status.tickets?.refused.unknownKey).toBe(1);
       expect(status.peers).toEqual([peer]);
+      expect(status.peerApi).toEqual(peerApi);
     } finally {
       shaper.close();
       await api.close();

@@ -1,9 +1,9 @@
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { ClientSession } from '../../src/relay/client-session.js';
+import type { ClientChannel, ClientSession } from '../../src/relay/client-session.js';
 import { Stratifier } from '../../src/relay/stratifier.js';
 import { StratumConnector } from '../../src/relay/stratum-connector.js';
-import type { StratumLimits } from '../../src/relay/stratum-miner-limits.js';
+import type { StratumDropReason, StratumLimits } from '../../src/relay/stratum-miner-limits.js';
 import type { VardiffConfig } from '../../src/relay/vardiff.js';
 import { headerFromJob } from '../../src/work/header.js';
 import { u32ToHex } from '../../src/work/hex.js';
@@ -31,6 +31,8 @@ interface Relay {
   connector: StratumConnector;
   /** Stratifier sessions of the miners, in subscribe order. */
   sessions: ClientSession[];
+  /** Drops and refusals the connector counted, in order. */
+  drops: StratumDropReason[];
   miner(): Promise<TestMiner>;
 }
 
@@ -53,6 +55,9 @@ async function startRelay(
     /** Vardiff settings (default: no retarget within a test). */
     vardiff?: Partial<VardiffConfig>;
     now?: () => number;
+    /** Circuit places (limits.maxClients) and the Stratum port's own (maxStratumClients). */
+    maxClients?: number;
+    maxStratumClients?: number;
   } = {},
 ): Promise<Relay> {
   const source = new ManualSource('sha256d');
@@ -69,6 +74,10 @@ async function startRelay(
       fastShares: 1_000,
     },
     ...(options.now ? { now: options.now } : {}),
+    ...(options.maxClients !== undefined ? { maxClients: options.maxClients } : {}),
+    ...(options.maxStratumClients !== undefined
+      ? { maxStratumClients: options.maxStratumClients }
+      : {}),
   });
   stratifier.start();
   const sessions: ClientSession[] = [];
@@ -78,6 +87,8 @@ async function startRelay(
     initialDifficulty: options.stratumInitial,
     logger,
   });
+  const drops: StratumDropReason[] = [];
+  connector.on('drop', (reason) => drops.push(reason));
   await connector.listen('127.0.0.1', 0);
   cleanups.push(async () => {
     await connector.close();
@@ -89,12 +100,26 @@ async function startRelay(
     stratifier,
     connector,
     sessions,
+    drops,
     async miner() {
       const miner = await TestMiner.connect(port);
       miners.push(miner);
       return miner;
     },
   };
+}
+
+/**
+ * Run `test` with setTimeout faked, so deadlines are checked to the millisecond however busy
+ * the machine is (sockets, setImmediate and the vardiff interval stay real).
+ */
+async function withFakeTimers(test: () => Promise<void>): Promise<void> {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  try {
+    await test();
+  } finally {
+    vi.useRealTimers();
+  }
 }
 
 /** Subscribe, never authorize. */
@@ -370,6 +395,7 @@ describe('stratum connector: abuse and limits', () => {
     expect(good.open).toBe(true);
     await eventually(() => relay.connector.size === 1, 'only the good miner left');
     expect(relay.stratifier.clientCount).toBe(1);
+    expect(relay.drops).toEqual(Array.from({ length: 5 }, () => 'abuse'));
   });
 
   it('answers unknown methods and pool-side methods with -32601 and the id, and keeps the miner', async () => {
@@ -401,6 +427,7 @@ describe('stratum connector: abuse and limits', () => {
     await idle.next('mining.notify');
     await within(idle.closed, 'idle timeout', 5_000);
     expect(loggedReasons()).toContain('idle');
+    expect(relay.drops).toEqual(['handshake-timeout', 'idle']);
   });
 
   it('refuses connections beyond the maximum', async () => {
@@ -411,6 +438,7 @@ describe('stratum connector: abuse and limits', () => {
     await within(second.closed, 'second connection refused');
     await handshake(first);
     expect(first.open).toBe(true);
+    expect(relay.drops).toEqual(['connection-limit']);
   });
 
   it('drops a miner that stops reading', async () => {
@@ -428,6 +456,149 @@ describe('stratum connector: abuse and limits', () => {
     await eventually(() => relay.connector.size === 0, 'slow reader dropped');
     expect(loggedReasons()).toContain('slow reader');
     expect(relay.stratifier.clientCount).toBe(0);
+    expect(relay.drops).toEqual(['slow-reader']);
+  });
+});
+
+describe('stratum connector: places are for work', () => {
+  it('20 miners on 10 places: 10 work, the rest get error 20 and a close, as cpuminer expects; circuits keep theirs', async () => {
+    const relay = await startRelay({ maxClients: 5, maxStratumClients: 10 });
+    relay.source.goLive({ difficulty: 1e12 });
+    const crowd = await Promise.all(Array.from({ length: 20 }, () => relay.miner()));
+    // cpuminer's first subscribe: id 1, its user agent.
+    const answers = await Promise.all(
+      crowd.map((miner) => miner.request('mining.subscribe', ['cpuminer/2.5.1'], 1)),
+    );
+    const placed = crowd.filter((_, i) => answers[i]?.error === null);
+    const refused = crowd.filter((_, i) => answers[i]?.error !== null);
+    expect(placed).toHaveLength(10);
+    for (const [i, miner] of crowd.entries()) {
+      if (!refused.includes(miner)) continue;
+      // The error cpuminer and cgminer print, in the array form they parse.
+      expect(answers[i]).toEqual({
+        id: 1,
+        result: null,
+        error: [20, 'stratum port is full, retry later', null],
+      });
+      // cpuminer retries once on the same connection with no params, then reads the close and
+      // pauses before it connects again (cgminer: a new connection, then the pool is dead).
+      miner.send('{"id": 1, "method": "mining.subscribe", "params": []}\n');
+    }
+    await within(Promise.all(refused.map((miner) => miner.closed)), 'refused miners closed');
+    expect(relay.drops).toEqual(Array.from({ length: 10 }, () => 'full'));
+    expect(relay.stratifier.clientsOn('stratum')).toBe(10);
+
+    // The ten placed miners work as usual.
+    for (const miner of placed) {
+      expect((await miner.request('mining.authorize', ['w', 'x'])).result).toBe(true);
+      await miner.next('mining.set_difficulty');
+      await miner.next('mining.notify');
+    }
+    // The donors took none of the circuits' five places.
+    const circuit: ClientChannel = {
+      sendJob: () => {},
+      sendDifficulty: () => {},
+      sendExtranonce: () => {},
+      sendVersionMask: () => {},
+      sendUpstreamState: () => {},
+      close: () => {},
+    };
+    for (let i = 0; i < 5; i++) relay.stratifier.register(circuit, 'tickets');
+    expect(relay.stratifier.clientsOn('circuit')).toBe(5);
+    // A place that frees up takes the next miner.
+    await placed[0]?.close();
+    await eventually(() => relay.stratifier.clientsOn('stratum') === 9, 'a place freed');
+    const next = await relay.miner();
+    expect((await next.request('mining.subscribe', [])).error).toBeNull();
+  });
+
+  it('a working miner must get a share accepted in time: pings, bad shares and stray bytes do not keep it', async () => {
+    await withFakeTimers(async () => {
+      const relay = await startRelay({ limits: { shareTimeoutMs: 60_000 } });
+      relay.source.goLive({ difficulty: 1e12 });
+      const idler = await relay.miner();
+      const idlerWork = await handshake(idler);
+      const worker = await relay.miner();
+      const work = await handshake(worker);
+
+      // 57 s: a stray byte every 3 s (whitespace before its next line), a ping and a share
+      // of an unknown job every 15 s from the idler; an accepted share every 15 s from the
+      // worker.
+      for (let second = 3; second <= 57; second += 3) {
+        await vi.advanceTimersByTimeAsync(3_000);
+        idler.send(' ');
+        if (second % 15 !== 0) continue;
+        expect((await idler.request('mining.ping')).result).toBe('pong');
+        const stale = share(idlerWork, { job: { ...idlerWork.job, jobId: 'ffff' } });
+        expect(errorCode(await idler.request('mining.submit', stale))).toBe(21);
+        expect((await worker.request('mining.submit', share(work, {}))).result).toBe(true);
+      }
+      await vi.advanceTimersByTimeAsync(2_999);
+      expect(relay.drops).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(relay.drops).toEqual(['no-share']);
+      expect((await idler.next('client.show_message')).message).toBe(
+        'no accepted share in 60 s: closing',
+      );
+      await idler.closed;
+      expect(loggedReasons()).toContain('no accepted share in time');
+
+      // The worker's last share came at 45 s, so it has until 105 s; each share gives it
+      // another 60 s. Ten minutes on, it is still there.
+      for (let i = 0; i < 12; i++) {
+        await vi.advanceTimersByTimeAsync(i === 0 ? 44_999 : 50_000);
+        expect((await worker.request('mining.submit', share(work, {}))).result).toBe(true);
+      }
+      expect(worker.open).toBe(true);
+      expect(relay.drops).toEqual(['no-share']);
+      expect(relay.stratifier.clientCount).toBe(1);
+    });
+  });
+
+  it('the share deadline waits while the upstream gives no work, then starts afresh', async () => {
+    await withFakeTimers(async () => {
+      const relay = await startRelay({ limits: { shareTimeoutMs: 60_000 } });
+      relay.source.goLive({ difficulty: 1e12 });
+      const miner = await relay.miner();
+      await handshake(miner);
+      await vi.advanceTimersByTimeAsync(50_000);
+      relay.source.setState('down');
+      expect((await miner.next('client.show_message')).message).toMatch(/upstream lost/);
+      // Five times the deadline (within the idle timeout: it sent nothing meanwhile).
+      await vi.advanceTimersByTimeAsync(300_000);
+      expect(relay.drops).toEqual([]);
+
+      relay.source.goLive({ session: 2, extranonce1: '0badcafe', difficulty: 1e12 });
+      await miner.next('mining.notify');
+      await vi.advanceTimersByTimeAsync(59_999);
+      expect(relay.drops).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(relay.drops).toEqual(['no-share']);
+      await miner.closed;
+    });
+  });
+
+  it('slowloris: a connection that dribbles bytes, or only pings, is dropped at the handshake deadline', async () => {
+    await withFakeTimers(async () => {
+      const relay = await startRelay({ limits: { handshakeTimeoutMs: 20_000 } });
+      relay.source.goLive({ difficulty: 1e12 });
+      const dribbler = await relay.miner();
+      const pinger = await relay.miner();
+      await subscribeOnly(pinger);
+      const line = '{"id":1,"method":"mining.subscribe","params":[]}\n';
+      for (let second = 3; second < 20; second += 3) {
+        await vi.advanceTimersByTimeAsync(3_000);
+        dribbler.send(line.slice(second / 3 - 1, second / 3));
+        expect((await pinger.request('mining.ping')).result).toBe('pong');
+      }
+      // 18 s so far: the deadline is at 20 s from connecting, whatever came meanwhile.
+      await vi.advanceTimersByTimeAsync(1_999);
+      expect(relay.drops).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(relay.drops).toEqual(['handshake-timeout', 'handshake-timeout']);
+      await Promise.all([dribbler.closed, pinger.closed]);
+      await eventually(() => relay.stratifier.clientCount === 0, 'the pinger’s place back');
+    });
   });
 });
 

@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { HtbShaper } from '../../src/qos/htb-shaper.js';
-import { GrantBook } from '../../src/tickets/grant-book.js';
+import { GrantBook, grantId } from '../../src/tickets/grant-book.js';
 
 /** Grants and the tickets that count for their group: those paid in the current window. */
 
@@ -58,5 +59,32 @@ describe('GrantBook tickets per window', () => {
     expect(leaf(WINDOW)).toBe('group4'); // the first ticket lapsed: 3 left
     expect(leaf(WINDOW + 30)).toBe('free');
     shaper.close();
+  });
+});
+
+describe('GrantBook by grant id', () => {
+  it('keys grants by the SHA-256 of the token, which find looks up', () => {
+    const book = new GrantBook();
+    book.add('tok', { expiresAt: WINDOW, tickets: 1 }, 0);
+    expect(grantId('tok')).toBe(createHash('sha256').update('tok').digest('base64url'));
+    expect(book.find(grantId('tok'), 0)).toEqual({ expiresAt: WINDOW, tickets: 1 });
+    // The token itself is not a key.
+    expect(book.find('tok', 0)).toBeUndefined();
+    expect(book.lookup(grantId('tok'), 0)).toBeUndefined();
+  });
+
+  it('restores a grant from its runs, dropping those that lapsed', () => {
+    const book = new GrantBook();
+    const runs = [
+      { until: 700, count: 2 },
+      { until: 100, count: 1 },
+      { until: 650, count: 1 },
+    ];
+    expect(book.restore(grantId('g'), runs, 100)).toBe(true);
+    expect(book.lookup('g', 100)).toEqual({ expiresAt: 700, tickets: 3 });
+    expect(book.lookup('g', 650)).toEqual({ expiresAt: 700, tickets: 2 });
+    expect(book.restore(grantId('gone'), [{ until: 100, count: 1 }], 100)).toBe(false);
+    expect(book.size).toBe(1);
+    expect(() => book.restore(grantId('g'), runs, 100)).toThrow(/twice/);
   });
 });

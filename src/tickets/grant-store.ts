@@ -1,0 +1,190 @@
+import type Database from 'better-sqlite3';
+import { checkDurablePath, createPrivateFile, openDurableDb } from '../lib/durable-db.js';
+import type { GrantBook, GrantRun } from './grant-book.js';
+
+/**
+ * Paid grants on disk (docs/design.md §6.3), so a restart keeps every unexpired grant usable:
+ * its ticket is spent for good, so its grant must outlive the process too.
+ *
+ * One SQLite file beside the spent store (`<dataDir>/grants.sqlite`, src/lib/durable-db.ts:
+ * WAL, synchronous = FULL, 0600). A row is one ticket run of a grant: (grant id, until,
+ * count). The grant id is SHA-256 of the token (`grantId`), never the token, so a copied file
+ * hands out no live grant. Nothing else is stored: no serial, no key id, no time of
+ * redemption beyond the run's end, as in the grant book.
+ *
+ * Writes are group-committed like spends (src/tickets/spend-batcher.ts): the grants of one
+ * event-loop turn share one transaction and one fsync, and each `record` resolves only after
+ * that commit, so the redemption answers after its grant is on disk.
+ *
+ * Why a second file and a second commit rather than the spend and the grant in one
+ * transaction: the spent store is the log peers replicate and other processes may share, and
+ * a grant row next to its serial, in one transaction, would keep on disk the link between a
+ * ticket and its grant that the grant book is careful not to hold. SQLite's ATTACH would not
+ * help either: in WAL mode a transaction over two files is atomic for each file, not for both.
+ * So the order is: spend committed → grant committed → answer. A crash between the two
+ * commits leaves the ticket spent and no grant, the same accepted loss as when grants lived
+ * in memory (one ticket's window, for a redemption whose answer never arrived).
+ */
+
+const SCHEMA_VERSION = 1;
+/** The grant store's file in the relay's data directory. */
+export const GRANT_STORE_FILE = 'grants.sqlite';
+const MAX_BATCH = 256;
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS grant_tickets (
+    grant_id BLOB    NOT NULL CHECK (length(grant_id) = 32),
+    until    INTEGER NOT NULL,
+    count    INTEGER NOT NULL CHECK (count > 0),
+    PRIMARY KEY (grant_id, until)
+  ) STRICT, WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS grant_tickets_until ON grant_tickets (until);
+`;
+
+export interface GrantStoreOptions {
+  /** How long a write waits for another connection's lock (ms). */
+  busyTimeoutMs?: number;
+  /**
+   * A write that failed (disk full, I/O error). The redemption is answered anyway: its
+   * ticket is already spent, so refusing would cost the client the ticket as well; the grant
+   * then lasts until the next restart only. The relay logs these.
+   */
+  onError?: (err: unknown) => void;
+}
+
+interface Write {
+  id: Buffer;
+  until: number;
+}
+
+interface Row {
+  grant_id: Buffer;
+  until: number;
+  count: number;
+}
+
+export class GrantStore {
+  private readonly upsert: Database.Statement<[Buffer, number]>;
+  private readonly live: Database.Statement<[number], Row>;
+  private readonly deleteBefore: Database.Statement<[number]>;
+  private readonly total: Database.Statement<[], number>;
+  private readonly onError: (err: unknown) => void;
+  private queue: { write: Write; done: () => void }[] = [];
+  private scheduled = false;
+
+  private constructor(
+    private readonly db: Database.Database,
+    options: GrantStoreOptions,
+  ) {
+    this.onError = options.onError ?? (() => {});
+    this.upsert = db.prepare<[Buffer, number]>(
+      `INSERT INTO grant_tickets (grant_id, until, count) VALUES (?, ?, 1)
+       ON CONFLICT (grant_id, until) DO UPDATE SET count = count + 1`,
+    );
+    this.live = db.prepare<[number], Row>(
+      'SELECT grant_id, until, count FROM grant_tickets WHERE until > ? ORDER BY grant_id, until',
+    );
+    this.deleteBefore = db.prepare<[number]>('DELETE FROM grant_tickets WHERE until <= ?');
+    this.total = db.prepare<[], number>('SELECT count(*) FROM grant_tickets').pluck();
+  }
+
+  /** Open (or create) the store; the file and its -wal and -shm are 0600. */
+  static open(file: string, options: GrantStoreOptions = {}): GrantStore {
+    checkDurablePath(file, 'grant store');
+    createPrivateFile(file);
+    const db = openDurableDb(file, {
+      what: 'grant store',
+      schema: SCHEMA,
+      schemaVersion: SCHEMA_VERSION,
+      busyTimeoutMs: options.busyTimeoutMs,
+    });
+    return new GrantStore(db, options);
+  }
+
+  /**
+   * One ticket paid into grant `id` (a new grant or a top-up), counting until `until`.
+   * Resolves once the write is committed, together with the others of this turn; never
+   * rejects (a failed write goes to `onError`).
+   */
+  record(id: string, until: number): Promise<void> {
+    const write = toWrite(id, until);
+    return new Promise((resolve) => {
+      this.queue.push({ write, done: resolve });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** The same, committed before it returns (for the synchronous `Redeemer.redeem`). */
+  recordNow(id: string, until: number): void {
+    this.commit([toWrite(id, until)]);
+  }
+
+  /**
+   * Put every grant that still counts at `now` into `book` (an empty one, at start), in
+   * increasing expiry as the book wants them, after deleting the expired ones from disk.
+   * Returns how many grants were restored.
+   */
+  restore(book: GrantBook, now: number): number {
+    this.sweep(now);
+    const grants = new Map<string, GrantRun[]>();
+    for (const row of this.live.all(Math.floor(now))) {
+      const id = row.grant_id.toString('base64url');
+      const runs = grants.get(id) ?? [];
+      runs.push({ until: row.until, count: row.count });
+      grants.set(id, runs);
+    }
+    const byExpiry = [...grants].sort(([, a], [, b]) => lastUntil(a) - lastUntil(b));
+    let restored = 0;
+    for (const [id, runs] of byExpiry) if (book.restore(id, runs, now)) restored++;
+    return restored;
+  }
+
+  /** Delete the ticket runs that stopped counting by `now`; returns how many rows. */
+  sweep(now: number): number {
+    return this.deleteBefore.run(Math.floor(now)).changes;
+  }
+
+  /** Ticket runs on disk (expired ones included until the next sweep). */
+  count(): number {
+    return this.total.get() ?? 0;
+  }
+
+  /** Commit what is queued, then close. */
+  close(): void {
+    this.flush();
+    this.db.close();
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, MAX_BATCH);
+      this.commit(batch.map((b) => b.write));
+      for (const b of batch) b.done();
+    }
+  }
+
+  private commit(writes: readonly Write[]): void {
+    try {
+      this.db.transaction(() => {
+        for (const { id, until } of writes) this.upsert.run(id, until);
+      })();
+    } catch (err) {
+      this.onError(err);
+    }
+  }
+}
+
+function toWrite(id: string, until: number): Write {
+  const bytes = Buffer.from(id, 'base64url');
+  if (bytes.length !== 32) throw new RangeError('grant id must be 32 bytes');
+  if (!Number.isSafeInteger(until) || until < 0) throw new RangeError('until must be unix seconds');
+  return { id: bytes, until };
+}
+
+function lastUntil(runs: readonly GrantRun[]): number {
+  return runs.reduce((most, run) => Math.max(most, run.until), 0);
+}
