@@ -32,8 +32,8 @@ import {
 import { u32ToHex } from '../work/hex.js';
 import type { Job } from '../work/job.js';
 import type { TicketService } from '../tickets/service.js';
-import type { ClientChannel, ClientSession } from './client-session.js';
-import type { Stratifier } from './stratifier.js';
+import type { ClientChannel, ClientMode, ClientSession } from './client-session.js';
+import { RelayFullError, type Stratifier } from './stratifier.js';
 
 /**
  * The circuit connector: WebSocket `/v1/circuit`, one connection per circuit, JSON-RPC 2.0
@@ -98,6 +98,8 @@ export interface CircuitCounts {
   refusedUnregistered: number;
   /** Circuits closed for not registering within `registerTimeoutMs`. */
   registerTimeouts: number;
+  /** Registrations answered 37 because the circuit places or the extranonce slots were full. */
+  refusedFull: number;
   /** Handshakes and unregistered circuits waiting for a unit of the pace now. */
   waiting: number;
 }
@@ -144,6 +146,7 @@ export class CircuitConnector {
   /** Open and not registered: what `maxUnregistered` caps. */
   private readonly unregistered = new Set<CircuitConnection>();
   private refusedUnregistered = 0;
+  private refusedFull = 0;
   private registerTimeouts = 0;
   /** The shared pace of handshakes and of frames from unregistered circuits. */
   private readonly unregisteredPace: PacedQueue;
@@ -190,6 +193,7 @@ export class CircuitConnector {
       unregistered: this.unregistered.size,
       refusedUnregistered: this.refusedUnregistered,
       registerTimeouts: this.registerTimeouts,
+      refusedFull: this.refusedFull,
       waiting: this.unregisteredPace.queued,
     };
   }
@@ -269,6 +273,19 @@ export class CircuitConnector {
   /** A circuit registered: it no longer counts against `maxUnregistered`. */
   registered(connection: CircuitConnection): void {
     this.unregistered.delete(connection);
+  }
+
+  /** mining.register at the stratifier; a refusal for want of places is counted (37). */
+  register(
+    connection: CircuitConnection,
+    mode: ClientMode,
+  ): ReturnType<Stratifier['register']> {
+    try {
+      return this.stratifier.register(connection, mode);
+    } catch (err) {
+      if (err instanceof RelayFullError) this.refusedFull += 1;
+      throw err;
+    }
   }
 
   /** A circuit missed the register deadline and is being closed. */
@@ -538,7 +555,7 @@ class CircuitConnection implements ClientChannel {
       case 'mining.register': {
         const { mode } = params as RegisterParams;
         if (this.session) throw new RpcError(RpcErrorCode.invalidRequest, 'already registered');
-        const { session, outcome } = this.stratifier.register(this, mode);
+        const { session, outcome } = this.connector.register(this, mode);
         this.session = session;
         clearTimeout(this.registerTimer);
         this.connector.registered(this);

@@ -180,7 +180,7 @@ export class RelayMetrics {
     });
     new Counter({
       name: `${METRICS_PREFIX}circuits_refused_total`,
-      help: 'Circuits refused for load: upgrades answered 503 at limits.maxUnregistered (unregistered-cap), circuits closed for not registering in time (register-timeout).',
+      help: 'Circuits refused for load: upgrades answered 503 at limits.maxUnregistered (unregistered-cap), circuits closed for not registering in time (register-timeout), registrations answered 37 with every place taken (full).',
       labelNames: ['reason'] as const,
       registers,
       collect() {
@@ -188,6 +188,7 @@ export class RelayMetrics {
         this.reset();
         this.inc({ reason: 'unregistered-cap' }, circuits.refusedUnregistered);
         this.inc({ reason: 'register-timeout' }, circuits.registerTimeouts);
+        this.inc({ reason: 'full' }, circuits.refusedFull);
       },
     });
     new Gauge({

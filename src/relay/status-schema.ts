@@ -63,6 +63,8 @@ export const loadStatusSchema = z.strictObject({
     refusedUnregistered: count,
     /** Circuits closed for not registering within limits.registerTimeoutSeconds. */
     registerTimeouts: count,
+    /** Registrations answered 37: limits.maxClients reached or no extranonce slot left. */
+    refusedFull: count,
     /** Handshakes and unregistered circuits waiting their turn of the pace now. */
     waiting: count,
   }),

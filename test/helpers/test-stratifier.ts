@@ -10,7 +10,7 @@ import { MIN_DIFFICULTY } from '../../src/work/target.js';
  */
 export async function startTestStratifier(
   source: WorkSource,
-  options: { difficulty?: number; pinned?: boolean; hasher?: PowHasher } = {},
+  options: { difficulty?: number; pinned?: boolean; hasher?: PowHasher; maxClients?: number } = {},
 ): Promise<Stratifier> {
   const difficulty = options.difficulty ?? MIN_DIFFICULTY;
   const stratifier = new Stratifier({
@@ -19,6 +19,7 @@ export async function startTestStratifier(
     hasher: options.hasher ?? (await createPowHasher('sha256d')),
     initialDifficulty: difficulty,
     ticketDifficulty: difficulty,
+    ...(options.maxClients === undefined ? {} : { maxClients: options.maxClients }),
     vardiff: options.pinned
       ? { minDifficulty: difficulty, maxDifficulty: difficulty }
       : { minDifficulty: difficulty },

@@ -1,5 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { CircuitClient } from '../../src/client/circuit-client.js';
@@ -27,7 +28,12 @@ afterEach(async () => {
 
 async function startConnector(
   limits: Partial<CircuitLimits>,
-  options: { tickets?: TicketService; hasher?: PowHasher; pace?: PacedQueue } = {},
+  options: {
+    tickets?: TicketService;
+    hasher?: PowHasher;
+    pace?: PacedQueue;
+    maxClients?: number;
+  } = {},
 ): Promise<{
   connector: CircuitConnector;
   stratifier: Stratifier;
@@ -35,10 +41,10 @@ async function startConnector(
   url: string;
 }> {
   const source = new ManualSource('sha256d');
-  const stratifier = await startTestStratifier(
-    source,
-    options.hasher ? { hasher: options.hasher } : {},
-  );
+  const stratifier = await startTestStratifier(source, {
+    ...(options.hasher ? { hasher: options.hasher } : {}),
+    ...(options.maxClients === undefined ? {} : { maxClients: options.maxClients }),
+  });
   const connector = new CircuitConnector(stratifier, {
     limits,
     ...(options.tickets ? { tickets: options.tickets } : {}),
@@ -80,6 +86,41 @@ function refusedUpgrade(url: string): Promise<{ status: number; retryAfter: stri
     });
     ws.once('error', () => {});
   });
+}
+
+/** A TCP socket that has done the WebSocket handshake by hand (frames are written raw). */
+async function rawWebSocket(url: string): Promise<Socket> {
+  const { hostname, port, pathname } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  cleanups.push(() => {
+    socket.destroy();
+  });
+  socket.write(
+    `GET ${pathname} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\n` +
+      `Connection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n` +
+      'Sec-WebSocket-Version: 13\r\n\r\n',
+  );
+  let head = '';
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      head += chunk.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      socket.off('data', onData);
+      if (head.startsWith('HTTP/1.1 101')) resolve();
+      else reject(new Error(`upgrade refused: ${head.split('\r\n')[0]}`));
+    };
+    socket.on('data', onData);
+    socket.once('error', reject);
+  });
+  return socket;
+}
+
+/** One masked text frame (RFC 6455 §5.2), as a client must send it; payload < 126 bytes. */
+function maskedTextFrame(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const mask = randomBytes(4);
+  const masked = payload.map((byte, i) => byte ^ (mask[i % 4] ?? 0));
+  return Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]);
 }
 
 function closed(ws: WebSocket): Promise<{ code: number; reason: string }> {
@@ -132,6 +173,7 @@ describe('circuits that have not registered', () => {
       unregistered: 2,
       refusedUnregistered: 0,
       registerTimeouts: 0,
+      refusedFull: 0,
       waiting: 0,
     });
     expect(await refusedUpgrade(url)).toEqual({ status: 503, retryAfter: '5' });
@@ -152,6 +194,25 @@ describe('circuits that have not registered', () => {
     await vi.waitFor(() => expect(connector.counts().unregistered).toBe(1));
     await openRaw(url);
     expect(connector.counts()).toMatchObject({ unregistered: 2, refusedUnregistered: 2 });
+  });
+
+  it('a registration with every place taken is answered 37 and counted; the circuit stays open', async () => {
+    const { connector, source, url } = await startConnector({}, { maxClients: 1 });
+    source.goLive({ difficulty: 1 });
+    const first = await openRaw(url);
+    const second = await openRaw(url);
+    const registered = nextMessage(first);
+    send(first, 1, 'mining.register', { agent: 't', mode: 'donate' });
+    expect(await registered).toMatchObject({ id: 1, result: { algorithm: 'sha256d' } });
+    const refused = nextMessage(second);
+    send(second, 2, 'mining.register', { agent: 't', mode: 'donate' });
+    expect(await refused).toMatchObject({
+      id: 2,
+      error: { code: RpcErrorCode.relayFull, message: 'relay is full, retry later' },
+    });
+    expect(connector.counts()).toMatchObject({ refusedFull: 1, unregistered: 1 });
+    // Still usable: e.g. for a redemption, which needs no place.
+    expect(second.readyState).toBe(WebSocket.OPEN);
   });
 
   it('a circuit that does not register in time is closed 1008; a registered one stays', async () => {
@@ -289,6 +350,32 @@ describe('the pace of unregistered circuits', () => {
     expect(await closed(held)).toMatchObject({ code: 1006 });
     await vi.waitFor(() => expect(connector.counts().unregistered).toBe(0));
     expect(connector.counts()).toMatchObject({ registerTimeouts: 2, waiting: 0 });
+  });
+});
+
+describe('a circuit that floods while it waits for the pace', () => {
+  it('is cut at its 17th waiting frame, its frames unread; the pace forgets it', async () => {
+    // One unit: the handshake. Every frame after it waits, and the socket is paused, so the
+    // frames must arrive in one read for the relay to see more than one: one TCP write.
+    const { pace, tick } = manualPace(1);
+    const { connector, url } = await startConnector({}, { pace });
+    const socket = await rawWebSocket(url);
+    const frames = Array.from({ length: 20 }, (_, id) =>
+      maskedTextFrame(JSON.stringify({ jsonrpc: '2.0', id, method: 'no.such.method' })),
+    );
+    const received: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write(Buffer.concat(frames));
+    await ended;
+    // Cut, not closed: no close frame and no answer to any of the 20 requests.
+    expect(Buffer.concat(received).length).toBe(0);
+    await vi.waitFor(() =>
+      expect(connector.counts()).toMatchObject({ unregistered: 0, waiting: 0 }),
+    );
+    // Nothing of it runs later either: the next unit goes to nobody.
+    tick();
+    expect(pace.queued).toBe(0);
   });
 });
 

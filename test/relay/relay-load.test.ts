@@ -104,7 +104,13 @@ describe('a relay under forged redemptions and idle circuits', () => {
     const status = relayStatusWithPeersSchema.parse(JSON.parse((await get('/v1/status')).body));
     expect(status.load).toEqual({
       overloaded: { redeem: shed, share: 0 },
-      circuits: { unregistered: 1, refusedUnregistered: 1, registerTimeouts: 0, waiting: 0 },
+      circuits: {
+        unregistered: 1,
+        refusedUnregistered: 1,
+        registerTimeouts: 0,
+        refusedFull: 0,
+        waiting: 0,
+      },
     });
     expect(status.tickets?.refused.badSignature).toBe(5 - shed);
 
@@ -113,6 +119,7 @@ describe('a relay under forged redemptions and idle circuits', () => {
     expect(metrics.get('powbridge_overloaded_total{request="share"}')).toBe(0);
     expect(metrics.get('powbridge_circuits_refused_total{reason="unregistered-cap"}')).toBe(1);
     expect(metrics.get('powbridge_circuits_refused_total{reason="register-timeout"}')).toBe(0);
+    expect(metrics.get('powbridge_circuits_refused_total{reason="full"}')).toBe(0);
     expect(metrics.get('powbridge_circuits_unregistered')).toBe(1);
     expect(metrics.get('powbridge_circuits_waiting')).toBe(0);
   });
