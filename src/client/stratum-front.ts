@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { type Logger, silentLogger } from '../log.js';
 import { Stratifier } from '../relay/stratifier.js';
 import { StratumConnector } from '../relay/stratum-connector.js';
+import type { StratumLimits } from '../relay/stratum-miner-limits.js';
 import { createPowHasher } from '../work/pow.js';
 import { MIN_DIFFICULTY } from '../work/target.js';
 import type { CircuitSource } from './circuit-source.js';
@@ -14,6 +15,16 @@ import type { CircuitSource } from './circuit-source.js';
  * relay's difficulty go up the circuit, so the relay credits this client and its wallet
  * collects the tickets.
  */
+
+/**
+ * The user's own miners take nobody's place, so the relay's donor deadlines do not apply: no
+ * share deadline (a slow CPU at a high start difficulty, or an upstream pause, must not drop
+ * them) and a minute to subscribe (cgminer probes and retries slowly at start-up).
+ */
+const LOCAL_MINER_LIMITS: Partial<StratumLimits> = {
+  shareTimeoutMs: null,
+  handshakeTimeoutMs: 60_000,
+};
 
 export interface StratumFront {
   readonly address: AddressInfo;
@@ -47,6 +58,7 @@ export async function startStratumFront(options: {
   });
   stratifier.start();
   const connector = new StratumConnector(stratifier, {
+    limits: LOCAL_MINER_LIMITS,
     logger: logger.child({ component: 'front' }),
   });
   try {

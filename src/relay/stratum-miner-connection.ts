@@ -365,7 +365,8 @@ export class StratumMinerConnection implements ClientChannel {
 
   /** A new full period: work just started, a share was accepted, or the upstream is back. */
   private armShareDeadline(): void {
-    if (!this.working || this.closing) return;
+    const timeoutMs = this.limits.shareTimeoutMs;
+    if (timeoutMs === null || !this.working || this.closing) return;
     if (this.shareTimer) {
       this.shareTimer.refresh();
       return;
@@ -373,13 +374,13 @@ export class StratumMinerConnection implements ClientChannel {
     this.shareTimer = setTimeout(() => {
       this.shareTimer = null;
       if (this.closing) return;
-      const seconds = Math.round(this.limits.shareTimeoutMs / 1000);
+      const seconds = Math.round(timeoutMs / 1000);
       const message = `no accepted share in ${seconds} s: closing`;
       this.countDrop('no-share');
       this.retire('no accepted share in time', [
         encodeNotification({ method: 'client.show_message', params: { message } }),
       ]);
-    }, this.limits.shareTimeoutMs);
+    }, timeoutMs);
   }
 
   private pauseShareDeadline(): void {

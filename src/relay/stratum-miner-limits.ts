@@ -45,9 +45,10 @@ export interface StratumLimits {
   /**
    * Time a working miner has to get a share accepted, from the start of work and then from
    * its last accepted share; paused while the upstream gives no work. Pings, bad shares and
-   * stray bytes do not count: only work keeps a donor's place.
+   * stray bytes do not count: only work keeps a donor's place. Null: no deadline (a miner
+   * client's own local miners, which take nobody's place).
    */
-  shareTimeoutMs: number;
+  shareTimeoutMs: number | null;
   maxConnections: number;
   /** After a polite close (reconnect request, relay gave up), how long the miner has to hang up. */
   closeGraceMs: number;

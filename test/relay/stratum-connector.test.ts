@@ -578,6 +578,26 @@ describe('stratum connector: places are for work', () => {
     });
   });
 
+  it('without a share deadline (a miner client’s own local miners) only the idle timeout applies', async () => {
+    await withFakeTimers(async () => {
+      const relay = await startRelay({ limits: { shareTimeoutMs: null, idleTimeoutMs: 600_000 } });
+      relay.source.goLive({ difficulty: 1e12 });
+      const miner = await relay.miner();
+      await handshake(miner);
+      // An hour of pings and no share: kept.
+      for (let minute = 1; minute <= 60; minute++) {
+        await vi.advanceTimersByTimeAsync(60_000);
+        expect((await miner.request('mining.ping')).result).toBe('pong');
+      }
+      expect(relay.drops).toEqual([]);
+      expect(miner.open).toBe(true);
+      // Silence still ends it.
+      await vi.advanceTimersByTimeAsync(600_000);
+      expect(relay.drops).toEqual(['idle']);
+      await miner.closed;
+    });
+  });
+
   it('slowloris: a connection that dribbles bytes, or only pings, is dropped at the handshake deadline', async () => {
     await withFakeTimers(async () => {
       const relay = await startRelay({ limits: { handshakeTimeoutMs: 20_000 } });
