@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { MODULUS_BYTES } from '../src/tickets/rsa-scheme.js';
 import { encodeTicketV2 } from '../src/tickets/ticket-v2.js';
+import { seededRandom } from '../test/helpers/seeded-random.js';
 
 /**
  * The attackers of bench/flood.ts, forked by it so that their CPU work is not on the relay's
@@ -49,18 +50,6 @@ export type FromClients =
 const send = (msg: FromClients) => process.send?.(msg);
 const REOPEN_MS = 100;
 const SEND_INTERVAL_MS = 50;
-
-/** mulberry32: the fuzz is the same run after run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function bump(counts: Record<string, number>, key: string | number): void {
   counts[String(key)] = (counts[String(key)] ?? 0) + 1;
@@ -212,7 +201,8 @@ const METHODS = [
 ];
 
 class Fuzzer {
-  private readonly random = prng(15);
+  // Seeded: the fuzz is the same run after run.
+  private readonly random = seededRandom(15);
   private readonly tickets: string[];
 
   constructor(keyId: string, day: number) {

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,7 +8,7 @@ import WebSocket from 'ws';
 import { CircuitClient } from '../../src/client/circuit-client.js';
 import { grantId } from '../../src/tickets/grant-book.js';
 import { openTicketKeys } from '../../src/tickets/ticket-desk.js';
-import { BIN } from '../helpers/cli.js';
+import { offlineRelayConfig, RelayProcesses } from '../helpers/relay-process.js';
 import { fixtureRsaKeys } from '../helpers/rsa-keys.js';
 import { issueTicketV2 } from '../helpers/ticket-v2.js';
 
@@ -23,61 +22,13 @@ import { issueTicketV2 } from '../helpers/ticket-v2.js';
  * not need.
  */
 
-const LISTEN_RE = /powbridge relay: listening on (http:\/\/\S+)/;
-
 const dir = mkdtempSync(join(tmpdir(), 'powbridge-grant-restart-'));
 const dataDir = join(dir, 'data');
 const configFile = join(dir, 'relay.toml');
-const children = new Set<ChildProcess>();
+const relays = new RelayProcesses();
 let echo: Server;
 let echoPort = 0;
 const tickets: string[] = [];
-
-interface RelayChild {
-  url: string;
-  child: ChildProcess;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  output(): string;
-}
-
-function killChildrenNow(): void {
-  for (const child of children) child.kill('SIGKILL');
-}
-
-async function spawnRelay(): Promise<RelayChild> {
-  const child = spawn(
-    process.execPath,
-    [BIN, 'relay', '--config', configFile, '--listen', '127.0.0.1:0'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => (stdout = (stdout + d.toString()).slice(-4_000)));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => {
-      children.delete(child);
-      resolve({ code, signal });
-    }),
-  );
-  const output = () => `stderr:\n${stderr}\nstdout:\n${stdout}`;
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`relay did not listen\n${output()}`)), 20_000);
-    child.stderr?.on('data', (d: Buffer) => {
-      stderr = (stderr + d.toString()).slice(-4_000);
-      const match = LISTEN_RE.exec(stderr);
-      if (match?.[1]) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
-    void exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`relay exited (${code ?? signal}) before listening\n${output()}`));
-    });
-  });
-  return { url, child, exited, output };
-}
 
 function tunnel(relayUrl: string, token: string): WebSocket {
   return new WebSocket(`${relayUrl.replace(/^http/, 'ws')}/v1/tunnel?to=127.0.0.1:${echoPort}`, {
@@ -132,7 +83,6 @@ async function carriedBy(relayUrl: string, token: string): Promise<Map<string, n
 }
 
 beforeAll(async () => {
-  process.on('exit', killChildrenNow);
   echo = createServer((socket) => socket.pipe(socket));
   await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
   echoPort = (echo.address() as { port: number }).port;
@@ -153,37 +103,24 @@ beforeAll(async () => {
 
   writeFileSync(
     configFile,
-    [
-      '[relay]',
-      `dataDir = ${JSON.stringify(dataDir)}`,
-      '[log]',
-      'level = "error"',
-      '[source]',
-      'type = "node"',
-      '[source.node]',
-      'rpcUrl = "http://127.0.0.1:1"',
-      'rpcUser = "unused"',
-      'rpcPassword = "unused"',
-      'payoutAddress = "rltc1qunused"',
+    offlineRelayConfig(dataDir, [
       '[tunnel]',
       `ports = [${echoPort}]`,
       'allowCidrs = ["127.0.0.1/32"]',
-      '',
-    ].join('\n'),
+    ]),
   );
 }, 60_000);
 
 afterAll(async () => {
-  killChildrenNow();
-  process.off('exit', killChildrenNow);
+  await relays.killAll();
   await new Promise<void>((resolve) => echo.close(() => resolve()));
   rmSync(dir, { recursive: true, force: true });
 });
 
 describe('paid grants across SIGKILL and restart', () => {
   it("a grant's token still opens a paid stream after the relay is killed and restarted", async () => {
-    const first = await spawnRelay();
-    const circuit = await CircuitClient.connect(`${first.url.replace(/^http/, 'ws')}/v1/circuit`);
+    const first = await relays.spawn(configFile);
+    const circuit = await CircuitClient.connect(first.circuitUrl);
     const [a0, a1, a2, a3, b0] = tickets;
     let topped = await circuit.request('ticket.redeem', { ticket: a0 ?? '' });
     for (const ticket of [a1, a2, a3]) {
@@ -214,7 +151,7 @@ describe('paid grants across SIGKILL and restart', () => {
       ]),
     );
 
-    const second = await spawnRelay();
+    const second = await relays.spawn(configFile);
     try {
       // Four tickets in the window: the top group; one ticket: the lower one (docs/design.md §8).
       const four = await carriedBy(second.url, topped.token);
@@ -227,7 +164,7 @@ describe('paid grants across SIGKILL and restart', () => {
       const unknown = tunnel(second.url, 'A'.repeat(43));
       expect(await upgradeStatus(unknown)).toBe(401);
       // Spent tickets stay spent.
-      const again = await CircuitClient.connect(`${second.url.replace(/^http/, 'ws')}/v1/circuit`);
+      const again = await CircuitClient.connect(second.circuitUrl);
       await expect(again.request('ticket.redeem', { ticket: b0 ?? '' })).rejects.toMatchObject({
         code: 32,
       });

@@ -1,13 +1,14 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CircuitClient } from '../../src/client/circuit-client.js';
 import { RpcError, RpcErrorCode } from '../../src/protocol/errors.js';
-import { KeyStore } from '../../src/tickets/key-store.js';
-import { BIN, runCli } from '../helpers/cli.js';
+import { openTicketKeys } from '../../src/tickets/ticket-desk.js';
+import { fixtureRsaKeys } from '../helpers/rsa-keys.js';
+import { RelayProcesses, offlineRelayConfig } from '../helpers/relay-process.js';
+import { seededRandom } from '../helpers/seeded-random.js';
 import { issueTicketV2 } from '../helpers/ticket-v2.js';
 
 /**
@@ -44,7 +45,6 @@ const KILL_MAX_ANSWERS = 120;
 const CIRCUITS = 3;
 /** Spent tickets replayed per round: enough to cross restarts, few enough to spare the CPU. */
 const REPLAYS_PER_ROUND = 12;
-const LISTEN_RE = /powbridge relay: listening on (http:\/\/\S+)/;
 
 type Outcome = 'grant' | 'spent' | 'unknown' | 'error';
 
@@ -75,27 +75,8 @@ interface RoundStats {
   inFlightAtKill: number;
 }
 
-interface RelayChild {
-  wsUrl: string;
-  child: ChildProcess;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  output(): string;
-}
-
-/** mulberry32: a seeded PRNG, so a failing run's kill delays can be reproduced. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const seed = Number(process.env.REDEEM_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 32));
-const random = prng(seed);
+const random = seededRandom(seed);
 const dir = mkdtempSync(join(tmpdir(), 'powbridge-redeem-crash-'));
 const dataDir = join(dir, 'data');
 const configFile = join(dir, 'relay.toml');
@@ -105,70 +86,8 @@ const tickets: TicketLog[] = [];
 const unexpected: string[] = [];
 /** The running round's kill: fired by the attempt that brings its answers to `answers`. */
 let killPoint: { answers: number; fire: () => void } | null = null;
-const children = new Set<ChildProcess>();
+const relays = new RelayProcesses();
 
-/** If the test process dies without afterAll, do not leave relays running. */
-function killChildrenNow(): void {
-  for (const child of children) child.kill('SIGKILL');
-}
-
-async function killChildren(): Promise<void> {
-  await Promise.all(
-    [...children].map(
-      (child) =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resolve();
-          child.once('exit', () => resolve());
-          child.kill('SIGKILL');
-        }),
-    ),
-  );
-}
-
-/** Keep the tail only: the relay's logs are for diagnosing a failure, not for the test. */
-function tail(text: string, max = 4_000): string {
-  return text.length > max ? text.slice(-max) : text;
-}
-
-async function spawnRelay(): Promise<RelayChild> {
-  const child = spawn(
-    process.execPath,
-    [BIN, 'relay', '--config', configFile, '--listen', '127.0.0.1:0'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  // Drain stdout (pino) too: a full pipe would stall the relay and skew the timing.
-  child.stdout?.on('data', (d: Buffer) => (stdout = tail(stdout + d.toString())));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => {
-      children.delete(child);
-      resolve({ code, signal });
-    }),
-  );
-  const output = () => `stderr:\n${stderr}\nstdout:\n${stdout}`;
-  // Resolve on the stderr line itself rather than polling, so the kill delay is measured
-  // from the moment the relay is listening.
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`relay did not listen\n${output()}`)), 20_000);
-    child.stderr?.on('data', (d: Buffer) => {
-      stderr = tail(stderr + d.toString());
-      const match = LISTEN_RE.exec(stderr);
-      if (match?.[1]) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
-    void exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`relay exited (${code ?? signal}) before listening\n${output()}`));
-    });
-  });
-  return { wsUrl: `${url.replace(/^http/, 'ws')}/v1/circuit`, child, exited, output };
-}
-
-/** Every serial in the spent store, read with a plain read-only connection (no relay running). */
 function readSpent(): Set<string> {
   const db = new Database(spentFile, { readonly: true, fileMustExist: true });
   try {
@@ -227,15 +146,18 @@ function pickRandom<T>(items: readonly T[]): T | undefined {
 }
 
 beforeAll(async () => {
-  process.on('exit', killChildrenNow);
-  const generated = await runCli(['keys', 'generate', '--data-dir', dataDir]);
-  expect(generated.code, generated.stderr).toBe(0);
-
-  // Sign tickets with the relay's own issuing key (RSA, the default scheme), minus the mining.
-  const keys = await KeyStore.load(dataDir, { now: () => Date.now() / 1000 });
+  // The relay's keys, made here with a pre-generated RSA key: finding safe primes takes
+  // seconds (tens on a loaded machine) and is not what this test is about.
+  mkdirSync(dataDir, { mode: 0o700 });
+  const keys = await openTicketKeys(dataDir, {
+    lifetimeDays: 30,
+    now: () => Date.now() / 1000,
+    scheme: 'rsa',
+    generateRsaKey: fixtureRsaKeys(),
+  });
   const day = keys.today();
   const issuing = keys.issuingRsaKey(day);
-  if (!issuing) throw new Error('keys generate left no issuing key for today');
+  if (!issuing) throw new Error('no issuing RSA key for today');
   for (let index = 0; index < TICKETS; index++) {
     const { text, serial } = issueTicketV2(issuing.key, day);
     tickets.push({
@@ -251,20 +173,7 @@ beforeAll(async () => {
 
   writeFileSync(
     configFile,
-    [
-      '[relay]',
-      `dataDir = ${JSON.stringify(dataDir)}`,
-      '[log]',
-      // error only: anything the relay logs is then worth reading in a failure message.
-      'level = "error"',
-      '[source]',
-      'type = "node"',
-      '[source.node]',
-      // Nothing listens on port 1: the upstream stays down, circuits and redeem still work.
-      'rpcUrl = "http://127.0.0.1:1"',
-      'rpcUser = "unused"',
-      'rpcPassword = "unused"',
-      'payoutAddress = "rltc1qunused"',
+    offlineRelayConfig(dataDir, [
       '[limits]',
       // The default 20 requests/s per circuit would close our circuits within a round, and the
       // relay-wide budgets for redemptions and fresh circuits would shed them (38, 503): this
@@ -273,14 +182,12 @@ beforeAll(async () => {
       'maxVerificationsPerSecond = 100000',
       'maxUnregistered = 100000',
       'maxUnregisteredRequestsPerSecond = 100000',
-      '',
-    ].join('\n'),
+    ]),
   );
 }, 60_000);
 
 afterAll(async () => {
-  await killChildren();
-  process.off('exit', killChildrenNow);
+  await relays.killAll();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -316,7 +223,7 @@ describe('ticket.redeem across SIGKILL and restart', () => {
       const retries = tickets.filter((t) => t.unknown > 0 && t.grants.length + t.spent === 0);
       const answered = tickets.filter((t) => t.grants.length + t.spent > 0);
 
-      const relay = await spawnRelay();
+      const relay = await relays.spawn(configFile);
       let killed = false;
       let killDone = (): void => {};
       const kill = new Promise<void>((resolve) => (killDone = resolve));
@@ -329,7 +236,7 @@ describe('ticket.redeem across SIGKILL and restart', () => {
       };
       killPoint = { answers: killAtAnswer, fire };
 
-      const clients = await connectAll(relay.wsUrl, CIRCUITS);
+      const clients = await connectAll(relay.circuitUrl, CIRCUITS);
       const [first, second, third] = clients;
       const running = (c: CircuitClient | null | undefined): c is CircuitClient =>
         !killed && c !== null && c !== undefined && c.open;
@@ -442,8 +349,8 @@ describe('ticket.redeem across SIGKILL and restart', () => {
     const lostGrants = [...spent].filter((s) => bySerial.get(s)?.grants.length === 0).length;
 
     // ---- one more start: every ticket once more, and then again -------------------------
-    const relay = await spawnRelay();
-    const clients = (await connectAll(relay.wsUrl, CIRCUITS)).filter(
+    const relay = await relays.spawn(configFile);
+    const clients = (await connectAll(relay.circuitUrl, CIRCUITS)).filter(
       (c): c is CircuitClient => c !== null,
     );
     expect(clients).toHaveLength(CIRCUITS);
