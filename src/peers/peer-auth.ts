@@ -84,6 +84,22 @@ export function sign(signer: PeerSigner, bytes: Uint8Array): string {
   return bytesToHex(signer.sign(bytes));
 }
 
+/**
+ * The four headers of a signed request: `fields.from` is the identity claimed (normally the
+ * signer's own), the signature is over exactly `fields`.
+ */
+export function signedRequestHeaders(
+  signer: PeerSigner,
+  fields: RequestFields,
+): Record<string, string> {
+  return {
+    [HEADER_PEER]: fields.from,
+    [HEADER_TIMESTAMP]: String(fields.timestamp),
+    [HEADER_NONCE]: fields.nonce,
+    [HEADER_SIGNATURE]: sign(signer, requestSigningBytes(fields)),
+  };
+}
+
 /** Strict Ed25519 (RFC 8032, no ZIP-215 leniency); a malformed key or signature is false. */
 export function verifySigned(
   publicKeyHex: string,

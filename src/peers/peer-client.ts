@@ -3,14 +3,11 @@ import { type Agent, request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { z } from 'zod';
 import {
-  HEADER_NONCE,
-  HEADER_PEER,
   HEADER_SIGNATURE,
   HEADER_TIMESTAMP,
   type PeerSigner,
-  requestSigningBytes,
   responseSigningBytes,
-  sign,
+  signedRequestHeaders,
   verifySigned,
 } from './peer-auth.js';
 import { peerErrorBody } from './peer-messages.js';
@@ -73,9 +70,11 @@ export class PeerClient {
     const text = body === undefined ? '' : JSON.stringify(body);
     const timestamp = Math.floor(this.options.now());
     const nonce = randomBytes(16).toString('hex');
-    const signature = sign(
-      self,
-      requestSigningBytes({
+    const answer = await this.send(
+      method,
+      path,
+      text,
+      signedRequestHeaders(self, {
         method,
         path,
         to: peer.identity,
@@ -85,12 +84,6 @@ export class PeerClient {
         body: text,
       }),
     );
-    const answer = await this.send(method, path, text, {
-      [HEADER_PEER]: self.publicKeyHex,
-      [HEADER_TIMESTAMP]: String(timestamp),
-      [HEADER_NONCE]: nonce,
-      [HEADER_SIGNATURE]: signature,
-    });
     if (answer.headers[HEADER_SIGNATURE] === undefined) throw unsignedAnswer(peer.name, answer);
     const answerTimestamp = Number(answer.headers[HEADER_TIMESTAMP]);
     const answerSignature = String(answer.headers[HEADER_SIGNATURE]);

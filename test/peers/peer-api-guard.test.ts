@@ -6,13 +6,11 @@ import { PeerApiGuard } from '../../src/peers/peer-api-guard.js';
 import { registerPeerApi } from '../../src/peers/peer-api.js';
 import {
   HEADER_NONCE,
-  HEADER_PEER,
   HEADER_SIGNATURE,
   HEADER_TIMESTAMP,
   type PeerSigner,
-  requestSigningBytes,
   responseSigningBytes,
-  sign,
+  signedRequestHeaders,
   verifySigned,
 } from '../../src/peers/peer-auth.js';
 import { peerConfigSchema } from '../../src/peers/peer-config.js';
@@ -104,7 +102,7 @@ function signedHeaders(
   const claimed = options.claimed ?? signer.publicKeyHex;
   const timestamp = options.timestamp ?? clock;
   const nonce = options.nonce ?? randomBytes(16).toString('hex');
-  const bytes = requestSigningBytes({
+  return signedRequestHeaders(signer, {
     method: 'GET',
     path: options.path ?? PATH,
     to: ours.publicKeyHex,
@@ -113,12 +111,6 @@ function signedHeaders(
     nonce,
     body: '',
   });
-  return {
-    [HEADER_PEER]: claimed,
-    [HEADER_TIMESTAMP]: String(timestamp),
-    [HEADER_NONCE]: nonce,
-    [HEADER_SIGNATURE]: sign(signer, bytes),
-  };
 }
 
 const get = (headers: Record<string, string> = {}) =>

@@ -10,9 +10,9 @@ import {
   HEADER_TIMESTAMP,
   type PeerSigner,
   ReplayGuard,
-  requestSigningBytes,
   responseSigningBytes,
   sign,
+  signedRequestHeaders,
   verifySigned,
 } from '../../src/peers/peer-auth.js';
 import { PeerClient, PeerRefusedError, PeerUnreachableError } from '../../src/peers/peer-client.js';
@@ -81,25 +81,18 @@ async function send(options: {
   const path = options.path ?? '/v1/peer/spent?after=0&limit=10';
   const body = options.body ?? '';
   const method = body === '' ? 'GET' : 'POST';
-  const signature = sign(
-    signer,
-    requestSigningBytes({
-      method,
-      path: options.signedPath ?? path,
-      to: r1Identity,
-      from: claimed,
-      timestamp,
-      nonce,
-      body,
-    }),
-  );
   const res = await fetch(`${r1Url}${path}`, {
     method,
     headers: {
-      [HEADER_PEER]: claimed,
-      [HEADER_TIMESTAMP]: String(timestamp),
-      [HEADER_NONCE]: nonce,
-      [HEADER_SIGNATURE]: signature,
+      ...signedRequestHeaders(signer, {
+        method,
+        path: options.signedPath ?? path,
+        to: r1Identity,
+        from: claimed,
+        timestamp,
+        nonce,
+        body,
+      }),
       ...(body ? { 'content-type': 'application/json' } : {}),
     },
     ...(body ? { body } : {}),
