@@ -9,10 +9,9 @@ import { parseFrame } from '../../src/protocol/jsonrpc.js';
 import { clientRequests, relayNotifications } from '../../src/protocol/messages.js';
 import { CircuitConnector } from '../../src/relay/circuit-connector.js';
 import type { Stratifier } from '../../src/relay/stratifier.js';
-import { anyCodePoint, anyJson, fuzzAsync, mutatedRecord, settled } from '../helpers/fuzz.js';
-import { ManualSource } from '../helpers/manual-source.js';
-import { startTestStratifier } from '../helpers/test-stratifier.js';
+import { anyCodePoint, anyJson, fuzzAsync, mutatedRecord } from '../helpers/fuzz.js';
 import { validParams } from './circuit-arbitraries.js';
+import { expectReleased, type LiveStratifier, startLiveStratifier } from './live-stratifier.js';
 
 /**
  * The relay's circuit endpoint (src/relay/circuit-connector.ts) on loopback, fed what a
@@ -29,21 +28,15 @@ const CODES = new Set<number>(Object.values(RpcErrorCode));
 const CLOSE_CODES = new Set<number>([...Object.values(WsCloseCode), 1005, 1006]);
 const MAX_FRAME = 16 * 1024;
 
-let source: ManualSource;
+let live: LiveStratifier;
 let stratifier: Stratifier;
 let connector: CircuitConnector;
 let server: Server;
 let url: string;
-let jobId = '';
-let ntime = '';
 
 beforeAll(async () => {
-  source = new ManualSource('sha256d');
-  stratifier = await startTestStratifier(source, { pinned: true, difficulty: 2 ** -31 });
-  stratifier.on('job', (job) => {
-    jobId = job.jobId;
-  });
-  ntime = source.goLive().ntime;
+  live = await startLiveStratifier();
+  stratifier = live.stratifier;
   connector = new CircuitConnector(stratifier, {
     // The parsers and the dispatch are under test here, not the rate limits.
     limits: { maxInvalidFrames: 1_000, maxRequestsPerSecond: 1_000_000, maxFrameBytes: MAX_FRAME },
@@ -87,6 +80,7 @@ const request = fc
     const body: Record<string, unknown> = { ...params };
     if (method === 'mining.submit' && currentJob && typeof body.jobId === 'string') {
       // The current job, its ntime and the relay's extranonce2 size (6 bytes): share checks.
+      const { jobId, ntime } = live.current();
       body.jobId = jobId;
       body.ntime = ntime;
       if (typeof body.extranonce2 === 'string')
@@ -217,10 +211,7 @@ describe('fuzz: the relay circuit endpoint against a hostile client', () => {
           expect.fail(`relay sent a ${parsed.kind} frame: ${text.slice(0, 200)}`);
         }
       }
-      // Once the client is gone, so are its connection and its session.
-      await settled(() => connector.size === 0 && stratifier.clientCount === before);
-      expect(connector.size).toBe(0);
-      expect(stratifier.clientCount).toBe(before);
+      await expectReleased(() => connector.size, stratifier, before);
     },
     // A WebSocket connection per case.
     { weight: 0.05 },

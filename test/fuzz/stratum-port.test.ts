@@ -10,9 +10,8 @@ import {
   parseMessage,
   StratumErrorCode,
 } from '../../src/stratum/index.js';
-import { anyCodePoint, chunked, fuzzAsync, hexOf, settled } from '../helpers/fuzz.js';
-import { ManualSource } from '../helpers/manual-source.js';
-import { startTestStratifier } from '../helpers/test-stratifier.js';
+import { anyCodePoint, chunked, fuzzAsync, hexOf } from '../helpers/fuzz.js';
+import { expectReleased, type LiveStratifier, startLiveStratifier } from './live-stratifier.js';
 import { callArbitrary, idArbitrary, stratumObject } from './stratum-arbitraries.js';
 
 /**
@@ -40,22 +39,14 @@ const NOTIFICATIONS = new Set([
   'client.reconnect',
 ]);
 
-let source: ManualSource;
+let live: LiveStratifier;
 let stratifier: Stratifier;
 let connector: StratumConnector;
 let port: number;
-/** The job the relay hands out, so shares can name it. */
-let jobId = '';
-let ntime = '';
 
 beforeAll(async () => {
-  source = new ManualSource('sha256d');
-  // Half of all nonces meet 2^-31: shares are accepted (and duplicated) or too low (23).
-  stratifier = await startTestStratifier(source, { pinned: true, difficulty: 2 ** -31 });
-  stratifier.on('job', (job) => {
-    jobId = job.jobId;
-  });
-  ntime = source.goLive({ extranonce2Size: 8 }).ntime;
+  live = await startLiveStratifier({ extranonce2Size: 8 });
+  stratifier = live.stratifier;
   connector = new StratumConnector(stratifier, {
     // Room for the fuzzer: the parsers, not the rate limits, are under test here.
     limits: { maxInvalidMessages: 1_000, maxRequestsPerSecond: 1_000_000, burstSeconds: 1 },
@@ -80,6 +71,7 @@ const share: fc.Arbitrary<string> = fc
     fc.option(fc.oneof(fc.constant('00000000'), hexOf(4))),
   )
   .map(([id, job, extranonce2, time, nonce, versionBits]) => {
+    const { jobId, ntime } = live.current();
     const call: Call = {
       method: 'mining.submit',
       params: {
@@ -183,10 +175,7 @@ describe('fuzz: the relay Stratum port against a hostile miner', () => {
         .split('\n')
         .filter((l) => l.trim() !== '').length;
       expect(answers).toBeLessThanOrEqual(sent);
-      // The relay lets go of the connection and its session once the miner is gone.
-      await settled(() => connector.size === 0 && stratifier.clientCount === before);
-      expect(connector.size).toBe(0);
-      expect(stratifier.clientCount).toBe(before);
+      await expectReleased(() => connector.size, stratifier, before);
     },
     // A loopback connection per case.
     { weight: 0.1 },
