@@ -276,10 +276,7 @@ export class CircuitConnector {
   }
 
   /** mining.register at the stratifier; a refusal for want of places is counted (37). */
-  register(
-    connection: CircuitConnection,
-    mode: ClientMode,
-  ): ReturnType<Stratifier['register']> {
+  register(connection: CircuitConnection, mode: ClientMode): ReturnType<Stratifier['register']> {
     try {
       return this.stratifier.register(connection, mode);
     } catch (err) {
