@@ -13,12 +13,13 @@ const LIBRARY_FOLDERS = [
   'stratum',
   'protocol',
   'tor',
+  'storage',
 ];
 /** The applications: the relay, the client, their command line and the demo. */
 const APPLICATION_FOLDERS = ['relay', 'client', 'cli', 'demo'];
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'coverage/', 'wasm/*.wasm', '.tmp/', 'test-artifacts/'] },
+  { ignores: ['dist/', 'node_modules/', 'coverage/', 'wasm/*.wasm', '.tmp/', 'test/artifacts/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

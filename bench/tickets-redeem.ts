@@ -33,7 +33,7 @@ async function redeemAll(
     const now = Date.now() / 1000;
     const start = performance.now();
     if (concurrent === 1) {
-      for (const ticket of tickets) redeemer.redeem(ticket, now);
+      for (const ticket of tickets) await redeemer.redeem(ticket, now);
     } else {
       for (let i = 0; i < tickets.length; i += concurrent) {
         await Promise.all(
@@ -43,7 +43,7 @@ async function redeemAll(
     }
     return (tickets.length * 1000) / (performance.now() - start);
   } finally {
-    store.close();
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -211,7 +211,7 @@ export function registerPeerApi(app: FastifyInstance, options: PeerApiOptions): 
     path: string,
     schema: S,
     input: (auth: Authenticated, request: FastifyRequest) => unknown,
-    handle: (peer: PeerConfig, value: z.output<S>) => unknown,
+    handle: (peer: PeerConfig, value: z.output<S>) => Promise<unknown>,
   ) => {
     scope.route({
       method,
@@ -232,7 +232,8 @@ export function registerPeerApi(app: FastifyInstance, options: PeerApiOptions): 
           );
         }
         try {
-          return send(reply, 200, handle(auth.peer, parsed.data), auth.peer.identity, auth.nonce);
+          const answer = await handle(auth.peer, parsed.data);
+          return send(reply, 200, answer, auth.peer.identity, auth.nonce);
         } catch (err) {
           if (err instanceof PeerApiError) {
             return refuse(reply, err.status, err.code, err.message, auth.peer.identity, auth.nonce);
@@ -263,8 +264,8 @@ export function registerPeerApi(app: FastifyInstance, options: PeerApiOptions): 
         (_request, body, done) => done(null, body),
       );
       const body = (auth: Authenticated) => auth.body;
-      route(scope, 'POST', '/reserve', reserveRequest, body, (peer, value) => ({
-        results: handlers.reserve(peer, value.serials),
+      route(scope, 'POST', '/reserve', reserveRequest, body, async (peer, value) => ({
+        results: await handlers.reserve(peer, value.serials),
       }));
       route(
         scope,

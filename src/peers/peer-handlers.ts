@@ -1,7 +1,7 @@
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import { type Logger, silentLogger } from '../log.js';
+import type { SpentLog } from '../storage/spent-log.js';
 import type { Keyring } from '../tickets/keyring.js';
-import type { SpentStore } from '../tickets/spent-store.js';
 import type { PeerConfig } from './peer-config.js';
 import { type PaymentRequest, type PeerLedger, serialsDigest } from './peer-ledger.js';
 import type { ReserveResult, SpentSerialJson } from './peer-messages.js';
@@ -26,12 +26,16 @@ export class PeerApiError extends Error {
 }
 
 /** Spends one of our own tickets handed over as payment; true when it verified and was unspent. */
-export type SettlementTicketSpender = (ticket: string, now: number, origin: string) => boolean;
+export type SettlementTicketSpender = (
+  ticket: string,
+  now: number,
+  origin: string,
+) => Promise<boolean>;
 
 export interface PeerHandlersOptions {
   /** Our own ticket keys: which serials we may reserve and which bills are ours to pay. */
   ownKeys: Pick<Keyring, 'acceptedKey'> & { holdsKey(keyIdHex: string): boolean };
-  store: Pick<SpentStore, 'trySpend' | 'lookup' | 'localSince' | 'head'>;
+  store: Pick<SpentLog, 'trySpend' | 'lookup' | 'localSince' | 'head'>;
   ledger: PeerLedger;
   replicator: SpendReplicator;
   spendTicket: SettlementTicketSpender;
@@ -46,44 +50,55 @@ export class PeerHandlers {
     this.log = options.logger ?? silentLogger;
   }
 
-  reserve(
+  async reserve(
     peer: PeerConfig,
     serials: readonly SpentSerialJson[],
-  ): { serial: string; result: ReserveResult }[] {
+  ): Promise<{ serial: string; result: ReserveResult }[]> {
     const { ownKeys, store } = this.options;
     const at = Math.floor(this.options.now());
-    return serials.map((s) => {
+    const results: { serial: string; result: ReserveResult }[] = [];
+    // One at a time, in order: a serial listed twice is reserved by its first entry.
+    for (const s of serials) {
       // Only our own keys that still verify today (a held key past its last redeemable day does not).
       if (!ownKeys.acceptedKey(s.keyId)) {
-        return { serial: s.serial, result: 'unknown_key' as const };
+        results.push({ serial: s.serial, result: 'unknown_key' });
+        continue;
       }
       const serial = hexToBytes(s.serial);
-      const spent = store.trySpend({
+      const spent = await store.trySpend({
         serial,
         keyId: hexToBytes(s.keyId),
         day: s.day,
         at,
         origin: peer.name,
       });
-      if (spent.spent) return { serial: s.serial, result: 'reserved' as const };
+      if (spent.spent) {
+        results.push({ serial: s.serial, result: 'reserved' });
+        continue;
+      }
       // The same peer asking again (its answer was lost) gets the same yes.
-      const existing = store.lookup(serial);
-      return {
+      const existing = await store.lookup(serial);
+      results.push({
         serial: s.serial,
-        result: existing?.origin === peer.name ? ('reserved' as const) : ('spent' as const),
-      };
-    });
+        result: existing?.origin === peer.name ? 'reserved' : 'spent',
+      });
+    }
+    return results;
   }
 
-  spentPage(
+  async spentPage(
     peer: PeerConfig,
     after: number,
     limit: number,
-  ): { records: (SpentSerialJson & { seq: number; at: number })[]; more: boolean; head: number } {
+  ): Promise<{
+    records: (SpentSerialJson & { seq: number; at: number })[];
+    more: boolean;
+    head: number;
+  }> {
     const { store, ledger } = this.options;
     // Asking from `after` says the peer holds all of ours up to there.
     ledger.setAcked(peer.name, after);
-    const records = store.localSince(after, limit);
+    const records = await store.localSince(after, limit);
     return {
       records: records.map((r) => ({
         seq: r.seq,
@@ -93,14 +108,14 @@ export class PeerHandlers {
         at: r.at,
       })),
       more: records.length === limit,
-      head: store.head(),
+      head: await store.head(),
     };
   }
 
-  paymentRequest(
+  async paymentRequest(
     peer: PeerConfig,
     request: Omit<PaymentRequest, 'serials'> & { serials: SpentSerialJson[] },
-  ): { recorded: boolean; known: number } {
+  ): Promise<{ recorded: boolean; known: number }> {
     const serials = request.serials.map((s) => hexToBytes(s.serial));
     if (new Set(request.serials.map((s) => s.serial)).size !== serials.length) {
       throw new PeerApiError(400, 'bad_request', 'a serial is listed twice');
@@ -118,7 +133,7 @@ export class PeerHandlers {
     }
     // The billed serials were spent at the peer: they double as a sync of its log, which also
     // finds those we redeemed too (conflicts), so the ledger can leave them out of what we owe.
-    const known = this.options.replicator.apply(
+    const known = await this.options.replicator.apply(
       peer.name,
       request.serials.map((s) => ({ ...s, at: request.period.to })),
     );
@@ -142,10 +157,10 @@ export class PeerHandlers {
    * The peer settles: on its operator's word ('operator'), or with our own tickets it earned
    * by mining for us ('work'), which we verify and spend here so only good ones count.
    */
-  settle(
+  async settle(
     peer: PeerConfig,
     settlement: { id: string; count: number; method: 'operator' | 'work'; tickets?: string[] },
-  ): { recorded: boolean; accepted: number } {
+  ): Promise<{ recorded: boolean; accepted: number }> {
     const { ledger, spendTicket } = this.options;
     const now = this.options.now();
     // A retry (our answer was lost): its tickets are spent by now, so answer as before.
@@ -153,7 +168,10 @@ export class PeerHandlers {
     if (before !== undefined) return { recorded: false, accepted: before };
     let accepted = settlement.count;
     if (settlement.method === 'work') {
-      accepted = (settlement.tickets ?? []).filter((t) => spendTicket(t, now, peer.name)).length;
+      accepted = 0;
+      for (const ticket of settlement.tickets ?? []) {
+        if (await spendTicket(ticket, now, peer.name)) accepted++;
+      }
       if (accepted === 0) return { recorded: false, accepted: 0 };
     }
     const recorded = ledger.recordReceived(

@@ -153,7 +153,7 @@ export class PeerSync {
         continue;
       }
       const records = answer.records.filter((r) => r.seq > after);
-      replicator.apply(name, records);
+      await replicator.apply(name, records);
       const last = records.at(-1);
       if (last) ledger.setPulled(name, last.seq);
       if (!answer.more || !last) break;

@@ -1,8 +1,8 @@
 import type { Agent } from 'node:http';
 import type { Registry } from 'prom-client';
 import { type Logger, silentLogger } from '../log.js';
+import type { SpentLog } from '../storage/spent-log.js';
 import type { Keyring } from '../tickets/keyring.js';
-import type { SpentStore } from '../tickets/spent-store.js';
 import { PeerApiGuard, type PeerApiStatus } from './peer-api-guard.js';
 import type { PeerSigner } from './peer-auth.js';
 import type { PeerConfig, PeeringConfig } from './peer-config.js';
@@ -32,7 +32,7 @@ export interface PeeringOptions {
   identity: PeerSigner;
   /** Our own key store: issuing keys, accepted keys and the ids of every key we hold. */
   ownKeys: Keyring & { holdsKey(keyIdHex: string): boolean };
-  store: SpentStore;
+  store: SpentLog;
   ledger: PeerLedger;
   /** Verified descriptors of the peers, cached on disk (`<dataDir>/peers`). */
   keys: PeerKeyDirectory;

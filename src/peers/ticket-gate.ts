@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { type Logger, silentLogger } from '../log.js';
 import { RpcError, RpcErrorCode } from '../protocol/errors.js';
+import type { SpendRequest, SpentLog } from '../storage/spent-log.js';
 import type { ForeignTicketGate } from '../tickets/redeemer.js';
-import type { SpendRequest, SpentStore } from '../tickets/spent-store.js';
 import { PeerRefusedError, PeerUnreachableError } from './peer-client.js';
 import type { PeerConfig } from './peer-config.js';
 import type { PeerLedger } from './peer-ledger.js';
@@ -55,7 +55,7 @@ export function newId(): string {
 export interface PeerTicketGateOptions {
   roster: PeerRoster;
   ledger: PeerLedger;
-  store: Pick<SpentStore, 'isSpent'>;
+  store: Pick<SpentLog, 'isSpent'>;
   /** Told to the client as retryAfter while a peer is unreachable and not accepted offline. */
   retryAfterSeconds: number;
   /** Deliver a new payment request now rather than at the next sync round. */
@@ -88,7 +88,7 @@ export class PeerTicketGate implements ForeignTicketGate {
         `${unpaid} billed tickets unpaid (maxUnpaid ${peer.maxUnpaid})`,
       );
     }
-    if (store.isSpent(spend.serial)) {
+    if (await store.isSpent(spend.serial)) {
       throw this.refused(owner, 'spent', RpcErrorCode.ticketSpent, 'ticket already spent');
     }
     let result: ReserveResult;

@@ -1,10 +1,17 @@
 import type Database from 'better-sqlite3';
 import { checkDurablePath, createPrivateFile, openDurableDb } from '../lib/durable-db.js';
-import type { GrantBook, GrantRun } from './grant-book.js';
+import { runNow } from '../lib/run-now.js';
+import {
+  checkGrantWrite,
+  type GrantRestorer,
+  type GrantStorage,
+  restoreRows,
+} from '../storage/grant-storage.js';
 
 /**
  * Paid grants on disk (docs/design.md §6.3), so a restart keeps every unexpired grant usable:
- * its ticket is spent for good, so its grant must outlive the process too.
+ * its ticket is spent for good, so its grant must outlive the process too. The SQLite
+ * implementation of `GrantStorage` (src/storage/grant-storage.ts), for a single relay.
  *
  * One SQLite file beside the spent store (`<dataDir>/grants.sqlite`, src/lib/durable-db.ts:
  * WAL, synchronous = FULL, 0600). A row is one ticket run of a grant: (grant id, until,
@@ -63,7 +70,7 @@ interface Row {
   count: number;
 }
 
-export class GrantStore {
+export class GrantStore implements GrantStorage {
   private readonly upsert: Database.Statement<[Buffer, number]>;
   private readonly live: Database.Statement<[number], Row>;
   private readonly deleteBefore: Database.Statement<[number]>;
@@ -107,9 +114,8 @@ export class GrantStore {
    * rejects (a failed write goes to `onError`).
    */
   record(id: string, until: number): Promise<void> {
-    const write = toWrite(id, until);
     return new Promise((resolve) => {
-      this.queue.push({ write, done: resolve });
+      this.queue.push({ write: checkGrantWrite(id, until), done: resolve });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -117,45 +123,39 @@ export class GrantStore {
     });
   }
 
-  /** The same, committed before it returns (for the synchronous `Redeemer.redeem`). */
-  recordNow(id: string, until: number): void {
-    this.commit([toWrite(id, until)]);
-  }
-
   /**
    * Put every grant that still counts at `now` into `book` (an empty one, at start), in
    * increasing expiry as the book wants them, after deleting the expired ones from disk.
    * Returns how many grants were restored.
    */
-  restore(book: GrantBook, now: number): number {
-    this.sweep(now);
-    const grants = new Map<string, GrantRun[]>();
-    for (const row of this.live.all(Math.floor(now))) {
-      const id = row.grant_id.toString('base64url');
-      const runs = grants.get(id) ?? [];
-      runs.push({ until: row.until, count: row.count });
-      grants.set(id, runs);
-    }
-    const byExpiry = [...grants].sort(([, a], [, b]) => lastUntil(a) - lastUntil(b));
-    let restored = 0;
-    for (const [id, runs] of byExpiry) if (book.restore(id, runs, now)) restored++;
-    return restored;
+  restore(book: GrantRestorer, now: number): Promise<number> {
+    return runNow(() => {
+      this.deleteBefore.run(Math.floor(now));
+      const rows = this.live.all(Math.floor(now));
+      return restoreRows(
+        rows.map((row) => ({ grantId: row.grant_id, until: row.until, count: row.count })),
+        book,
+        now,
+      );
+    });
   }
 
   /** Delete the ticket runs that stopped counting by `now`; returns how many rows. */
-  sweep(now: number): number {
-    return this.deleteBefore.run(Math.floor(now)).changes;
+  sweep(now: number): Promise<number> {
+    return runNow(() => this.deleteBefore.run(Math.floor(now)).changes);
   }
 
   /** Ticket runs on disk (expired ones included until the next sweep). */
-  count(): number {
-    return this.total.get() ?? 0;
+  count(): Promise<number> {
+    return runNow(() => this.total.get() ?? 0);
   }
 
   /** Commit what is queued, then close. */
-  close(): void {
-    this.flush();
-    this.db.close();
+  close(): Promise<void> {
+    return runNow(() => {
+      this.flush();
+      this.db.close();
+    });
   }
 
   private flush(): void {
@@ -176,15 +176,4 @@ export class GrantStore {
       this.onError(err);
     }
   }
-}
-
-function toWrite(id: string, until: number): Write {
-  const bytes = Buffer.from(id, 'base64url');
-  if (bytes.length !== 32) throw new RangeError('grant id must be 32 bytes');
-  if (!Number.isSafeInteger(until) || until < 0) throw new RangeError('until must be unix seconds');
-  return { id: bytes, until };
-}
-
-function lastUntil(runs: readonly GrantRun[]): number {
-  return runs.reduce((most, run) => Math.max(most, run.until), 0);
 }

@@ -1,18 +1,14 @@
 import { type ExpensiveWorkBudget, unlimitedBudget } from '../lib/work-budget.js';
 import { RpcError, RpcErrorCode } from '../protocol/errors.js';
+import { SpentStoreBusyError, StorageUnavailableError } from '../storage/errors.js';
+import type { GrantStorage } from '../storage/grant-storage.js';
+import type { SpendRequest, SpendResult, SpentLog } from '../storage/spent-log.js';
 import { type AnyTicket, decodeAnyTicket } from './any-ticket.js';
 import { GrantBook, grantId } from './grant-book.js';
-import type { GrantStore } from './grant-store.js';
 import { csprng, type RandomBytes, TicketFormatError } from './group.js';
 import { type AcceptedKey, type Keyring, type KeyValidity, utcDay } from './keyring.js';
 import { type InfoPointCache, ticketMessage } from './scheme.js';
 import { SpendBatcher } from './spend-batcher.js';
-import {
-  type SpendRequest,
-  type SpendResult,
-  SpentStoreBusyError,
-  type SpentStore,
-} from './spent-store.js';
 import { TICKET_VERSION } from './ticket.js';
 import { TICKET_V2_VERSION, ticketV2Serial } from './ticket-v2.js';
 import {
@@ -67,10 +63,11 @@ export interface RedeemerOptions {
   /** Admits tickets of peer relays; without it only our own keys are redeemable. */
   foreign?: ForeignTicketGate;
   keyring: Keyring;
-  store: SpentStore;
+  /** The spent store: SQLite (src/tickets/spent-store.ts) or PostgreSQL (src/storage/). */
+  store: SpentLog;
   grants?: GrantBook;
   /** Where grants are written before the redemption answers; without it they live in memory. */
-  grantStore?: GrantStore;
+  grantStore?: GrantStorage;
   /** How long a grant lasts (the ticket's Δt), in seconds. */
   windowSeconds?: number;
   infoPoints?: InfoPointCache;
@@ -119,6 +116,8 @@ interface Screened {
 }
 
 const OVERLOADED_MESSAGE = 'relay overloaded, retry';
+/** Told to a client while the ticket database is unreachable. */
+const STORAGE_RETRY_SECONDS = 5;
 
 /** The key a ticket is checked under, if the ticket is of the key's scheme. */
 function keyFor(ticket: AnyTicket, accepted: AcceptedKey): TicketKey | null {
@@ -134,9 +133,9 @@ function keyFor(ticket: AnyTicket, accepted: AcceptedKey): TicketKey | null {
 export class Redeemer {
   readonly grants: GrantBook;
   readonly windowSeconds: number;
-  private readonly grantStore: GrantStore | undefined;
+  private readonly grantStore: GrantStorage | undefined;
   private readonly keyring: Keyring;
-  private readonly store: SpentStore;
+  private readonly store: SpentLog;
   private readonly batcher: SpendBatcher;
   private readonly signatures: SignatureChecker;
   private readonly verifier: TicketVerifier;
@@ -175,18 +174,16 @@ export class Redeemer {
   }
 
   /**
-   * Verify and spend one ticket, all on the calling thread and outside the budget (the
-   * benchmark's baseline); throws RpcError 30/31/32/33/35 on refusal.
+   * Verify and spend one ticket, the signature checked on the calling thread, outside the
+   * budget and without group commit (the benchmark's baseline); rejects with RpcError
+   * 30/31/32/33/35/38 on refusal. Peers' tickets are not redeemed here.
    */
-  redeem(ticketText: unknown, nowSeconds: number): Grant {
-    const { request, owner } = this.check(ticketText, nowSeconds);
+  async redeem(ticketText: unknown, nowSeconds: number): Promise<Grant> {
+    const { request, owner } = await this.check(ticketText, nowSeconds).catch(this.retry);
     if (owner !== 'self' && this.foreign) {
-      // A peer's ticket needs the peer asked first, which cannot happen synchronously.
       throw new RpcError(RpcErrorCode.unknownTicketKey, 'unknown ticket key');
     }
-    const grant = this.inBook(this.spendNow(request), request.at);
-    this.grantStore?.recordNow(grantId(grant.token), grant.expiresAt);
-    return grant;
+    return this.grantFor(await this.spendNow(request), request.at);
   }
 
   /**
@@ -194,7 +191,7 @@ export class Redeemer {
    * fsync for all of them); the grant still comes only after the commit.
    */
   async redeemBatched(ticketText: unknown, nowSeconds: number, topUp?: string): Promise<Grant> {
-    const screened = this.screen(ticketText, nowSeconds);
+    const screened = await this.screen(ticketText, nowSeconds).catch(this.retry);
     await this.verifyOffThread(screened);
     const { request, owner } = screened;
     // Without a gate the keyring alone decides which keys count (as in the tests' keyrings).
@@ -204,13 +201,13 @@ export class Redeemer {
       admission = gate ? await gate.admit(owner, request) : undefined;
     } catch (err) {
       if (err instanceof RpcError && err.code === RpcErrorCode.ticketSpent) this.tally.spent++;
-      throw err;
+      throw this.asRetry(err);
     }
     let spend: SpendResult;
     try {
       spend = await this.batcher.spend(request);
     } catch (err) {
-      throw busyAsRetry(err);
+      throw this.asRetry(err);
     }
     if (spend.spent && gate && admission) gate.served(owner, request, spend.seq, admission);
     return this.grantFor(spend, request.at, topUp);
@@ -221,20 +218,27 @@ export class Redeemer {
    * tickets it earned by mining for us (Protocol 2 settlement by work). Same checks and the
    * same durable spend as a redemption; false if the ticket is not good or already spent.
    */
-  spendForSettlement(ticketText: string, nowSeconds: number, origin: string): boolean {
+  async spendForSettlement(
+    ticketText: string,
+    nowSeconds: number,
+    origin: string,
+  ): Promise<boolean> {
     try {
-      const { request, owner } = this.check(ticketText, nowSeconds);
+      const { request, owner } = await this.check(ticketText, nowSeconds);
       if (owner !== 'self') return false;
-      return this.store.trySpend({ ...request, origin }).spent;
+      return (await this.store.trySpend({ ...request, origin })).spent;
     } catch (err) {
       if (err instanceof RpcError) return false;
       throw err;
     }
   }
 
-  /** Everything but the spend, on the calling thread. Throws RpcError 30/31/32/35. */
-  private check(ticketText: unknown, nowSeconds: number): { request: SpendRequest; owner: string } {
-    const screened = this.screen(ticketText, nowSeconds);
+  /** Everything but the spend, on the calling thread. Rejects with RpcError 30/31/32/35. */
+  private async check(
+    ticketText: unknown,
+    nowSeconds: number,
+  ): Promise<{ request: SpendRequest; owner: string }> {
+    const screened = await this.screen(ticketText, nowSeconds);
     if (!this.signatures.check(screened.key, screened.ticket)) this.refuseSignature();
     return screened;
   }
@@ -244,7 +248,7 @@ export class Redeemer {
    * serial not already spent here (32). The read of the spent store only saves work: the
    * durable check-and-insert after the signature stays the authority.
    */
-  private screen(ticketText: unknown, nowSeconds: number): Screened {
+  private async screen(ticketText: unknown, nowSeconds: number): Promise<Screened> {
     if (!Number.isFinite(nowSeconds) || nowSeconds < 0) throw new RangeError('bad time');
     const now = Math.floor(nowSeconds);
 
@@ -276,7 +280,7 @@ export class Redeemer {
     if (key === null) this.refuseSignature();
     const serial =
       ticket.version === TICKET_VERSION ? ticketMessage(ticket.v1.xc) : ticketV2Serial(ticket.v2);
-    if (this.store.isSpent(serial)) this.refuseSpent();
+    if (await this.store.isSpent(serial)) this.refuseSpent();
     return {
       ticket,
       key,
@@ -309,17 +313,32 @@ export class Redeemer {
     throw new RpcError(RpcErrorCode.ticketSpent, 'ticket already spent');
   }
 
+  /**
+   * A store that cannot take the request now, as the answer a client retries (busyAsRetry);
+   * a 38 counts among the shed redemptions.
+   */
+  private asRetry(err: unknown): unknown {
+    const answer = busyAsRetry(err);
+    if (answer instanceof RpcError && answer.code === RpcErrorCode.relayOverloaded) this.shed++;
+    return answer;
+  }
+
+  /** The same, thrown: for `.catch`. */
+  private readonly retry = (err: unknown): never => {
+    throw this.asRetry(err);
+  };
+
   /** Nothing was checked or recorded: the ticket is as good as before, so the client retries. */
   private refuseOverloaded(retryAfter: number): never {
     this.shed++;
     throw new RpcError(RpcErrorCode.relayOverloaded, OVERLOADED_MESSAGE, { retryAfter });
   }
 
-  private spendNow(request: SpendRequest): SpendResult {
+  private async spendNow(request: SpendRequest): Promise<SpendResult> {
     try {
-      return this.store.trySpend(request);
+      return await this.store.trySpend(request);
     } catch (err) {
-      throw busyAsRetry(err);
+      throw this.asRetry(err);
     }
   }
 
@@ -355,8 +374,8 @@ export class Redeemer {
     return { token, class: 'paid', expiresAt };
   }
 
-  /** Drop spent serials of days no ticket can be redeemed on any more; returns how many. */
-  pruneSpent(nowSeconds: number): number {
+  /** Drop spent serials of days no ticket can be redeemed on any more; resolves how many. */
+  pruneSpent(nowSeconds: number): Promise<number> {
     return this.store.prune(oldestKeptDay(utcDay(nowSeconds)));
   }
 
@@ -376,9 +395,20 @@ export class Redeemer {
   }
 }
 
-/** Nothing was recorded, so the ticket is still good: the client may simply retry. */
+/**
+ * The store could not take the spend now: a locked SQLite file (nothing was recorded, 33) or
+ * an unreachable database (38, as for any load the relay sheds; docs/operating.md). Either
+ * way the client may simply retry: the ticket is still good, or, if the lost answer was to a
+ * commit that went through, the retry finds it spent.
+ */
 function busyAsRetry(err: unknown): unknown {
-  return err instanceof SpentStoreBusyError
-    ? new RpcError(RpcErrorCode.issuerBusy, 'relay busy, retry', { retryAfter: 1 })
-    : err;
+  if (err instanceof SpentStoreBusyError) {
+    return new RpcError(RpcErrorCode.issuerBusy, 'relay busy, retry', { retryAfter: 1 });
+  }
+  if (err instanceof StorageUnavailableError) {
+    return new RpcError(RpcErrorCode.relayOverloaded, 'ticket store unavailable, retry', {
+      retryAfter: STORAGE_RETRY_SECONDS,
+    });
+  }
+  return err;
 }

@@ -1,15 +1,28 @@
 import Database from 'better-sqlite3';
 import { checkDurablePath, createPrivateFile, openDurableDb } from '../lib/durable-db.js';
+import { runNow } from '../lib/run-now.js';
+import { SpentStoreBusyError } from '../storage/errors.js';
+import {
+  asBuffer,
+  checkPage,
+  checkSpend,
+  type SpendRequest,
+  type SpendResult,
+  type SpentLog,
+  type SpentRecord,
+} from '../storage/spent-log.js';
 
 /**
- * The spent-ticket store (docs/design.md §6.3): every redeemed serial, on disk, before any grant.
+ * The spent-ticket store of a single relay (docs/design.md §6.3), the SQLite implementation of
+ * `SpentLog` (src/storage/spent-log.ts): every redeemed serial, on disk, before any grant.
  *
  * One SQLite file (better-sqlite3) in WAL mode with `synchronous = FULL`, so a spend is on
- * stable storage when `trySpend` returns: a crash after that can lose a grant but never the
+ * stable storage when `trySpend` resolves: a crash after that can lose a grant but never the
  * record of the spend, and the caller grants only after `trySpend` said `spent: true`.
  * Check-and-insert is one `INSERT … ON CONFLICT(serial) DO NOTHING` statement: the UNIQUE
  * index decides, under SQLite's write lock, so two redemptions of one serial can never both
  * succeed, whether they race in one process, in threads or in processes sharing the file.
+ * better-sqlite3 is synchronous: each method does its work before it returns its promise.
  *
  * The table is the append-only log that backup relays will replicate (docs/design.md §7): `seq` is
  * an AUTOINCREMENT key, so a number is never handed out twice, not even after `prune` deleted
@@ -21,45 +34,12 @@ import { checkDurablePath, createPrivateFile, openDurableDb } from '../lib/durab
  */
 
 const SCHEMA_VERSION = 1;
-const MAX_ORIGIN_LENGTH = 64;
 /** The spent store's file in the relay's data directory. */
 export const SPENT_STORE_FILE = 'spent.sqlite';
-
-export const MAX_SINCE_LIMIT = 10_000;
-
-export interface SpendRequest {
-  /** SHA-256(x_c), 32 bytes. */
-  serial: Uint8Array;
-  /** The ticket key's id, 8 bytes. */
-  keyId: Uint8Array;
-  /** The ticket's issue day (UTC days since 1970-01-01). */
-  day: number;
-  /** Unix seconds of the spend. */
-  at: number;
-  /** 'local' for our own redemptions, a peer's name for spends replicated from it. */
-  origin?: string;
-}
-
-export type SpendResult = { spent: true; seq: number } | { spent: false };
-
-/** One row of the log, as `since` hands it to replication. */
-export interface SpentRecord {
-  seq: number;
-  serial: Uint8Array;
-  keyId: Uint8Array;
-  day: number;
-  at: number;
-  origin: string;
-}
 
 export interface SpentStoreOptions {
   /** How long a writer waits for another connection's lock before giving up (ms). */
   busyTimeoutMs?: number;
-}
-
-/** The store stayed locked by other writers for longer than the busy timeout; nothing was recorded. */
-export class SpentStoreBusyError extends Error {
-  override name = 'SpentStoreBusyError';
 }
 
 interface InsertParams {
@@ -91,7 +71,7 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS spent_day ON spent (day);
 `;
 
-export class SpentStore {
+export class SpentStore implements SpentLog {
   private readonly insert: Database.Statement<[InsertParams]>;
   private readonly exists: Database.Statement<[Buffer], number>;
   private readonly deleteBefore: Database.Statement<[number]>;
@@ -154,8 +134,8 @@ export class SpentStore {
    * Record a spend unless the serial is already recorded. `spent: true` means this call
    * recorded it and the record is durable; only then may the caller grant anything.
    */
-  trySpend(request: SpendRequest): SpendResult {
-    return this.busyAware(() => this.spendOne(request));
+  trySpend(request: SpendRequest): Promise<SpendResult> {
+    return runNow(() => this.busyAware(() => this.spendOne(request)));
   }
 
   /**
@@ -163,8 +143,8 @@ export class SpentStore {
    * all. Each serial is still decided by its own statement inside the transaction (a serial
    * twice in one batch is spent once), and nothing is durable, or returned, before COMMIT.
    */
-  trySpendMany(requests: readonly SpendRequest[]): SpendResult[] {
-    return this.busyAware(() => this.spendAll(requests));
+  trySpendMany(requests: readonly SpendRequest[]): Promise<SpendResult[]> {
+    return runNow(() => this.busyAware(() => this.spendAll(requests)));
   }
 
   private readonly spendAll = (requests: readonly SpendRequest[]): SpendResult[] =>
@@ -173,20 +153,12 @@ export class SpentStore {
     );
 
   private spendOne(request: SpendRequest): SpendResult {
-    const { serial, keyId, day, at } = request;
-    const origin = request.origin ?? 'local';
-    if (serial.length !== 32) throw new RangeError('serial must be 32 bytes');
-    if (keyId.length !== 8) throw new RangeError('keyId must be 8 bytes');
-    if (!Number.isInteger(day) || day < 0 || day > 0xffffffff) throw new RangeError('bad day');
-    if (!Number.isSafeInteger(at) || at < 0) throw new RangeError('at must be unix seconds');
-    if (origin.length === 0 || origin.length > MAX_ORIGIN_LENGTH) {
-      throw new RangeError('bad origin');
-    }
+    const { serial, keyId, day, at, origin } = checkSpend(request);
     // run() steps the statement to completion, so the autocommit (and its fsync) has
     // happened, or thrown, before we look at the result.
     const result = this.insert.run({
-      serial: buffer(serial),
-      keyId: buffer(keyId),
+      serial: asBuffer(serial),
+      keyId: asBuffer(keyId),
       day,
       at,
       origin,
@@ -206,8 +178,8 @@ export class SpentStore {
     }
   }
 
-  isSpent(serial: Uint8Array): boolean {
-    return this.exists.get(buffer(serial)) !== undefined;
+  isSpent(serial: Uint8Array): Promise<boolean> {
+    return runNow(() => this.exists.get(asBuffer(serial)) !== undefined);
   }
 
   /**
@@ -215,53 +187,56 @@ export class SpentStore {
    * whose tickets can no longer be redeemed (see `oldestKeptDay` in redeemer.ts): a pruned
    * serial of a still-valid day could be spent again. Sequence numbers are never reused.
    */
-  prune(beforeDay: number): number {
-    if (!Number.isInteger(beforeDay)) throw new RangeError('bad day');
-    return this.deleteBefore.run(beforeDay).changes;
+  prune(beforeDay: number): Promise<number> {
+    return runNow(() => {
+      if (!Number.isInteger(beforeDay)) throw new RangeError('bad day');
+      return this.deleteBefore.run(beforeDay).changes;
+    });
   }
 
   /** Up to `limit` rows with seq > `cursor`, in seq order; the last row's seq is the next cursor. */
-  since(cursor: number, limit = 1_000): SpentRecord[] {
-    checkPage(cursor, limit);
-    return this.after.all(cursor, limit).map(toRecord);
+  since(cursor: number, limit = 1_000): Promise<SpentRecord[]> {
+    return runNow(() => {
+      checkPage(cursor, limit);
+      return this.after.all(cursor, limit).map(toRecord);
+    });
   }
 
   /**
    * The same, only our own redemptions (origin 'local'): what a peer replicates from us.
    * Rows we learnt from peers are theirs to serve, so nothing travels in a loop.
    */
-  localSince(cursor: number, limit = 1_000): SpentRecord[] {
-    checkPage(cursor, limit);
-    return this.localAfter.all(cursor, limit).map(toRecord);
+  localSince(cursor: number, limit = 1_000): Promise<SpentRecord[]> {
+    return runNow(() => {
+      checkPage(cursor, limit);
+      return this.localAfter.all(cursor, limit).map(toRecord);
+    });
   }
 
   /**
    * The highest sequence number ever handed out (0 for a new store). A peer whose cursor is
    * above it is reading a store that was rebuilt or restored from a backup.
    */
-  head(): number {
-    return this.lastSeq.get() ?? 0;
+  head(): Promise<number> {
+    return runNow(() => this.lastSeq.get() ?? 0);
   }
 
   /** The record of one serial, if it is spent. */
-  lookup(serial: Uint8Array): SpentRecord | undefined {
-    const row = this.bySerial.get(buffer(serial));
-    return row ? toRecord(row) : undefined;
+  lookup(serial: Uint8Array): Promise<SpentRecord | undefined> {
+    return runNow(() => {
+      const row = this.bySerial.get(asBuffer(serial));
+      return row ? toRecord(row) : undefined;
+    });
   }
 
-  count(): number {
-    return this.total.get() ?? 0;
+  count(): Promise<number> {
+    return runNow(() => this.total.get() ?? 0);
   }
 
-  close(): void {
-    this.db.close();
-  }
-}
-
-function checkPage(cursor: number, limit: number): void {
-  if (!Number.isSafeInteger(cursor) || cursor < 0) throw new RangeError('bad cursor');
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_SINCE_LIMIT) {
-    throw new RangeError(`limit must be 1..${MAX_SINCE_LIMIT}`);
+  close(): Promise<void> {
+    return runNow(() => {
+      this.db.close();
+    });
   }
 }
 
@@ -274,8 +249,4 @@ function toRecord(row: Row): SpentRecord {
     at: row.spent_at,
     origin: row.origin,
   };
-}
-
-function buffer(bytes: Uint8Array): Buffer {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

@@ -1,8 +1,9 @@
 import { type Logger, silentLogger } from '../log.js';
 import { RpcError, RpcErrorCode } from '../protocol/errors.js';
 import { AO_SCHEME, RSA_SCHEME, type TicketTerms } from '../protocol/messages.js';
+import type { GrantStorage } from '../storage/grant-storage.js';
+import type { SpentLog } from '../storage/spent-log.js';
 import { type BackupRelay, buildDescriptor, type SignedDescriptor } from './descriptor.js';
-import type { GrantStore } from './grant-store.js';
 import { type CreditAccount, TicketIssuer } from './issuer.js';
 import { KeyStore } from './key-store.js';
 import { type TicketScheme, utcDay } from './keyring.js';
@@ -10,7 +11,6 @@ import type { Redeemer } from './redeemer.js';
 import type { RsaIssuer } from './rsa-issuer.js';
 import type { RsaPrivateKey } from './rsa-scheme.js';
 import type { TicketService } from './service.js';
-import type { SpentStore } from './spent-store.js';
 
 /**
  * The relay's ticket side in one place: keys, issuer, redeemer, spent store and the signed
@@ -20,12 +20,12 @@ import type { SpentStore } from './spent-store.js';
 
 export interface TicketDeskParts {
   keys: KeyStore;
-  store: SpentStore;
+  store: SpentLog;
   /** The issuer of the relay's scheme (`tickets.scheme`): Abe–Okamoto sessions or RSA. */
   issuer: TicketIssuer | RsaIssuer;
   redeemer: Redeemer;
   /** The redeemer's grants on disk, swept with the book. */
-  grantStore?: GrantStore;
+  grantStore?: GrantStorage;
 }
 
 export interface TicketDeskOptions {
@@ -64,11 +64,11 @@ export async function openTicketKeys(
 
 export class TicketDesk {
   readonly keys: KeyStore;
-  readonly store: SpentStore;
+  readonly store: SpentLog;
   readonly issuer: TicketIssuer | RsaIssuer;
   readonly redeemer: Redeemer;
   readonly service: TicketService;
-  private readonly grantStore: GrantStore | undefined;
+  private readonly grantStore: GrantStorage | undefined;
   private descriptorCache: { stamp: string; signed: SignedDescriptor } | null = null;
   private readonly timers: NodeJS.Timeout[] = [];
   private stopWatch: (() => void) | null = null;
@@ -190,13 +190,13 @@ export class TicketDesk {
       timer.unref();
       this.timers.push(timer);
     };
-    every(MINUTE_MS, () => {
+    every(MINUTE_MS, async () => {
       this.redeemer.grants.sweep(this.now());
-      this.grantStore?.sweep(this.now());
+      await this.grantStore?.sweep(this.now());
     });
     every(HOUR_MS, async () => {
       await this.keys.maintain({ lifetimeDays: this.options.keyLifetimeDays });
-      const pruned = this.redeemer.pruneSpent(this.now());
+      const pruned = await this.redeemer.pruneSpent(this.now());
       if (pruned > 0) this.log.info({ pruned }, 'pruned spent tickets of expired days');
     });
   }

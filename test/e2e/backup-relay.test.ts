@@ -148,13 +148,10 @@ describe('backup relay end to end', () => {
     await up(a.relay).peering?.syncPeer('r2');
     await up(b.relay).peering?.syncPeer('r1');
     await up(a.relay).peering?.syncPeer('r2');
-    const spentAt = (relay: Relay) =>
-      relay.tickets.store
-        .since(0)
-        .map((r) => Buffer.from(r.serial).toString('hex'))
-        .sort();
-    expect(spentAt(up(a.relay))).toEqual(spentAt(up(b.relay)));
-    expect(spentAt(up(a.relay))).toHaveLength(1);
+    const spentAt = async (relay: Relay) =>
+      (await relay.tickets.store.since(0)).map((r) => Buffer.from(r.serial).toString('hex')).sort();
+    expect(await spentAt(up(a.relay))).toEqual(await spentAt(up(b.relay)));
+    expect(await spentAt(up(a.relay))).toHaveLength(1);
     const requests = up(a.relay).peering?.ledger.listRequestsIn('r2') ?? [];
     expect(requests).toEqual([expect.objectContaining({ count: 1 })]);
     expect(up(b.relay).peering?.ledger.balance('r1')).toMatchObject({

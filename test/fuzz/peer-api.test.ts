@@ -26,7 +26,7 @@ import { makeIdentity } from '../../src/tickets/key-format.js';
 import { Redeemer } from '../../src/tickets/redeemer.js';
 import { generateSignerKey } from '../../src/tickets/scheme.js';
 import { SpentStore } from '../../src/tickets/spent-store.js';
-import { anyJson, fuzz, hexOf, mutatedRecord } from '../helpers/fuzz.js';
+import { anyJson, fuzz, fuzzAsync, hexOf, mutatedRecord } from '../helpers/fuzz.js';
 import { acceptingKeyring, csprng, issueTicket } from '../helpers/ticket-issue.js';
 
 /**
@@ -147,7 +147,7 @@ let store: SpentStore;
 let ledger: PeerLedger;
 let handlers: PeerHandlers;
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'powbridge-fuzz-peers-'));
   store = SpentStore.open(join(dir, 'spent.sqlite'));
   ledger = PeerLedger.open(join(dir, 'peers.sqlite'));
@@ -172,7 +172,7 @@ beforeAll(() => {
   });
   // Some of the pool's serials spent here first, so bills and reservations meet our own.
   for (const i of [1, 2]) {
-    store.trySpend({
+    await store.trySpend({
       serial: Buffer.from('a'.repeat(62) + `0${i}`, 'hex'),
       keyId: ours.keyId,
       day: DAY,
@@ -180,19 +180,19 @@ beforeAll(() => {
     });
   }
 });
-afterAll(() => {
+afterAll(async () => {
   ledger.close();
-  store.close();
+  await store.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
 /** peer-api.ts's route: the schema, then the handler; its answer must fit `response`. */
-function serve<S extends z.ZodType>(
+async function serve<S extends z.ZodType>(
   body: unknown,
   schema: S,
-  handle: (value: z.output<S>) => unknown,
+  handle: (value: z.output<S>) => Promise<unknown>,
   response: z.ZodType,
-): void {
+): Promise<void> {
   const parsed = schema.safeParse(body);
   if (!parsed.success) {
     expect(parsed.error.issues.length).toBeGreaterThan(0);
@@ -200,7 +200,7 @@ function serve<S extends z.ZodType>(
   }
   let answer: unknown;
   try {
-    answer = handle(parsed.data);
+    answer = await handle(parsed.data);
   } catch (err) {
     if (!(err instanceof PeerApiError)) throw err;
     expect(err.status).toBeGreaterThanOrEqual(400);
@@ -213,20 +213,20 @@ function serve<S extends z.ZodType>(
 }
 
 describe('fuzz: peer API bodies and handlers', () => {
-  fuzz(
+  fuzzAsync(
     'POST /v1/peer/reserve',
     near(reserveBody),
     (body) =>
       serve(
         body,
         reserveRequest,
-        (v) => ({ results: handlers.reserve(peer, v.serials) }),
+        async (v) => ({ results: await handlers.reserve(peer, v.serials) }),
         reserveResponse,
       ),
     { weight: 0.5 },
   );
 
-  fuzz(
+  fuzzAsync(
     'GET /v1/peer/spent',
     near(spentQueryValue),
     (query) =>
@@ -234,14 +234,14 @@ describe('fuzz: peer API bodies and handlers', () => {
     { weight: 0.5 },
   );
 
-  fuzz(
+  fuzzAsync(
     'POST /v1/peer/payment-request',
     near(paymentBody),
     (body) => serve(body, paymentRequest, (v) => handlers.paymentRequest(peer, v), paymentResponse),
     { weight: 0.5 },
   );
 
-  fuzz(
+  fuzzAsync(
     'POST /v1/peer/settle',
     near(settleBody),
     (body) => serve(body, settleRequest, (v) => handlers.settle(peer, v), settleResponse),

@@ -185,15 +185,17 @@ describe('fuzz: the redeemer refuses with documented codes only', () => {
     store = SpentStore.open(join(dir, 'spent.sqlite'));
     redeemer = new Redeemer({ keyring, store });
   });
-  afterAll(() => {
-    store.close();
+  afterAll(async () => {
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   /** One redemption: a grant only for an issued ticket not granted before, else 30/31/32/35. */
   async function redeemOnce(text: unknown, now: number, batched: boolean): Promise<void> {
     try {
-      const grant = batched ? await redeemer.redeemBatched(text, now) : redeemer.redeem(text, now);
+      const grant = batched
+        ? await redeemer.redeemBatched(text, now)
+        : await redeemer.redeem(text, now);
       expect(typeof text === 'string' && issuedSet.has(text)).toBe(true);
       expect(granted.has(String(text))).toBe(false);
       granted.add(String(text));

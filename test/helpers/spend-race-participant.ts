@@ -21,7 +21,7 @@ async function onMessage(message: ToParticipant): Promise<void> {
       send({ type: 'ready' });
     } else if (prepared) {
       const result = await prepared.go(message.barrier);
-      prepared.close();
+      await prepared.close();
       send({ type: 'done', result });
     }
   } catch (err) {

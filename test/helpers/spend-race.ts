@@ -63,7 +63,7 @@ export function raceSerial(i: number): Uint8Array {
 /** A racer: prepared, it races when told to go. */
 export interface PreparedRace {
   go(barrier: RaceBarrier): Promise<RaceResult>;
-  close(): void;
+  close(): Promise<void>;
 }
 
 /** Open the store and warm every cache, so the race itself is only the contested work. */
@@ -98,10 +98,10 @@ export function prepareRace(setup: RaceSetup): PreparedRace {
     // stays ahead and wins everything, and the others would only ever meet spent serials.
     const order = shuffle(serials.map((_, i) => i));
     const keyId = new Uint8Array(8);
-    attempt = (n) => {
+    attempt = async (n) => {
       const i = order[n] as number;
       const serial = serials[i] as Uint8Array;
-      return store.trySpend({ serial, keyId, day: setup.day, at: 0 }).spent ? i : 'spent';
+      return (await store.trySpend({ serial, keyId, day: setup.day, at: 0 })).spent ? i : 'spent';
     };
     count = setup.serials;
   }

@@ -45,6 +45,7 @@ describe('layering (eslint.config.js)', () => {
     ['src/stratum/x.ts', "import '../demo/demo.js';"],
     ['src/protocol/x.ts', "import '../client';"],
     ['src/tor/x.ts', "import '../relay/relay.js';"],
+    ['src/storage/x.ts', "import '../relay/config.js';"],
     ['src/lib/x.ts', "import '../relay/config.js';"],
   ])('%s may not import an application: %s', async (file, code) => {
     const problems = await importProblems(file, code);
@@ -68,6 +69,7 @@ describe('layering (eslint.config.js)', () => {
     ],
     ['src/work/kernels/x.ts', "import '../target.js';\nimport './load-wasm.js';"],
     ['src/peers/x.ts', "import '../tickets/ticket.js';\nimport './peer-keys.js';"],
+    ['src/tickets/x.ts', "import '../storage/spent-log.js';\nimport 'pg';"],
     ['src/lib/x.ts', "import './backoff.js';\nimport 'better-sqlite3';\nimport 'node:fs';"],
     // The applications may use everything below them.
     ['src/relay/x.ts', "import '../qos/tunnel.js';\nimport '../client/wallet.js';"],

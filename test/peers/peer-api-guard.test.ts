@@ -67,10 +67,10 @@ beforeEach(async () => {
   registerPeerApi(app, {
     peers: { peerByIdentity: (id) => (id === peer.identity ? peer : undefined) },
     handlers: {
-      spentPage: () => SPENT_PAGE,
-      reserve: () => [],
-      paymentRequest: () => ({ recorded: false, known: 0 }),
-      settle: () => ({ recorded: false, accepted: 0 }),
+      spentPage: () => Promise.resolve(SPENT_PAGE),
+      reserve: () => Promise.resolve([]),
+      paymentRequest: () => Promise.resolve({ recorded: false, known: 0 }),
+      settle: () => Promise.resolve({ recorded: false, accepted: 0 }),
     },
     identity: counted,
     clockSkewSeconds: 60,

@@ -98,8 +98,8 @@ describe('ticket exchange', () => {
     const grant = await redeem(b.relay, ticket.text);
     expect(grant.class).toBe('paid');
     // R1 recorded the spend as made by r2, before R2 granted.
-    expect(running(a.relay).tickets.store.lookup(ticket.serial)?.origin).toBe('r2');
-    expect(running(b.relay).tickets.store.lookup(ticket.serial)?.origin).toBe('local');
+    expect((await running(a.relay).tickets.store.lookup(ticket.serial))?.origin).toBe('r2');
+    expect((await running(b.relay).tickets.store.lookup(ticket.serial))?.origin).toBe('local');
     expect(await codeOf(redeem(a.relay, ticket.text))).toBe(RpcErrorCode.ticketSpent);
     expect(await codeOf(redeem(b.relay, ticket.text))).toBe(RpcErrorCode.ticketSpent);
     expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ served: 1, owedSync: 0 });
@@ -119,7 +119,7 @@ describe('ticket exchange', () => {
     ).toEqual(['ao-ristretto255']);
     const ticket = both.ticket(a);
     expect((await redeem(b.relay, ticket.text)).class).toBe('paid');
-    expect(running(a.relay).tickets.store.lookup(ticket.serial)?.origin).toBe('r2');
+    expect((await running(a.relay).tickets.store.lookup(ticket.serial))?.origin).toBe('r2');
     expect(await codeOf(redeem(a.relay, ticket.text))).toBe(RpcErrorCode.ticketSpent);
   });
 
@@ -149,7 +149,7 @@ describe('ticket exchange', () => {
     await both.stop(a);
     expect(await codeOf(redeem(b.relay, ticket.text))).toBe(RpcErrorCode.issuerBusy);
     // Nothing was recorded: the client can redeem it later.
-    expect(running(b.relay).tickets.store.isSpent(ticket.serial)).toBe(false);
+    expect(await running(b.relay).tickets.store.isSpent(ticket.serial)).toBe(false);
     // The failed reservation told the roster, and the gauge follows its events.
     expect(peering(b.relay).status()[0]).toMatchObject({ up: false });
     expect(await upGauge()).toBe('0');
@@ -215,10 +215,10 @@ describe('partition, replication and conflicts', () => {
     }
     // The spent sets converged: every serial is spent on both sides.
     for (const t of [double, single, spentAtR1First]) {
-      expect(running(a.relay).tickets.store.isSpent(t.serial)).toBe(true);
-      expect(running(b.relay).tickets.store.isSpent(t.serial)).toBe(true);
+      expect(await running(a.relay).tickets.store.isSpent(t.serial)).toBe(true);
+      expect(await running(b.relay).tickets.store.isSpent(t.serial)).toBe(true);
     }
-    expect(running(a.relay).tickets.store.lookup(single.serial)?.origin).toBe('r2');
+    expect((await running(a.relay).tickets.store.lookup(single.serial))?.origin).toBe('r2');
     expect(peering(b.relay).ledger.balance('r1').owedSync).toBe(0);
     // R2 served both, but R1 honoured `double` itself: R2 never bills it, only `single`.
     expect(peering(b.relay).ledger.balance('r1')).toMatchObject({
@@ -313,7 +313,7 @@ describe('a rebuilt spent log', () => {
     const after = both.ticket(a);
     await redeem(a.relay, after.text);
     await peering(b.relay).syncPeer('r1');
-    expect(running(b.relay).tickets.store.lookup(after.serial)?.origin).toBe('r1');
+    expect((await running(b.relay).tickets.store.lookup(after.serial))?.origin).toBe('r1');
     expect(peering(b.relay).ledger.pulled('r1')).toBe(1);
   });
 });
@@ -343,7 +343,7 @@ describe('payment requests', () => {
     const third = both.ticket(a);
     expect(await codeOf(redeem(b.relay, third.text))).toBe(RpcErrorCode.peerNotTrusted);
     expect(await codeOf(redeem(b.relay, third.text))).toBe(RpcErrorCode.peerNotTrusted);
-    expect(running(b.relay).tickets.store.isSpent(third.serial)).toBe(false);
+    expect(await running(b.relay).tickets.store.isSpent(third.serial)).toBe(false);
     expect(await statusOf(b.relay)).toMatchObject({
       acceptTickets: false,
       refusing: { reason: 'unpaidLimit', code: 36 },
@@ -397,7 +397,7 @@ describe('payment requests', () => {
       weOwe: 1,
       pendingSettlements: 0,
     });
-    expect(running(b.relay).tickets.store.lookup(good.serial)?.origin).toBe('r1');
+    expect((await running(b.relay).tickets.store.lookup(good.serial))?.origin).toBe('r1');
     expect(await codeOf(redeem(b.relay, good.text))).toBe(RpcErrorCode.ticketSpent);
     // A 'work' settlement must carry its tickets.
     expect(() => peering(a.relay).ledger.recordPaid('r2', newId(), 1, 'work', now)).toThrow(

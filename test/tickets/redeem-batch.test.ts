@@ -12,8 +12,8 @@ import { acceptingKeyring, csprng, issueTicket } from '../helpers/ticket-issue.j
 
 const dirs: string[] = [];
 const stores: SpentStore[] = [];
-afterEach(() => {
-  for (const s of stores.splice(0)) s.close();
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((s) => s.close()));
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
@@ -43,8 +43,8 @@ describe('group-committed redemption', () => {
     expect(
       refused.every((r) => (r.reason as { code: number }).code === RpcErrorCode.ticketSpent),
     ).toBe(true);
-    expect(store.isSpent(serial)).toBe(true);
-    expect(store.count()).toBe(1);
+    expect(await store.isSpent(serial)).toBe(true);
+    expect(await store.count()).toBe(1);
   });
 
   // 50 issuances and verifications: ~1 s alone, over 20 s on a 2-core machine under heavy load.
@@ -57,7 +57,8 @@ describe('group-committed redemption', () => {
       const now = Date.now() / 1000;
       const grants = await Promise.all(tickets.map((t) => redeemer.redeemBatched(t.text, now)));
       expect(new Set(grants.map((g) => g.token)).size).toBe(50);
-      expect(tickets.every((t) => store.isSpent(t.serial))).toBe(true);
+      const spent = await Promise.all(tickets.map((t) => store.isSpent(t.serial)));
+      expect(spent.every(Boolean)).toBe(true);
       // A later batch meets the spends of this one: still one spend per serial.
       await expect(redeemer.redeemBatched(tickets[0]?.text, now)).rejects.toThrow(/already spent/);
     },
@@ -75,16 +76,20 @@ describe('group-committed redemption', () => {
       tickets.map((t) => redeemer.redeemBatched(t.text, now)),
     );
     expect(failed.every((r) => r.status === 'rejected')).toBe(true);
-    expect(store.count()).toBe(0);
+    expect(await store.count()).toBe(0);
     store.trySpendMany = original;
     const grants = await Promise.all(tickets.map((t) => redeemer.redeemBatched(t.text, now)));
     expect(grants).toHaveLength(5);
   });
 
-  it('trySpendMany decides a serial twice in one batch once', () => {
+  it('trySpendMany decides a serial twice in one batch once', async () => {
     const { store } = setup();
     const request = { serial: csprng(32), keyId: csprng(8), day: 1, at: 1 };
-    const results = store.trySpendMany([request, request, { ...request, serial: csprng(32) }]);
+    const results = await store.trySpendMany([
+      request,
+      request,
+      { ...request, serial: csprng(32) },
+    ]);
     expect(results.map((r) => r.spent)).toEqual([true, false, true]);
   });
 });

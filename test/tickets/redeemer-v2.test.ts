@@ -41,8 +41,8 @@ beforeEach(() => {
   store = SpentStore.open(join(dir, 'spent.sqlite'));
   redeemer = new Redeemer({ keyring, store });
 });
-afterEach(() => {
-  store.close();
+afterEach(async () => {
+  await store.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -69,7 +69,7 @@ describe('Redeemer with v2 (RSA) tickets', () => {
     const grant = await redeemer.redeemBatched(v2.text, NOW);
     expect(grant).toMatchObject({ class: 'paid', expiresAt: NOW + 600 });
     expect((await refusal(v2.text)).code).toBe(RpcErrorCode.ticketSpent);
-    const [row] = store.since(0, 10);
+    const [row] = await store.since(0, 10);
     expect(row && hex(row.serial)).toBe(hex(v2.serial));
     expect(row && hex(row.keyId)).toBe(hex(rsa.keyId));
 
@@ -99,7 +99,7 @@ describe('Redeemer with v2 (RSA) tickets', () => {
     for (const at of [13, 44, 45, 200, 300]) {
       expect((await refusal(tampered(text, at))).code).toBe(RpcErrorCode.badTicketSignature);
     }
-    expect(store.since(0, 10)).toHaveLength(0);
+    expect(await store.since(0, 10)).toHaveLength(0);
     await expect(redeemer.redeemBatched(text, NOW)).resolves.toMatchObject({ class: 'paid' });
   });
 

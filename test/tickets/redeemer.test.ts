@@ -40,8 +40,8 @@ beforeEach(() => {
   store = SpentStore.open(file);
   redeemer = new Redeemer({ keyring, store });
 });
-afterEach(() => {
-  store.close();
+afterEach(async () => {
+  await store.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -83,7 +83,7 @@ describe('Redeemer', () => {
     const shown = JSON.stringify(grant);
     expect(shown).not.toContain(Buffer.from(serial).toString('hex'));
     expect(shown).not.toContain(Buffer.from(serial).toString('base64url'));
-    expect(store.isSpent(serial)).toBe(true);
+    expect(await store.isSpent(serial)).toBe(true);
     expect(redeemer.grants.lookup(grant.token, NOW)).toEqual({ expiresAt: NOW + 600, tickets: 1 });
     expect(redeemer.counts()).toMatchObject({ redeemed: 1 });
   });
@@ -129,7 +129,7 @@ describe('Redeemer', () => {
       const text = edited(ours, (b) => (b[at] = (b[at] as number) ^ 1));
       expect(await refusal(text)).toMatchObject({ code: 30, message: 'bad ticket signature' });
     }
-    expect(store.count()).toBe(0);
+    expect(await store.count()).toBe(0);
     expect(redeemer.counts()).toMatchObject({ badSignature: 5, redeemed: 0 });
   });
 
@@ -161,7 +161,7 @@ describe('Redeemer', () => {
     // And the largest valid scalar is just a wrong signature, not a format error.
     const max = edited(ours, (b) => b.set(encodeScalar(Q - 1n), 45));
     expect(await refusal(max)).toMatchObject({ code: 30, message: 'bad ticket signature' });
-    expect(store.count()).toBe(0);
+    expect(await store.count()).toBe(0);
   });
 
   it('refuses anything that is not a ticket with 30 "malformed ticket"', async () => {
@@ -189,7 +189,7 @@ describe('Redeemer', () => {
       expect(await refusal(input)).toMatchObject({ code: 30, message: 'malformed ticket' });
     }
     expect(redeemer.counts()).toMatchObject({ malformed: garbage.length });
-    expect(store.count()).toBe(0);
+    expect(await store.count()).toBe(0);
   });
 
   it('answers 33 when the store stays locked, and the ticket stays redeemable', async () => {
@@ -205,18 +205,23 @@ describe('Redeemer', () => {
       other.exec('ROLLBACK');
       other.close();
     }
-    expect(store.isSpent(serial)).toBe(false);
+    expect(await store.isSpent(serial)).toBe(false);
     expect((await redeem(text, NOW, busy)).class).toBe('paid');
-    busyStore.close();
+    await busyStore.close();
   });
 
-  it('keeps serials for as long as some ticket of their day could still come back', () => {
+  it('keeps serials for as long as some ticket of their day could still come back', async () => {
     for (const [i, day] of [DAY - 3, DAY - 2, DAY - 1, DAY].entries()) {
-      store.trySpend({ serial: new Uint8Array(32).fill(i + 1), keyId: ours.keyId, day, at: 0 });
+      await store.trySpend({
+        serial: new Uint8Array(32).fill(i + 1),
+        keyId: ours.keyId,
+        day,
+        at: 0,
+      });
     }
     expect(oldestKeptDay(DAY)).toBe(DAY - 2);
-    expect(redeemer.pruneSpent(NOW)).toBe(1);
-    expect(store.since(0).map((r) => r.day)).toEqual([DAY - 2, DAY - 1, DAY]);
+    expect(await redeemer.pruneSpent(NOW)).toBe(1);
+    expect((await store.since(0)).map((r) => r.day)).toEqual([DAY - 2, DAY - 1, DAY]);
   });
 
   it('uses the configured window and rejects a nonsensical one', async () => {
@@ -246,7 +251,7 @@ describe('1,000 concurrent redemptions of one ticket', () => {
         if (o.status === 'rejected') expect(o.reason).toMatchObject({ code: 32 });
       }
     } finally {
-      for (const s of stores.slice(1)) s.close();
+      await Promise.all(stores.slice(1).map((s) => s.close()));
     }
   });
 
@@ -269,7 +274,7 @@ describe('1,000 concurrent redemptions of one ticket', () => {
     try {
       const local = prepareRace(setup);
       const results = await race(participants, setup, local);
-      local.close();
+      await local.close();
       expect(results).toHaveLength(5);
       expect(results.reduce((n, r) => n + r.won.length, 0)).toBe(1);
       for (const r of results) {
@@ -279,7 +284,7 @@ describe('1,000 concurrent redemptions of one ticket', () => {
       expect(Math.max(...results.map((r) => r.startedAt))).toBeLessThan(
         Math.min(...results.map((r) => r.endedAt)),
       );
-      expect(store.count()).toBe(1);
+      expect(await store.count()).toBe(1);
     } finally {
       await Promise.all(participants.map((p) => p.stop()));
     }

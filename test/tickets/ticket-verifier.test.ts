@@ -48,8 +48,8 @@ function openStore(): SpentStore {
   stores.push(store);
   return store;
 }
-afterEach(() => {
-  for (const s of stores.splice(0)) s.close();
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((s) => s.close()));
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
@@ -157,7 +157,7 @@ describe('the verifier queue is bounded', () => {
       code: RpcErrorCode.relayOverloaded,
       data: { retryAfter: 1 },
     });
-    expect(store.isSpent(serial)).toBe(false);
+    expect(await store.isSpent(serial)).toBe(false);
     expect(redeemer.overloaded()).toBe(1);
     // The queue drains (the tasks are the main thread's plain data: no private key parts).
     for (const h of held.splice(0)) {
@@ -169,7 +169,7 @@ describe('the verifier queue is bounded', () => {
     await vi.waitFor(() => expect(held).toHaveLength(1));
     held[0]?.finish(true);
     await expect(again).resolves.toMatchObject({ class: 'paid' });
-    expect(store.isSpent(serial)).toBe(true);
+    expect(await store.isSpent(serial)).toBe(true);
   });
 
   it('refuses with a bad reply from a worker instead of granting', async () => {
@@ -201,8 +201,8 @@ describe('the budget for signature checks', () => {
     expect(await outcome(redeemer, flipped(issueTicketV2(rsa, DAY).text, 200))).toBe(
       RpcErrorCode.relayOverloaded,
     );
-    expect(store.isSpent(serial)).toBe(false);
-    expect(store.count()).toBe(2);
+    expect(await store.isSpent(serial)).toBe(false);
+    expect(await store.count()).toBe(2);
     expect(redeemer.overloaded()).toBe(2);
     expect(redeemer.counts()).toMatchObject({ redeemed: 2, badSignature: 0 });
 

@@ -1,0 +1,134 @@
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CircuitClient } from '../../src/client/circuit-client.js';
+import { TicketClient } from '../../src/client/ticket-client.js';
+import type { JobParams } from '../../src/protocol/messages.js';
+import type { Relay } from '../../src/relay/relay.js';
+import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { query } from '../helpers/store-engines.js';
+import { startTestRelay } from '../helpers/test-relay.js';
+
+/**
+ * A relay whose tickets live in PostgreSQL (`[storage] url`, issue 17): it creates its tables,
+ * redeems a mined ticket once, keeps the spend and the grant in the database and not in its
+ * data directory, finds both again after a restart, and never logs the password.
+ */
+
+let server: TestPostgres;
+const dirs: string[] = [];
+beforeAll(async () => {
+  server = await startPostgres();
+});
+afterAll(async () => {
+  await server?.stop();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function capture(): { logger: pino.Logger; text: () => string } {
+  let log = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      log += chunk.toString();
+      done();
+    },
+  });
+  return { logger: pino({ level: 'trace' }, sink), text: () => log };
+}
+
+/** Mine one ticket on `relay` (price 1: one share buys it) and return its string. */
+async function mineTicket(relay: Relay): Promise<string> {
+  const miner = await CircuitClient.connect(`${relay.url.replace('http', 'ws')}/v1/circuit`);
+  try {
+    const jobPromise = new Promise<JobParams>((resolve) => miner.once('job', resolve));
+    const session = await miner.request('mining.register', { agent: 'pg', mode: 'tickets' });
+    const job = await jobPromise;
+    await miner.request('mining.submit', {
+      jobId: job.jobId,
+      extranonce2: '00'.repeat(session.extranonce2Size),
+      ntime: job.ntime,
+      nonce: '00000000',
+    });
+    if (!session.ticket) throw new Error('no ticket terms');
+    return (await new TicketClient(session.ticket).obtain(miner)).ticket;
+  } finally {
+    await miner.close();
+  }
+}
+
+describe('a relay on PostgreSQL', () => {
+  it('redeems a ticket once, keeps spend and grant in the database across a restart, and never logs the password', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'powbridge-relay-pg-'));
+    dirs.push(dataDir);
+    const url = await server.createDatabase('family');
+    const storage = { url, passwordFile: server.passwordFile };
+    const log = capture();
+    let relay: Relay | undefined;
+    let token: string;
+    let ticket: string;
+    try {
+      ({ relay } = await startTestRelay({ dataDir, storage, logger: log.logger }));
+      ticket = await mineTicket(relay);
+      const circuit = await CircuitClient.connect(`${relay.url.replace('http', 'ws')}/v1/circuit`);
+      const grant = await circuit.request('ticket.redeem', { ticket });
+      token = grant.token;
+      expect(grant.class).toBe('paid');
+      await expect(circuit.request('ticket.redeem', { ticket })).rejects.toMatchObject({
+        code: 32,
+      });
+      await circuit.close();
+      expect(await relay.tickets.store.count()).toBe(1);
+    } finally {
+      await relay?.close();
+    }
+    // In the database, not in SQLite files beside the keys.
+    expect(await query(url, server.password, 'SELECT count(*)::int AS n FROM spent')).toEqual([
+      { n: 1 },
+    ]);
+    expect(
+      await query(url, server.password, 'SELECT count(*)::int AS n FROM grant_tickets'),
+    ).toEqual([{ n: 1 }]);
+    expect(existsSync(join(dataDir, 'spent.sqlite'))).toBe(false);
+    expect(existsSync(join(dataDir, 'grants.sqlite'))).toBe(false);
+    expect(log.text()).toContain(
+      `"storage":"PostgreSQL postgres://powbridge@127.0.0.1:${server.port}/family"`,
+    );
+    expect(log.text()).not.toContain(server.password);
+
+    // Restarted: the grant is restored from the database, and the ticket is still spent.
+    let again: Relay | undefined;
+    try {
+      ({ relay: again } = await startTestRelay({ dataDir, storage }));
+      expect(again.tickets.redeemer.grants.lookup(token, Date.now() / 1000)).toMatchObject({
+        tickets: 1,
+      });
+      const circuit = await CircuitClient.connect(`${again.url.replace('http', 'ws')}/v1/circuit`);
+      await expect(circuit.request('ticket.redeem', { ticket })).rejects.toMatchObject({
+        code: 32,
+      });
+      await circuit.close();
+    } finally {
+      await again?.close();
+    }
+  });
+
+  it('does not start with a wrong password, and says why without repeating it', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'powbridge-relay-pg-'));
+    dirs.push(dataDir);
+    const url = await server.createDatabase();
+    const passwordFile = join(dataDir, 'wrong-password');
+    writeFileSync(passwordFile, 'wrong-password-31337\n', { mode: 0o600 });
+    const refusal = await startTestRelay({ dataDir, storage: { url, passwordFile } }).catch(
+      (err: unknown) => err,
+    );
+    expect(refusal).toBeInstanceOf(Error);
+    const message = (refusal as Error).message;
+    expect(message).toMatch(
+      /^storage: cannot use postgres:\/\/powbridge@127\.0\.0\.1:\d+\/test_\d+: password authentication failed/,
+    );
+    expect(message).not.toContain('wrong-password-31337');
+  });
+});
