@@ -149,6 +149,19 @@ export class TunnelConnector {
     return { ...this.tally, active: this.streams.size };
   }
 
+  /**
+   * Open streams by the leaf class their next bytes go to (classified as each chunk is, so a
+   * stream whose grant expired counts as free). Classes without a stream are left out.
+   */
+  streamsByClass(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const stream of this.streams) {
+      const leaf = stream.leaf();
+      counts[leaf] = (counts[leaf] ?? 0) + 1;
+    }
+    return counts;
+  }
+
   /** Bytes the relay holds for all streams: queued chunks plus both sockets' write buffers. */
   bufferedBytes(): number {
     let total = 0;
@@ -277,6 +290,12 @@ class TunnelStream {
       (this.tcp?.writableLength ?? 0) +
       this.ws.bufferedAmount
     );
+  }
+
+  /** The class its next chunk goes to; reads the grant without counting a downgrade. */
+  leaf(): string {
+    const entry = this.grant === null ? null : (this.connector.grant(this.grant) ?? null);
+    return this.connector.shaper.classify(entry);
   }
 
   async open(to: Destination): Promise<void> {

@@ -8,12 +8,17 @@ import { CIRCUIT_PATH } from './circuit-connector.js';
 import { registerDashboard } from './dashboard/routes.js';
 import type { RelayMetrics } from './metrics.js';
 import type { RelayStats } from './stats.js';
+import type { StatusHistory } from './status-history.js';
 import {
   type LoadStatus,
   type QosClassStatus,
+  type RelayInfo,
   type RelayStatus,
   relayStatusSchema,
+  statusHistoryQuerySchema,
+  statusHistorySchema,
   type TicketStatus,
+  type TunnelStatus,
 } from './status-schema.js';
 import type { Stratifier } from './stratifier.js';
 
@@ -25,12 +30,9 @@ import type { Stratifier } from './stratifier.js';
  * talks to it. We log errors through pino without any request details.
  */
 
-export interface HttpApiOptions {
-  stratifier: Pick<Stratifier, 'upstreamState'>;
+/** What the built-in sections of /v1/status are read from (the relay's history reads them too). */
+export interface StatusParts {
   stats: RelayStats;
-  metrics: RelayMetrics;
-  /** Built per request so key rotation (tickets) shows without a restart. */
-  descriptor: () => object;
   /**
    * Name of the upstream in use (pool URL without credentials, or node URL). The stratifier
    * does not expose its source's status, so the caller passes it; null when unknown.
@@ -45,6 +47,19 @@ export interface HttpApiOptions {
   tickets?: () => TicketStatus;
   /** What the relay shed or refused for load, read per request. Without it no `load` section. */
   load?: () => LoadStatus;
+  /** Version and uptime, read per request. Without it no `relay` section. */
+  relayInfo?: () => RelayInfo;
+  /** Open tunnel streams per class, read per request. Without it no `tunnel` section. */
+  tunnel?: () => TunnelStatus;
+}
+
+export interface HttpApiOptions extends StatusParts {
+  stratifier: Pick<Stratifier, 'upstreamState'>;
+  metrics: RelayMetrics;
+  /** Built per request so key rotation (tickets) shows without a restart. */
+  descriptor: () => object;
+  /** Samples of the status served at /v1/status/history; without it that path is 404. */
+  history?: StatusHistory;
   /**
    * Further status sections by name (e.g. `peers`), each read per request and merged into
    * /v1/status as returned (serialised as JSON.stringify would: their owners shape them, and
@@ -161,23 +176,11 @@ function readSections(
   return values;
 }
 
-const upstreamState = relayStatusSchema.shape.upstream.shape.state;
-const healthSchema = responseSchema(z.strictObject({ ok: z.boolean(), upstream: upstreamState }));
-const readySchema = responseSchema(z.strictObject({ ready: z.boolean(), upstream: upstreamState }));
-
-export function createHttpApi(options: HttpApiOptions): FastifyInstance {
-  const { stratifier, stats, metrics, descriptor } = options;
-  const upstreamUrl = options.upstreamUrl ?? (() => null);
-  const qos = options.qos;
-  const tickets = options.tickets;
-  const load = options.load;
-  const sections = checkedSections(options.sections ?? {});
-  const log = options.logger ?? silentLogger;
-  // trustProxy off: X-Forwarded-For is never read, so no address reaches a handler.
-  const app = fastify({ logger: false, trustProxy: false, return503OnClosing: true });
-
-  const schema = statusSchemaWith(sections.map(([name]) => name));
-  app.get('/v1/status', { schema: { response: { 200: schema } } }, (): RelayStatus => {
+/** The built-in sections of /v1/status, read from their parts at each call. */
+export function statusReader(parts: StatusParts): () => RelayStatus {
+  const { stats, qos, tickets, load, relayInfo, tunnel } = parts;
+  const upstreamUrl = parts.upstreamUrl ?? (() => null);
+  return () => {
     const snapshot = stats.snapshot();
     return {
       upstream: { ...snapshot.upstream, url: upstreamUrl() },
@@ -190,10 +193,53 @@ export function createHttpApi(options: HttpApiOptions): FastifyInstance {
       ...(qos ? { qos: qosStatus(qos()) } : {}),
       ...(tickets ? { tickets: tickets() } : {}),
       ...(load ? { load: load() } : {}),
+      ...(relayInfo ? { relay: relayInfo() } : {}),
+      ...(tunnel ? { tunnel: tunnel() } : {}),
       ...(snapshot.stratum ? { stratum: snapshot.stratum } : {}),
-      ...readSections(sections, log),
     };
-  });
+  };
+}
+
+const historySchema = responseSchema(statusHistorySchema);
+const errorSchema = responseSchema(z.strictObject({ error: z.string() }));
+
+const upstreamState = relayStatusSchema.shape.upstream.shape.state;
+const healthSchema = responseSchema(z.strictObject({ ok: z.boolean(), upstream: upstreamState }));
+const readySchema = responseSchema(z.strictObject({ ready: z.boolean(), upstream: upstreamState }));
+
+export function createHttpApi(options: HttpApiOptions): FastifyInstance {
+  const { stratifier, metrics, descriptor, history } = options;
+  const readStatus = statusReader(options);
+  const sections = checkedSections(options.sections ?? {});
+  const log = options.logger ?? silentLogger;
+  // trustProxy off: X-Forwarded-For is never read, so no address reaches a handler.
+  const app = fastify({ logger: false, trustProxy: false, return503OnClosing: true });
+
+  const schema = statusSchemaWith(sections.map(([name]) => name));
+  app.get('/v1/status', { schema: { response: { 200: schema } } }, (): RelayStatus => ({
+    ...readStatus(),
+    ...readSections(sections, log),
+  }));
+
+  if (history) {
+    // The query is parsed here, not by fastify: its errors then name the parameter.
+    app.get(
+      '/v1/status/history',
+      { schema: { response: { 200: historySchema, 400: errorSchema } } },
+      (request, reply) => {
+        const query = statusHistoryQuerySchema.safeParse(request.query);
+        if (!query.success) {
+          const issue = query.error.issues[0];
+          const message =
+            issue?.code === 'unrecognized_keys'
+              ? `unknown parameter ${issue.keys.join(', ')}: expected since, maxSamples`
+              : (issue?.message ?? 'bad query');
+          return reply.code(400).send({ error: message });
+        }
+        return history.since(query.data.since, query.data.maxSamples);
+      },
+    );
+  }
 
   app.get('/metrics', async (_request, reply) => {
     const text = await metrics.text();

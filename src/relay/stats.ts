@@ -38,6 +38,43 @@ export function shareRejectReason(code: number): ShareRejectReason {
   return REASON_BY_CODE.get(code) ?? 'other';
 }
 
+/**
+ * Whether an upstream refusal says the share or block came too late rather than that it was
+ * wrong: the job or height was already done (our getblocktemplate source's "stale block: height
+ * N is already solved", a pool's "stale"/"job not found", code 21), or the node already had the
+ * block or put it on a side chain (submitblock's BIP22 "duplicate…" and "inconclusive"). On an
+ * easy chain (regtest) nearly every share is a block and most of them are stale: counted apart,
+ * they do not read as a relay that makes bad blocks.
+ */
+export function isStaleOutcome(outcome: { reason: string; code?: number }): boolean {
+  return (
+    outcome.code === RpcErrorCode.jobNotFound ||
+    /\bstale\b|job not found|^duplicate|^inconclusive/i.test(outcome.reason)
+  );
+}
+
+/** What became of a block found: the upstream's answer, or not sent (below its difficulty). */
+export const BLOCK_RESULTS = ['accepted', 'stale', 'rejected', 'unsubmitted'] as const;
+export type BlockResult = (typeof BLOCK_RESULTS)[number];
+
+/** One row of the blocks-found list; a run of stale blocks at one height is one row. */
+export interface FoundBlock {
+  /** Unix seconds of the first block of the row. */
+  at: number;
+  /** From the coinbase (BIP34); null when the job's coinbase does not say. */
+  height: number | null;
+  /** Block hash (display order) of the first block of the row. */
+  hash: string;
+  result: BlockResult;
+  /** The upstream's words when it did not accept the block. */
+  reason: string | null;
+  /** Blocks in the row: more than 1 only for stale ones at the same height. */
+  count: number;
+}
+
+/** Rows of the blocks-found list kept: the newest. */
+export const RECENT_BLOCKS = 20;
+
 /** Expected hashes per share of difficulty 1: 2^256 / diff-1 target (≈2^32 sha256d, ≈2^16 scrypt). */
 export function hashesPerDifficulty(algorithm: Algorithm): number {
   return 2 ** 256 / Number(DIFF1_TARGET[algorithm]);
@@ -78,9 +115,24 @@ export interface RelayStatsSnapshot {
     acceptedDifficulty: number;
     rejected: Record<ShareRejectReason, number>;
   };
-  forwarded: { accepted: number; rejected: number; lastRejectReason: string | null };
-  /** found = accepted + rejected + found but not submitted (met the network, not the upstream). */
-  blocks: { found: number; accepted: number; rejected: number };
+  /** stale: of the rejected, those refused for coming too late (isStaleOutcome). */
+  forwarded: {
+    accepted: number;
+    rejected: number;
+    stale: number;
+    lastRejectReason: string | null;
+  };
+  /**
+   * found = accepted + rejected + found but not submitted (met the network, not the upstream);
+   * stale: of the rejected, those too late (isStaleOutcome). recent: newest first.
+   */
+  blocks: {
+    found: number;
+    accepted: number;
+    rejected: number;
+    stale: number;
+    recent: FoundBlock[];
+  };
   jobs: number;
   upstream: {
     state: SourceState;
@@ -122,10 +174,14 @@ export class RelayStats {
   private readonly rejected = emptyRejects();
   private forwardedAccepted = 0;
   private forwardedRejected = 0;
+  private forwardedStale = 0;
   private lastRejectReason: string | null = null;
   private blocksFound = 0;
   private blocksAccepted = 0;
   private blocksRejected = 0;
+  private blocksStale = 0;
+  /** Newest first, at most RECENT_BLOCKS. */
+  private readonly recentBlocks: FoundBlock[] = [];
   private jobs = 0;
   private upstreamState: SourceState = 'connecting';
   private upstreamSince = 0;
@@ -153,9 +209,11 @@ export class RelayStats {
       return;
     }
     this.forwardedRejected += 1;
+    if (isStaleOutcome(outcome)) this.forwardedStale += 1;
     this.lastRejectReason = outcome.reason.slice(0, MAX_REASON_LENGTH);
   };
-  private readonly onBlock: Listener<'block'> = ({ outcome }) => this.countBlock(outcome);
+  private readonly onBlock: Listener<'block'> = ({ hash, height, outcome }) =>
+    this.countBlock(hash, height ?? null, outcome);
   private readonly onJob: Listener<'job'> = () => {
     this.jobs += 1;
   };
@@ -244,12 +302,15 @@ export class RelayStats {
       forwarded: {
         accepted: this.forwardedAccepted,
         rejected: this.forwardedRejected,
+        stale: this.forwardedStale,
         lastRejectReason: this.lastRejectReason,
       },
       blocks: {
         found: this.blocksFound,
         accepted: this.blocksAccepted,
         rejected: this.blocksRejected,
+        stale: this.blocksStale,
+        recent: this.recentBlocks.map((block) => ({ ...block })),
       },
       jobs: this.jobs,
       upstream: {
@@ -284,11 +345,26 @@ export class RelayStats {
     }
   }
 
-  private countBlock(outcome: SubmitOutcome | null): void {
+  private countBlock(hash: string, height: number | null, outcome: SubmitOutcome | null): void {
     this.blocksFound += 1;
-    if (outcome === null) return;
-    if (outcome.accepted) this.blocksAccepted += 1;
-    else this.blocksRejected += 1;
+    let result: BlockResult = 'unsubmitted';
+    let reason: string | null = null;
+    if (outcome?.accepted) {
+      this.blocksAccepted += 1;
+      result = 'accepted';
+    } else if (outcome) {
+      this.blocksRejected += 1;
+      result = isStaleOutcome(outcome) ? 'stale' : 'rejected';
+      if (result === 'stale') this.blocksStale += 1;
+      reason = outcome.reason.slice(0, MAX_REASON_LENGTH);
+    }
+    const newest = this.recentBlocks[0];
+    if (result === 'stale' && newest?.result === 'stale' && newest.height === height) {
+      newest.count += 1;
+      return;
+    }
+    this.recentBlocks.unshift({ at: this.now(), height, hash, result, reason, count: 1 });
+    if (this.recentBlocks.length > RECENT_BLOCKS) this.recentBlocks.pop();
   }
 }
 

@@ -4,7 +4,7 @@ import { peerStatusSchema } from '../peers/peer-status.js';
 import { MODE_NAMES } from '../qos/htb-bucket.js';
 import type { SourceState } from '../sources/work-source.js';
 import type { RedeemCounts } from '../tickets/redeemer.js';
-import { SHARE_REJECT_REASONS } from './stats.js';
+import { BLOCK_RESULTS, SHARE_REJECT_REASONS } from './stats.js';
 import { STRATUM_DROP_REASONS } from './stratum-miner-limits.js';
 
 /**
@@ -70,6 +70,32 @@ export const loadStatusSchema = z.strictObject({
   }),
 });
 
+/** A row of the blocks-found list (RelayStats' FoundBlock). */
+export const foundBlockSchema = z.strictObject({
+  at: z.number(),
+  height: count.nullable(),
+  hash: z.string(),
+  result: z.enum(BLOCK_RESULTS),
+  reason: z.string().nullable(),
+  count: z.number().int().min(1),
+});
+
+/** The software and how long it has run: the `relay` section. */
+export const relayInfoSchema = z.strictObject({
+  version: z.string(),
+  /** Unix seconds. */
+  startedAt: z.number(),
+  uptimeSeconds: z.number(),
+});
+
+/** The priority tunnel: the `tunnel` section. */
+export const tunnelStatusSchema = z.strictObject({
+  /** Open streams by the leaf class their next bytes go to (an expired grant's is free). */
+  streams: z.record(z.string(), count),
+  /** Streams opened since start. */
+  opened: count,
+});
+
 /** The sections the HTTP API builds itself. */
 export const relayStatusSchema = z.strictObject({
   upstream: z.strictObject({
@@ -89,9 +115,18 @@ export const relayStatusSchema = z.strictObject({
   forwarded: z.strictObject({
     accepted: count,
     rejected: count,
+    /** Of the rejected, those refused for coming too late (stats.ts isStaleOutcome). */
+    stale: count,
     lastRejectReason: z.string().nullable(),
   }),
-  blocks: z.strictObject({ found: count, accepted: count, rejected: count }),
+  /** stale ⊂ rejected; recent: the newest rows of the blocks-found list, newest first. */
+  blocks: z.strictObject({
+    found: count,
+    accepted: count,
+    rejected: count,
+    stale: count,
+    recent: z.array(foundBlockSchema),
+  }),
   jobs: count,
   /** Present when the relay shapes tunnels; classes parents before children. */
   qos: z.strictObject({ classes: z.array(qosClassStatusSchema) }).optional(),
@@ -99,6 +134,10 @@ export const relayStatusSchema = z.strictObject({
   tickets: ticketStatusSchema.optional(),
   /** What the relay shed or refused to stay responsive (a relay always serves it). */
   load: loadStatusSchema.optional(),
+  /** The relay's version and uptime (a relay always serves it). */
+  relay: relayInfoSchema.optional(),
+  /** Present when the relay runs the priority tunnel. */
+  tunnel: tunnelStatusSchema.optional(),
   /** Present when the relay has a Stratum port: its miners now, connections let go by reason. */
   stratum: z
     .strictObject({
@@ -118,8 +157,44 @@ export const relayStatusWithPeersSchema = relayStatusSchema.extend({
   peerApi: peerApiStatusSchema.nullable().optional(),
 });
 
+/**
+ * GET /v1/status/history (status-history.ts): samples of the status numbers, oldest first.
+ * `series` maps a name ("hashrate", "shares.accepted", "shares.rejected:stale",
+ * "qos.bytesSent:free": a label after the colon) to one value per time; null where a series
+ * did not exist yet. Counters are totals, so two samples give the rate between them.
+ */
+export const statusHistorySchema = z.strictObject({
+  /** Seconds between samples, and how many the relay keeps. */
+  intervalSeconds: z.number(),
+  capacity: count,
+  /** Unix seconds. */
+  times: z.array(z.number()),
+  series: z.record(z.string(), z.array(z.number().nullable())),
+});
+
+/** Its query: samples after `since` (unix seconds), thinned to at most `maxSamples`. */
+const SINCE_ERROR = 'since: expected unix seconds, e.g. 1767225600';
+const MAX_SAMPLES_ERROR = 'maxSamples: expected a whole number from 2 to 1000000';
+export const statusHistoryQuerySchema = z.strictObject({
+  since: z
+    .string({ error: SINCE_ERROR })
+    .regex(/^\d{1,12}(\.\d{1,6})?$/, { error: SINCE_ERROR })
+    .transform(Number)
+    .optional(),
+  maxSamples: z
+    .string({ error: MAX_SAMPLES_ERROR })
+    .regex(/^\d{1,7}$/, { error: MAX_SAMPLES_ERROR })
+    .transform(Number)
+    .refine((n) => n >= 2 && n <= 1_000_000, { error: MAX_SAMPLES_ERROR })
+    .optional(),
+});
+
 export type QosClassStatus = z.output<typeof qosClassStatusSchema>;
 export type TicketStatus = z.output<typeof ticketStatusSchema>;
 export type LoadStatus = z.output<typeof loadStatusSchema>;
+export type RelayInfo = z.output<typeof relayInfoSchema>;
+export type TunnelStatus = z.output<typeof tunnelStatusSchema>;
+export type FoundBlockStatus = z.output<typeof foundBlockSchema>;
+export type StatusHistoryAnswer = z.output<typeof statusHistorySchema>;
 export type RelayStatus = z.output<typeof relayStatusSchema>;
 export type RelayStatusWithPeers = z.output<typeof relayStatusWithPeersSchema>;

@@ -9,6 +9,7 @@ import type {
   WorkSource,
 } from '../sources/work-source.js';
 import type { Algorithm } from '../work/algorithm.js';
+import { coinbaseHeight } from '../work/coinbase-height.js';
 import { reversed, toHex } from '../work/hex.js';
 import type { ShareSubmission } from '../work/job.js';
 import type { PowHasher } from '../work/pow.js';
@@ -85,8 +86,15 @@ export interface StratifierEvents {
   share: [{ session: ClientSession; difficulty: number; code: number | null; reason?: string }];
   /** A share met the upstream difficulty and was sent; outcome from the pool or node. */
   forwarded: [{ session: ClientSession; outcome: SubmitOutcome }];
-  /** A share met the network target. */
-  block: [{ session: ClientSession; hash: string; outcome: SubmitOutcome | null }];
+  /** A share met the network target; height from its job's coinbase (null: not readable). */
+  block: [
+    {
+      session: ClientSession;
+      hash: string;
+      height?: number | null;
+      outcome: SubmitOutcome | null;
+    },
+  ];
   job: [{ jobId: string; clean: boolean; clients: number }];
   upstream: [{ state: SourceState; terms: UpstreamTerms | null }];
 }
@@ -307,7 +315,12 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     if (verdict.meetsUpstream)
       void this.forward(session, share, verdict.job.source, verdict.meetsNetwork, verdict.hash);
     else if (verdict.meetsNetwork)
-      this.emit('block', { session, hash: hashHex(verdict.hash), outcome: null });
+      this.emit('block', {
+        session,
+        hash: hashHex(verdict.hash),
+        height: coinbaseHeight(verdict.job.source.coinb1),
+        outcome: null,
+      });
 
     const ceiling = this.terms?.difficulty ?? Number.POSITIVE_INFINITY;
     const next = session.vardiff.onShare(this.now(), ceiling, verdict.difficulty);
@@ -331,7 +344,14 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
       ...(share.versionBits !== undefined ? { versionBits: share.versionBits.toLowerCase() } : {}),
     });
     this.emit('forwarded', { session, outcome });
-    if (isBlock) this.emit('block', { session, hash: hashHex(hash), outcome });
+    if (isBlock) {
+      this.emit('block', {
+        session,
+        hash: hashHex(hash),
+        height: coinbaseHeight(job.coinb1),
+        outcome,
+      });
+    }
     if (!outcome.accepted) this.log.warn({ reason: outcome.reason }, 'upstream rejected a share');
   }
 

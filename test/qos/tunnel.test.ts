@@ -354,6 +354,27 @@ describe('tunnel', () => {
     expect(connector.counts().downgraded).toBe(1);
   });
 
+  it('counts open streams by the class their next bytes go to (an expired grant: free)', async () => {
+    const echo = await echoServer();
+    const grants = new GrantBook();
+    let clock = 1_000;
+    grants.add('soon', { expiresAt: 1_010, tickets: 1 }, clock);
+    const shaper = new RecordingShaper();
+    const { url, connector } = await startRelay({ grants, shaper, now: () => clock });
+    expect(connector.streamsByClass()).toEqual({});
+    const paid = tunnel(url, `127.0.0.1:${echo.port}`, 'soon');
+    const free = tunnel(url, `127.0.0.1:${echo.port}`);
+    await Promise.all([opened(paid), opened(free)]);
+    expect(connector.streamsByClass()).toEqual({ 'paid:1': 1, free: 1 });
+    clock = 1_010;
+    expect(connector.streamsByClass()).toEqual({ free: 2 });
+    // Counting is not forwarding: the stream is downgraded when its next bytes go.
+    expect(connector.counts().downgraded).toBe(0);
+    free.close();
+    await until(() => connector.size === 1);
+    expect(connector.streamsByClass()).toEqual({ free: 1 });
+  });
+
   it('waits for the shaper before forwarding, pausing the source meanwhile', async () => {
     const echo = await echoServer();
     const waiting: (() => void)[] = [];

@@ -107,8 +107,8 @@ describe('http api (injected requests)', () => {
         clients: 0,
         hashrate: { hps: 0, windowSeconds: 300 },
         shares: { accepted: 0, rejected: ZERO_REJECTS },
-        forwarded: { accepted: 0, rejected: 0, lastRejectReason: null },
-        blocks: { found: 0, accepted: 0, rejected: 0 },
+        forwarded: { accepted: 0, rejected: 0, stale: 0, lastRejectReason: null },
+        blocks: { found: 0, accepted: 0, rejected: 0, stale: 0, recent: [] },
         jobs: 0,
       },
     });
@@ -154,8 +154,18 @@ describe('http api (injected requests)', () => {
           'not-registered': 1,
         },
       },
-      forwarded: { accepted: 1, rejected: 1, lastRejectReason: 'stale' },
-      blocks: { found: 3, accepted: 1, rejected: 1 },
+      forwarded: { accepted: 1, rejected: 1, stale: 1, lastRejectReason: 'stale' },
+      blocks: {
+        found: 3,
+        accepted: 1,
+        rejected: 1,
+        stale: 0,
+        recent: [
+          { at: 5_010, height: null, hash: 'cc', result: 'unsubmitted', reason: null, count: 1 },
+          { at: 5_010, height: null, hash: 'bb', result: 'rejected', reason: 'no', count: 1 },
+          { at: 5_010, height: null, hash: 'aa', result: 'accepted', reason: null, count: 1 },
+        ],
+      },
       jobs: 1,
     });
 
@@ -349,8 +359,8 @@ describe('/v1/status and its schema (src/relay/status-schema.ts)', () => {
       clients: 0,
       hashrate: { hps: 0, windowSeconds: 300 },
       shares: { accepted: 0, rejected: ZERO_REJECTS },
-      forwarded: { accepted: 0, rejected: 0, lastRejectReason: null },
-      blocks: { found: 0, accepted: 0, rejected: 0 },
+      forwarded: { accepted: 0, rejected: 0, stale: 0, lastRejectReason: null },
+      blocks: { found: 0, accepted: 0, rejected: 0, stale: 0, recent: [] },
       jobs: 0,
     };
     expect(relayStatusSchema.safeParse(served).success).toBe(true);
@@ -434,8 +444,8 @@ describe('http api on a real port with a circuit connector', () => {
       clients: 1,
       hashrate: { hps: (DIFFICULTY * H) / 30, windowSeconds: 300 },
       shares: { accepted: 1, rejected: ZERO_REJECTS },
-      forwarded: { accepted: 0, rejected: 1, lastRejectReason: 'above target' },
-      blocks: { found: 0, accepted: 0, rejected: 0 },
+      forwarded: { accepted: 0, rejected: 1, stale: 0, lastRejectReason: 'above target' },
+      blocks: { found: 0, accepted: 0, rejected: 0, stale: 0, recent: [] },
       jobs: 1,
     });
     const samples = parseMetrics(await (await fetch(`http://${base}/metrics`)).text());

@@ -4,6 +4,8 @@ import { RpcErrorCode } from '../../src/protocol/errors.js';
 import { type ClientChannel, ClientSession } from '../../src/relay/client-session.js';
 import {
   hashesPerDifficulty,
+  isStaleOutcome,
+  RECENT_BLOCKS,
   RelayStats,
   SHARE_REJECT_REASONS,
   shareRejectReason,
@@ -68,6 +70,30 @@ describe('shareRejectReason', () => {
   });
 });
 
+describe('isStaleOutcome', () => {
+  it('tells a late block or share from a bad one', () => {
+    const stale = [
+      { reason: 'stale block: height 215 is already solved' }, // our getblocktemplate source
+      { reason: 'Stale share' },
+      { reason: 'Job not found (=stale)' },
+      { reason: 'whatever the pool says', code: RpcErrorCode.jobNotFound },
+      { reason: 'duplicate' }, // submitblock (BIP22): the node has it already
+      { reason: 'duplicate-inconclusive' },
+      { reason: 'inconclusive' }, // valid, on a side chain
+    ];
+    const bad = [
+      { reason: 'bad-txns' },
+      { reason: 'high-hash' },
+      { reason: 'rejected' },
+      { reason: 'low difficulty share', code: RpcErrorCode.lowDifficulty },
+      { reason: 'submitblock failed: timeout' },
+      { reason: 'notstale' },
+    ];
+    expect(stale.filter((o) => !isStaleOutcome(o))).toEqual([]);
+    expect(bad.filter((o) => isStaleOutcome(o))).toEqual([]);
+  });
+});
+
 describe('hashesPerDifficulty', () => {
   it('is 2^256 / diff-1 target: about 2^32 for sha256d and 2^16 for scrypt', () => {
     expect(hashesPerDifficulty('sha256d')).toBeCloseTo(2 ** 48 / 0xffff, 3);
@@ -98,8 +124,8 @@ describe('RelayStats with emitted events', () => {
     expect(stats.snapshot()).toEqual({
       clients: 3,
       shares: { accepted: 0, acceptedDifficulty: 0, rejected: zeroRejects() },
-      forwarded: { accepted: 0, rejected: 0, lastRejectReason: null },
-      blocks: { found: 0, accepted: 0, rejected: 0 },
+      forwarded: { accepted: 0, rejected: 0, stale: 0, lastRejectReason: null },
+      blocks: { found: 0, accepted: 0, rejected: 0, stale: 0, recent: [] },
       jobs: 0,
       upstream: { state: 'live', since: 1_000, difficulty: 64, extranonce2Size: 8 },
       hashrate: { hps: 0, windowSeconds: 300 },
@@ -146,10 +172,66 @@ describe('RelayStats with emitted events', () => {
     expect(snapshot.forwarded).toEqual({
       accepted: 1,
       rejected: 2,
+      stale: 1,
       lastRejectReason: 'x'.repeat(200),
     });
-    expect(snapshot.blocks).toEqual({ found: 3, accepted: 1, rejected: 1 });
+    expect(snapshot.blocks).toEqual({
+      found: 3,
+      accepted: 1,
+      rejected: 1,
+      stale: 0,
+      recent: [
+        { at: 1_000, height: null, hash: '02', result: 'unsubmitted', reason: null, count: 1 },
+        { at: 1_000, height: null, hash: '01', result: 'rejected', reason: 'bad', count: 1 },
+        { at: 1_000, height: null, hash: '00', result: 'accepted', reason: null, count: 1 },
+      ],
+    });
     expect(snapshot.jobs).toBe(2);
+  });
+
+  it('counts stale blocks apart and lists a run of them at one height as one row', () => {
+    stats.attach(subject);
+    const stale = { accepted: false as const, reason: 'stale block: height 7 is already solved' };
+    subject.emit('block', { session, hash: 'a7', height: 7, outcome: { accepted: true } });
+    clock = 1_001;
+    for (const hash of ['b7', 'c7', 'd7']) {
+      subject.emit('block', { session, hash, height: 7, outcome: stale });
+      subject.emit('forwarded', { session, outcome: stale });
+    }
+    clock = 1_002;
+    subject.emit('block', { session, hash: 'a8', height: 8, outcome: { accepted: true } });
+    subject.emit('block', { session, hash: 'b8', height: 8, outcome: { ...stale, reason: 'x' } });
+    subject.emit('block', { session, hash: 'c8', height: 8, outcome: stale });
+
+    const { blocks, forwarded } = stats.snapshot();
+    expect(forwarded).toMatchObject({ rejected: 3, stale: 3 });
+    expect(blocks).toEqual({
+      found: 7,
+      accepted: 2,
+      rejected: 5,
+      stale: 4,
+      recent: [
+        { at: 1_002, height: 8, hash: 'c8', result: 'stale', reason: stale.reason, count: 1 },
+        { at: 1_002, height: 8, hash: 'b8', result: 'rejected', reason: 'x', count: 1 },
+        { at: 1_002, height: 8, hash: 'a8', result: 'accepted', reason: null, count: 1 },
+        { at: 1_001, height: 7, hash: 'b7', result: 'stale', reason: stale.reason, count: 3 },
+        { at: 1_000, height: 7, hash: 'a7', result: 'accepted', reason: null, count: 1 },
+      ],
+    });
+  });
+
+  it('keeps only the newest rows of the blocks-found list, and copies them out', () => {
+    stats.attach(subject);
+    for (let height = 1; height <= RECENT_BLOCKS + 5; height++) {
+      subject.emit('block', { session, hash: `h${height}`, height, outcome: { accepted: true } });
+    }
+    const { recent } = stats.snapshot().blocks;
+    expect(recent.map((b) => b.height)).toEqual(
+      Array.from({ length: RECENT_BLOCKS }, (_, i) => RECENT_BLOCKS + 5 - i),
+    );
+    const [newest] = recent;
+    if (newest) newest.count = 99;
+    expect(stats.snapshot().blocks.recent[0]?.count).toBe(1);
   });
 
   it('moves "since" only when the upstream state changes, and keeps the terms', () => {
@@ -249,6 +331,9 @@ describe('RelayStats with emitted events', () => {
 describe('RelayStats on a real stratifier', () => {
   const DIFFICULTY = 2 ** -28;
   const NBITS = '2000ffff';
+  /** The jobs' coinbase pushes this height first (BIP34: 02 d204 is 1234). */
+  const HEIGHT = 1234;
+  const COINB1 = `0100000001${'00'.repeat(32)}ffffffff2002d204`;
   let source: ManualSource;
   let stratifier: Stratifier;
   let stats: RelayStats;
@@ -314,7 +399,7 @@ describe('RelayStats on a real stratifier', () => {
     stats = new RelayStats();
     stats.attach(stratifier);
     source.setTerms({ difficulty: DIFFICULTY, versionMask: null });
-    source.newJob({ clean: true, nbits: NBITS });
+    source.newJob({ clean: true, nbits: NBITS, coinb1: COINB1 });
     source.setState('live');
   });
 
@@ -386,9 +471,15 @@ describe('RelayStats on a real stratifier', () => {
     expect(snapshot.forwarded).toEqual({
       accepted: 2,
       rejected: 2,
+      stale: 0,
       lastRejectReason: 'bad-txns',
     });
-    expect(snapshot.blocks).toEqual({ found: 2, accepted: 1, rejected: 1 });
+    expect(snapshot.blocks).toMatchObject({ found: 2, accepted: 1, rejected: 1, stale: 0 });
+    // The height comes from the job's coinbase (BIP34), newest block first.
+    expect(snapshot.blocks.recent).toEqual([
+      expect.objectContaining({ height: HEIGHT, result: 'rejected', reason: 'bad-txns' }),
+      expect.objectContaining({ height: HEIGHT, result: 'accepted', reason: null }),
+    ]);
     expect(snapshot.shares.accepted).toBe(4);
     expect(source.submitted).toHaveLength(4);
   });

@@ -3,9 +3,9 @@ import { type DashboardAsset, dashboardAssets } from './assets.js';
 
 /**
  * The operator's dashboard: the page at `/`, its files under `/dashboard/`. The page reads
- * /v1/status and /v1/descriptor from the same origin and loads nothing from anywhere else,
- * which the policy below enforces in the browser (a relay's page must not leak its operator
- * to a CDN, and must not run injected script).
+ * /v1/status, /v1/status/history and /v1/descriptor from the same origin and loads nothing
+ * from anywhere else, which the policy below enforces in the browser (a relay's page must not
+ * leak its operator to a CDN, and must not run injected script).
  */
 
 export const DASHBOARD_PREFIX = '/dashboard/';

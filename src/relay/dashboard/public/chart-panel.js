@@ -1,10 +1,12 @@
 // @ts-check
 /**
- * One chart on the page: a rolling history of named series, drawn with uPlot, with a legend
- * of the latest values. The latest values and the number of samples are also written to the
- * element (`data-latest` as JSON, `data-points`), so tests and scrapers read numbers rather
- * than pixels.
+ * One chart on the page: named series over the relay's sample times, drawn with uPlot, with
+ * a legend of the newest values. The newest values and the number of samples are also
+ * written to the element (`data-latest` as JSON, `data-points`), so tests and scrapers read
+ * numbers rather than pixels.
  */
+
+import { latest } from './rates.js';
 
 /** @typedef {import('uplot')} UPlot */
 /** @typedef {import('uplot').Options} UPlotOptions */
@@ -30,11 +32,7 @@ const PALETTE = [
   '#a3e635',
   '#94a3b8',
 ];
-const PLOT_HEIGHT = 190;
-/** The time axis spans at least this much, so a fresh page does not zoom into milliseconds. */
-const MIN_SPAN_SECONDS = 60;
-/** Tick steps for counts: whole numbers only. */
-const COUNT_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 1e6];
+const PLOT_HEIGHT = 180;
 const AXIS = {
   stroke: '#8b98a9',
   grid: { stroke: 'rgba(148, 163, 184, 0.12)', width: 1 },
@@ -42,22 +40,42 @@ const AXIS = {
   font: '11px system-ui, sans-serif',
 };
 
+/** @param {number} n */
+const pad = (n) => String(n).padStart(2, '0');
+
+/**
+ * Time-axis labels in the browser's time zone, one line each: "14:05:30" for ticks under a
+ * minute apart, "14:05" up to a day, "12-06" beyond (uPlot's default two-line labels collide
+ * on a narrow chart).
+ * @param {number[]} splits unix seconds
+ * @param {number} step seconds between ticks
+ */
+function timeLabels(splits, step) {
+  return splits.map((seconds) => {
+    const t = new Date(seconds * 1000);
+    if (step >= 86_400) return `${pad(t.getMonth() + 1)}-${pad(t.getDate())}`;
+    const clock = `${pad(t.getHours())}:${pad(t.getMinutes())}`;
+    return step % 60 === 0 ? clock : `${clock}:${pad(t.getSeconds())}`;
+  });
+}
+
 /**
  * @typedef {object} PanelOptions
- * @property {number} capacity samples kept (older ones scroll out)
  * @property {(value: number) => string} format legend and axis labels
  * @property {Record<string, string>} [colors] fixed colours by series name
  * @property {(name: string) => string} [label] legend text of a series (default: its name)
- * @property {boolean} [counters] totals: drawn as steps; a series that appears late was 0
+ * @property {boolean} [stepped] values hold over the interval that ends at their time (rates
+ *   between two samples, counts): drawn as steps
  */
 
 export class ChartPanel {
-  /** @type {number[]} */
-  #times = [];
-  /** @type {Map<string, (number | null)[]>} */
-  #series = new Map();
   /** @type {UPlot | null} */
   #plot = null;
+  /** The series names the plot was built for (a new set needs a new plot). */
+  #names = '';
+  /** @type {import('uplot').AlignedData} */
+  #data = [[]];
+  #span = 0;
   #element;
   #plotElement;
   #legend;
@@ -72,44 +90,37 @@ export class ChartPanel {
     this.#options = options;
     this.#plotElement = /** @type {HTMLElement} */ (element.querySelector('.plot'));
     this.#legend = /** @type {HTMLElement} */ (element.querySelector('.legend'));
-    this.#plotElement.dataset.empty = 'waiting for data…';
+    this.#plotElement.dataset.empty = 'waiting for the relay…';
     new ResizeObserver(() => this.#resize()).observe(this.#plotElement);
   }
 
   /**
-   * One sample for every series at `time` (unix seconds); a name not seen before adds a
-   * series, one missing from `values` gets a gap.
-   * @param {number} time
-   * @param {Record<string, number>} values
+   * Draw these series over these times (unix seconds, ascending); the time axis spans at
+   * least `minSpanSeconds`, so a young relay's few samples are not stretched across the page.
+   * @param {readonly number[]} times
+   * @param {Record<string, readonly (number | null)[]>} series
+   * @param {number} minSpanSeconds
    */
-  push(time, values) {
-    let added = false;
-    for (const name of Object.keys(values)) {
-      if (this.#series.has(name)) continue;
-      const fill = this.#options.counters ? 0 : null;
-      this.#series.set(
-        name,
-        this.#times.map(() => fill),
-      );
-      added = true;
+  show(times, series, minSpanSeconds) {
+    const names = Object.keys(series);
+    const newest = Object.fromEntries(names.map((name) => [name, latest(series[name] ?? [])]));
+    this.#element.dataset.latest = JSON.stringify(newest);
+    this.#element.dataset.points = String(times.length);
+    this.#renderLegend(names, newest);
+    this.#data = [[...times], ...names.map((name) => [...(series[name] ?? [])])];
+    this.#span = minSpanSeconds;
+    if (times.length < 2 || names.length === 0) {
+      this.#plot?.destroy();
+      this.#plot = null;
+      this.#names = '';
+      this.#plotElement.dataset.empty =
+        names.length === 0 ? 'nothing to show yet' : 'one sample so far: the next one draws a line';
+      return;
     }
-    this.#times.push(time);
-    for (const [name, history] of this.#series) history.push(values[name] ?? null);
-    if (this.#times.length > this.#options.capacity) {
-      this.#times.shift();
-      for (const history of this.#series.values()) history.shift();
-    }
-    this.#element.dataset.latest = JSON.stringify(values);
-    this.#element.dataset.points = String(this.#times.length);
-    this.#renderLegend(values);
-    if (this.#series.size === 0) return;
-    if (added || !this.#plot) this.#rebuild();
-    else this.#plot.setData(this.#data());
-  }
-
-  /** @returns {import('uplot').AlignedData} */
-  #data() {
-    return [this.#times, ...this.#series.values()];
+    const key = names.join('\n');
+    if (this.#plot && key === this.#names) this.#plot.setData(this.#data);
+    else this.#rebuild(names);
+    this.#names = key;
   }
 
   /** @param {string} name @param {number} index */
@@ -117,9 +128,9 @@ export class ChartPanel {
     return this.#options.colors?.[name] ?? PALETTE[index % PALETTE.length] ?? '#94a3b8';
   }
 
-  /** @param {Record<string, number>} values */
-  #renderLegend(values) {
-    const items = [...this.#series.keys()].map((name, index) => {
+  /** @param {string[]} names @param {Record<string, number | null>} newest */
+  #renderLegend(names, newest) {
+    const items = names.map((name, index) => {
       const item = document.createElement('li');
       const swatch = document.createElement('span');
       swatch.className = 'swatch';
@@ -128,24 +139,27 @@ export class ChartPanel {
       label.textContent = this.#options.label?.(name) ?? name;
       const value = document.createElement('span');
       value.className = 'value';
-      const latest = values[name];
-      value.textContent = latest === undefined ? '–' : this.#options.format(latest);
+      const last = newest[name];
+      value.textContent = last == null ? '–' : this.#options.format(last);
       item.append(swatch, label, value);
       return item;
     });
     this.#legend.replaceChildren(...items);
   }
 
-  /** First sample or a new series: build the plot anew (styles depend on the series count). */
-  #rebuild() {
+  /**
+   * A new set of series: build the plot anew (styles depend on the series).
+   * @param {string[]} names
+   */
+  #rebuild(names) {
     this.#plot?.destroy();
     delete this.#plotElement.dataset.empty;
     const UPlot = uPlotClass();
     const format = this.#options.format;
-    const counters = this.#options.counters ?? false;
-    const stepped = UPlot.paths.stepped?.({ align: 1 });
+    // A rate belongs to the interval that ends at its sample: hold it back to the one before.
+    const stepped = this.#options.stepped ? UPlot.paths.stepped?.({ align: -1 }) : undefined;
     // Fills of several series stack into mud; one series reads better filled.
-    const filled = this.#series.size === 1;
+    const filled = names.length === 1;
     /** @type {UPlotOptions} */
     const options = {
       width: Math.max(this.#plotElement.clientWidth, 200),
@@ -153,37 +167,37 @@ export class ChartPanel {
       legend: { show: false },
       cursor: { drag: { x: true, y: false } },
       scales: {
-        x: { time: true, range: (_u, min, max) => [Math.min(min, max - MIN_SPAN_SECONDS), max] },
-        // Always from zero: a counter creeping from 1000 to 1001 must not look like a cliff.
+        x: { time: true, range: (_u, min, max) => [Math.min(min, max - this.#span), max] },
+        // Always from zero: a rate creeping from 1000 to 1001 must not look like a cliff.
         y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] },
       },
       axes: [
-        { ...AXIS },
         {
           ...AXIS,
-          size: 56,
-          values: (_u, splits) => splits.map((v) => format(v)),
-          ...(counters ? { incrs: COUNT_STEPS } : {}),
+          space: 64,
+          values: (_u, splits, _axis, _space, step) => timeLabels(splits, step),
         },
+        { ...AXIS, size: 56, values: (_u, splits) => splits.map((v) => format(v)) },
       ],
       series: [
         {},
-        ...[...this.#series.keys()].map((name, index) => {
+        ...names.map((name, index) => {
           const color = this.#colorOf(name, index);
           return {
             label: this.#options.label?.(name) ?? name,
             stroke: color,
             width: 2,
+            points: { show: false },
             ...(filled ? { fill: `${color}26` } : {}),
             spanGaps: false,
             /** @type {(u: UPlot, v: number | null) => string} */
             value: (_u, v) => (v == null ? '–' : format(v)),
-            ...(counters && stepped ? { paths: stepped } : {}),
+            ...(stepped ? { paths: stepped } : {}),
           };
         }),
       ],
     };
-    this.#plot = new UPlot(options, this.#data(), this.#plotElement);
+    this.#plot = new UPlot(options, this.#data, this.#plotElement);
   }
 
   #resize() {

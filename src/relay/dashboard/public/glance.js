@@ -1,41 +1,65 @@
 // @ts-check
 /**
- * The "at a glance" cards: upstream state, relay identity and terms, ticket keys. Fields are
- * elements marked `data-field` in index.html; text goes in with textContent only, never as
- * markup. The card container also carries the key facts as attributes for tests.
+ * The "at a glance" cards and the page header: upstream, mining, relay, tickets, load. Fields
+ * are elements marked `data-field` (totals and states, straight from /v1/status) and
+ * `data-rate` (rates from the relay's history) in index.html; text goes in with textContent
+ * only, never as markup. Key facts are also set as attributes on #glance for tests.
  */
 
-import {
-  formatCount,
-  formatDay,
-  formatDuration,
-  formatSi,
-  formatTimestamp,
-  utcDay,
-} from './format.js';
+import { formatCount, formatDuration, formatSi, formatTimestamp, formatUnit } from './format.js';
 
 /** @typedef {import('./status.js').Status} Status */
 /** @typedef {import('./status.js').Descriptor} Descriptor */
-/** @typedef {import('./status.js').TicketKey} TicketKey */
-/** @typedef {import('./status.js').Peer} Peer */
+
+/** Expected hashes per share of difficulty 1: 2^256 / the diff-1 target (src/relay/stats.ts). */
+const HASHES_PER_DIFFICULTY = /** @type {Record<string, string>} */ ({
+  sha256d: '2³²',
+  scrypt: '2¹⁶',
+});
 
 /**
- * @param {HTMLElement} root
+ * @param {ParentNode} root
  * @param {string} field
  * @param {string} text
+ * @param {string} [title]
  */
-function setField(root, field, text) {
-  const element = root.querySelector(`[data-field="${field}"]`);
-  if (element) element.textContent = text;
+export function setField(root, field, text, title) {
+  for (const element of root.querySelectorAll(`[data-field="${field}"]`)) {
+    element.textContent = text;
+    if (title !== undefined && element instanceof HTMLElement) element.title = title;
+  }
 }
 
 /**
- * @param {HTMLElement} root the #glance section
+ * "(stale 2, duplicate 1)" for the reasons that happened; "" when none did.
+ * @param {Record<string, number>} counts
+ */
+export function reasonsText(counts) {
+  const parts = Object.entries(counts)
+    .filter(([, n]) => n > 0)
+    .map(([reason, n]) => `${reason} ${formatCount(n)}`);
+  return parts.length > 0 ? `(${parts.join(', ')})` : '';
+}
+
+/** 300 → "5 min", 90 → "90 s". @param {number} seconds */
+function spanText(seconds) {
+  return seconds % 60 === 0 ? `${seconds / 60} min` : `${formatCount(seconds)} s`;
+}
+
+/** @param {Record<string, number>} counts */
+function total(counts) {
+  return Object.values(counts).reduce((sum, n) => sum + n, 0);
+}
+
+/**
+ * @param {ParentNode} root the page
+ * @param {HTMLElement} glance the #glance section
  * @param {Status} status
+ * @param {string | null} algorithm from the descriptor, for the hash-rate note
  * @param {number} now unix seconds
  */
-export function renderStatusGlance(root, status, now) {
-  const { upstream } = status;
+export function renderStatus(root, glance, status, algorithm, now) {
+  const { upstream, shares, forwarded, blocks } = status;
   setField(root, 'upstream.state', upstream.state);
   const badge = root.querySelector('[data-field="upstream.state"]');
   if (badge instanceof HTMLElement) badge.dataset.state = upstream.state;
@@ -46,105 +70,89 @@ export function renderStatusGlance(root, status, now) {
     'upstream.difficulty',
     upstream.difficulty === null ? '–' : formatSi(upstream.difficulty),
   );
-  setField(root, 'clients', formatCount(status.clients));
   setField(root, 'jobs', formatCount(status.jobs));
-  setField(root, 'forwarded.lastRejectReason', status.forwarded.lastRejectReason ?? 'none');
-  root.dataset.upstreamState = upstream.state;
+  setField(root, 'forwarded.lastRejectReason', forwarded.lastRejectReason ?? 'none');
+
+  setField(root, 'clients', formatCount(status.clients));
+  for (const element of root.querySelectorAll('[data-show="stratum"]')) {
+    if (element instanceof HTMLElement) element.hidden = status.stratum === null;
+  }
+  setField(root, 'stratum.clients', formatCount(status.stratum?.clients ?? 0));
+  setField(root, 'hashrate', formatUnit(status.hashrate, 'H/s'));
+  const span = spanText(status.hashrateWindowSeconds);
+  const perDifficulty = algorithm ? (HASHES_PER_DIFFICULTY[algorithm] ?? null) : null;
+  setField(
+    root,
+    'hashrate.explained',
+    `Σ accepted share difficulty${perDifficulty ? ` × ${perDifficulty}` : ''} ÷ ${span}. ` +
+      'Below what miners print: their hashes on stale jobs and rejected shares never count ' +
+      'here, and few shares make it noisy.',
+  );
+  setField(root, 'shares.accepted', formatCount(shares.accepted));
+  setField(root, 'shares.rejected', formatCount(total(shares.rejected)));
+  setField(root, 'shares.rejected.reasons', reasonsText(shares.rejected));
+  setField(root, 'forwarded.accepted', formatCount(forwarded.accepted));
+  setField(root, 'forwarded.stale', formatCount(forwarded.stale));
+  setField(root, 'forwarded.rejected', formatCount(forwarded.rejected - forwarded.stale));
+  setField(root, 'blocks.found', formatCount(blocks.found));
+  setField(root, 'blocks.accepted', formatCount(blocks.accepted));
+  setField(root, 'blocks.stale', formatCount(blocks.stale));
+  setField(root, 'blocks.rejected', formatCount(blocks.rejected - blocks.stale));
+
+  const { tickets } = status;
+  setField(root, 'tickets.issued', tickets ? formatCount(tickets.issued) : '–');
+  setField(root, 'tickets.redeemed', tickets ? formatCount(tickets.redeemed) : '–');
+  setField(root, 'tickets.refused', tickets ? formatCount(total(tickets.refused)) : '–');
+  setField(root, 'tickets.refused.reasons', tickets ? reasonsText(tickets.refused) : '');
+
+  const { load, stratum } = status;
+  for (const [group, counts] of Object.entries(load ?? {})) {
+    for (const [name, n] of Object.entries(counts)) {
+      setField(root, `load.${group}.${name}`, formatCount(n));
+    }
+  }
+  setField(
+    root,
+    'stratum.dropped',
+    stratum ? `${formatCount(total(stratum.dropped))} dropped` : 'no Stratum port',
+  );
+  setField(root, 'stratum.dropped.reasons', stratum ? reasonsText(stratum.dropped) : '');
+
+  const { relay } = status;
+  setField(root, 'relay.version', relay ? `v${relay.version}` : '–');
+  setField(root, 'relay.version.full', relay ? relay.version : '–');
+  setField(root, 'relay.uptime', relay ? formatDuration(relay.uptimeSeconds) : '–');
+  setField(root, 'relay.startedAt', relay ? formatTimestamp(relay.startedAt) : '–');
+  glance.dataset.upstreamState = upstream.state;
 }
 
 /**
- * What a key is doing today: issuing, not yet, still redeeming yesterday's tickets (a ticket
- * is redeemable on its issue day and the next), or done.
- * @param {TicketKey} key
- * @param {number} today
+ * The rates beside the totals, from the relay's history.
+ * @param {ParentNode} root
+ * @param {Record<string, string>} rates text by `data-rate` name
  */
-function keyState(key, today) {
-  if (today < key.notBeforeDay) return 'upcoming';
-  if (today <= key.notAfterDay) return 'issuing';
-  if (today === key.notAfterDay + 1) return 'redeeming';
-  return 'expired';
+export function renderRates(root, rates) {
+  for (const element of root.querySelectorAll('[data-rate]')) {
+    if (!(element instanceof HTMLElement)) continue;
+    const text = rates[element.dataset.rate ?? ''];
+    element.textContent = text === undefined ? '' : `· ${text}`;
+  }
 }
 
 /**
- * @param {HTMLElement} root the #glance section
- * @param {HTMLElement} keyRows the ticket keys table body
+ * @param {ParentNode} root the page
+ * @param {HTMLElement} glance the #glance section
  * @param {Descriptor} descriptor
- * @param {number} now unix seconds
  */
-export function renderDescriptorGlance(root, keyRows, descriptor, now) {
+export function renderDescriptor(root, glance, descriptor) {
   setField(root, 'identity', descriptor.identity);
   setField(root, 'algorithm', descriptor.algorithm);
-  setField(root, 'tickets.price', `${formatSi(descriptor.price)} credit`);
-  setField(root, 'tickets.window', formatDuration(descriptor.windowSeconds));
+  setField(root, 'onion', descriptor.onion ?? 'no onion service');
+  setField(root, 'onion.full', descriptor.onion ?? 'none (tor.control not set)');
+  const credits = descriptor.price === 1 ? 'credit' : 'credits';
+  setField(root, 'tickets.price', `${formatSi(descriptor.price)} ${credits}`);
+  setField(root, 'tickets.window', `${formatDuration(descriptor.windowSeconds)} per ticket`);
   setField(root, 'descriptor.issuedAt', `signed ${formatTimestamp(descriptor.issuedAt)}`);
-  root.dataset.identity = descriptor.identity;
-  root.dataset.keyIds = descriptor.keys.map((k) => k.keyId).join(',');
-
-  const today = utcDay(now);
-  const rows = descriptor.keys.map((key) => {
-    const row = document.createElement('tr');
-    const id = document.createElement('td');
-    id.className = 'mono';
-    id.textContent = key.keyId;
-    const validity = document.createElement('td');
-    validity.textContent =
-      key.notBeforeDay === key.notAfterDay
-        ? formatDay(key.notBeforeDay)
-        : `${formatDay(key.notBeforeDay)} – ${formatDay(key.notAfterDay)}`;
-    const state = document.createElement('td');
-    const badge = document.createElement('span');
-    badge.className = 'badge';
-    badge.dataset.state = keyState(key, today);
-    badge.textContent = badge.dataset.state;
-    state.append(badge);
-    row.append(id, validity, state);
-    return row;
-  });
-  if (rows.length === 0) {
-    const row = document.createElement('tr');
-    const cell = document.createElement('td');
-    cell.colSpan = 3;
-    cell.className = 'muted';
-    cell.textContent = 'no ticket keys';
-    row.append(cell);
-    rows.push(row);
-  }
-  keyRows.replaceChildren(...rows);
-}
-
-/**
- * The backup relays card: hidden without peers; one row per peer with its reachability and
- * the numbers an operator acts on (what it owes, what we owe, unsynced, double spends).
- * @param {HTMLElement} card
- * @param {HTMLElement} rows the peers table body
- * @param {Peer[] | null} peers
- */
-export function renderPeers(card, rows, peers) {
-  card.hidden = peers === null || peers.length === 0;
-  if (!peers) return;
-  card.dataset.peers = JSON.stringify(
-    peers.map((p) => ({ name: p.name, up: p.up, conflicts: p.conflicts })),
-  );
-  rows.replaceChildren(
-    ...peers.map((peer) => {
-      const row = document.createElement('tr');
-      const name = document.createElement('td');
-      name.textContent = peer.name;
-      const state = document.createElement('td');
-      const badge = document.createElement('span');
-      badge.className = 'badge';
-      badge.dataset.state = peer.up === null ? 'connecting' : peer.up ? 'live' : 'down';
-      badge.textContent = peer.up === null ? 'unknown' : peer.up ? 'up' : 'down';
-      state.append(badge);
-      const cells = [peer.served, peer.unpaidToUs, peer.weOwe, peer.owedSync, peer.conflicts].map(
-        (n) => {
-          const cell = document.createElement('td');
-          cell.textContent = formatCount(n);
-          return cell;
-        },
-      );
-      row.append(name, state, ...cells);
-      return row;
-    }),
-  );
+  glance.dataset.identity = descriptor.identity;
+  glance.dataset.keyIds = descriptor.keys.map((k) => k.keyId).join(',');
 }
