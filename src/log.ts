@@ -2,6 +2,9 @@ import { pino, type Logger } from 'pino';
 
 export type { Logger };
 
+/** pino's levels, as `log.level` and every `--log-level` take them. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
 /**
  * The process logger. Structured JSON (pino). Callers must never log secrets (keys, RPC
  * passwords, ticket blinding factors) or client network addresses; pass such values through

@@ -1,7 +1,9 @@
 import { Command, Option } from 'commander';
 import { ALGORITHMS, type Algorithm } from '../work/algorithm.js';
+import { HexError } from '../work/hex.js';
 import { inspectHeader } from '../work/inspect.js';
 import { fail } from './output.js';
+import { UsageError } from './usage-error.js';
 
 export function hashCommand(): Command {
   return new Command('hash')
@@ -18,7 +20,8 @@ export function hashCommand(): Command {
       try {
         report = await inspectHeader(options.algorithm, options.header);
       } catch (err) {
-        return fail('hash', err);
+        // A --header that is not 80 bytes of hex is a bad argument like any other.
+        return fail('hash', err instanceof HexError ? new UsageError(err.message) : err);
       }
       if (options.json) {
         process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadRelayConfig } from '../relay/config.js';
 import { schemeOfName } from '../tickets/descriptor.js';
 import {
@@ -15,6 +15,7 @@ import { TICKET_SCHEME_KINDS, type TicketScheme } from '../tickets/keyring.js';
 import { generateRsaKeyAsync, type RsaKeygenProgress } from '../tickets/rsa-keygen.js';
 import type { RsaPrivateKey } from '../tickets/rsa-scheme.js';
 import { fail } from './output.js';
+import { UsageError } from './usage-error.js';
 
 /**
  * `powbridge keys generate | rotate | show`: the relay's identity and ticket keys on disk.
@@ -33,11 +34,6 @@ interface MakeFlags extends StoreFlags {
 }
 
 const now = () => Date.now() / 1000;
-
-/** Bad usage exits with 2, like every other input error; help and version still exit 0. */
-function exitTwoOnError(err: CommanderError): never {
-  process.exit(err.exitCode === 0 ? 0 : 2);
-}
 
 function parseDays(value: string): number {
   const days = /^\d{1,4}$/.test(value) ? Number(value) : NaN;
@@ -60,7 +56,7 @@ function storeOf(flags: MakeFlags): { dataDir: string; scheme: TicketScheme } {
     const config = loadRelayConfig(flags.config);
     return { dataDir: config.relay.dataDir, scheme: scheme ?? config.tickets.scheme };
   }
-  throw new Error('say where the keys are: --data-dir <dir> or --config <relay.toml>');
+  throw new UsageError('say where the keys are: --data-dir <dir> or --config <relay.toml>');
 }
 
 function schemeOption(): Option {
@@ -119,9 +115,7 @@ function subcommand(name: string, description: string): Command {
         `relay data directory (keys live in <dir>/${KEYS_DIR})`,
       ).conflicts('config'),
     )
-    .addOption(new Option('-c, --config <file>', 'relay config (TOML): use its relay.dataDir'))
-    .showHelpAfterError()
-    .exitOverride(exitTwoOnError);
+    .addOption(new Option('-c, --config <file>', 'relay config (TOML): use its relay.dataDir'));
 }
 
 function range(k: TicketKeyInfo): string {
@@ -259,8 +253,6 @@ function showCommand(): Command {
 export function keysCommand(): Command {
   return new Command('keys')
     .description('manage the relay identity and ticket keys (stored in <data-dir>/keys)')
-    .showHelpAfterError()
-    .exitOverride(exitTwoOnError)
     .addCommand(generateCommand())
     .addCommand(rotateCommand())
     .addCommand(showCommand());

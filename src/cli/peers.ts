@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { handOverWalletTickets } from '../client/settlement-tickets.js';
 import {
   findPeer,
@@ -11,6 +11,7 @@ import {
 import { recordSettlement, ticketsWord } from '../peers/settlement.js';
 import { loadRelayConfig } from '../relay/config.js';
 import { fail } from './output.js';
+import { UsageError } from './usage-error.js';
 
 /**
  * `powbridge peers status | settle`: the operator's side of Protocol 2 (docs/design.md §7),
@@ -45,10 +46,6 @@ const SHOWN_REQUESTS = 5;
 
 const now = () => Date.now() / 1000;
 
-function exitTwoOnError(err: CommanderError): never {
-  process.exit(err.exitCode === 0 ? 0 : 2);
-}
-
 function ticketCount(value: string): number {
   const n = /^-?\d{1,10}$/.test(value) ? Number(value) : NaN;
   if (!(n >= 1)) throw new InvalidArgumentError('expected a whole number of tickets, at least 1');
@@ -59,9 +56,7 @@ function subcommand(name: string, summary: string, details: string): Command {
   return new Command(name)
     .summary(summary)
     .description(`${summary}\n\n${details}`)
-    .requiredOption('-c, --config <file>', "the relay's config (TOML): its [[peers]] and dataDir")
-    .showHelpAfterError()
-    .exitOverride(exitTwoOnError);
+    .requiredOption('-c, --config <file>', "the relay's config (TOML): its [[peers]] and dataDir");
 }
 
 const isoTime = (unix: number) =>
@@ -262,7 +257,7 @@ function settleCommand(): Command {
     .action((name: string, flags: SettleFlags) => {
       try {
         if (flags.count === undefined && !flags.all) {
-          throw new Error('say how many tickets the payment covers: --count <n> or --all');
+          throw new UsageError('say how many tickets the payment covers: --count <n> or --all');
         }
         const config = loadRelayConfig(flags.config);
         const peer = findPeer(config.peers, name, flags.config);
@@ -311,8 +306,6 @@ export function peersCommand(): Command {
     .description(
       'backup relays (Protocol 2): balances with each peer, and settling what we owe them',
     )
-    .showHelpAfterError()
-    .exitOverride(exitTwoOnError)
     .addCommand(statusCommand())
     .addCommand(settleCommand());
 }

@@ -1,11 +1,18 @@
 import { resolve } from 'node:path';
-import { Command } from 'commander';
-import { createLogger } from '../log.js';
-import { ConfigError, loadRelayConfig, parseRelayConfig, splitHostPort } from '../relay/config.js';
+import { Command, Option } from 'commander';
+import { createLogger, LOG_LEVELS } from '../log.js';
+import {
+  checkHostPort,
+  ConfigError,
+  loadRelayConfig,
+  parseRelayConfig,
+  splitHostPort,
+} from '../relay/config.js';
 import { startRelay } from '../relay/relay.js';
 import { CIRCUIT_PATH } from '../relay/circuit-connector.js';
 import { torrcSnippet } from '../tor/torrc-snippet.js';
 import { fail } from './output.js';
+import { flagValue } from './usage-error.js';
 
 interface RelayFlags {
   config: string;
@@ -21,15 +28,17 @@ export function relayCommand(): Command {
   return new Command('relay')
     .description('run the relay bridge: work source, client circuits, HTTP API')
     .requiredOption('-c, --config <file>', 'relay config (TOML); see config/relay.example.toml')
-    .option('--listen <host:port>', 'override relay.listen')
-    .option('--stratum-listen <host:port>', 'override relay.stratumListen')
+    .option('--listen <host:port>', 'override relay.listen', flagValue(checkHostPort))
     .option(
-      '--log-level <level>',
-      'override log.level: fatal, error, warn, info, debug, trace, silent',
+      '--stratum-listen <host:port>',
+      'override relay.stratumListen',
+      flagValue(checkHostPort),
     )
+    .addOption(new Option('--log-level <level>', 'override log.level').choices(LOG_LEVELS))
     .option(
       '--tor-control <host:port>',
       "create the onion service through Tor's control port (override tor.control)",
+      flagValue(checkHostPort),
     )
     .option(
       '--tor-password-file <file>',

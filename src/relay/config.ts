@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parse as parseToml } from 'smol-toml';
+import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
+import { LOG_LEVELS } from '../log.js';
 import { peeringConfigSchema, peersConfigSchema } from '../peers/peer-config.js';
+import { MAX_STORAGE_URL_LENGTH, storageUrlProblem } from '../storage/storage-url.js';
 import {
   type HtbClassTree,
   htbClassTreeSchema,
@@ -19,12 +21,15 @@ import {
 } from '../qos/ticket-groups.js';
 import { ALGORITHMS } from '../work/algorithm.js';
 import { MIN_DIFFICULTY } from '../work/target.js';
+import { configErrorMap, describeIssues, isRecord } from './config-errors.js';
 import { MAX_SLOTS } from './extranonce-slots.js';
 
 /**
  * The relay's configuration (config/relay.example.toml documents every key). TOML is parsed,
  * then validated by one schema; a bad file is refused with a message that names the key and
- * the problem, e.g. "source.node.payoutAddress: required".
+ * the problem, e.g. "source.node.payoutAddress: required" or "tickets.price: expected a
+ * number, got string "sixteen"" (wording in config-errors.ts), a TOML syntax error with its
+ * file:line:column.
  */
 
 export class ConfigError extends Error {
@@ -35,6 +40,8 @@ const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, {
     error: 'expected host:port, e.g. 127.0.0.1:8640',
+    // "nonsense" is not host:port; that it has no port above 65535 goes without saying.
+    abort: true,
   })
   .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, { error: 'port above 65535' });
 
@@ -203,6 +210,29 @@ function checkSlotSpace(
   });
 }
 
+/** Samples a status history may hold: 8 bytes per series each (~50 series), ~40 MB at most. */
+export const MAX_HISTORY_SAMPLES = 100_000;
+
+/** The status history's samples (historyHours / sampleSeconds), bounded in memory. */
+export function historySamples(status: { sampleSeconds: number; historyHours: number }): number {
+  return Math.max(2, Math.ceil((status.historyHours * 3600) / status.sampleSeconds));
+}
+
+function checkHistorySize(
+  status: { sampleSeconds: number; historyHours: number },
+  ctx: z.RefinementCtx,
+): void {
+  const samples = historySamples(status);
+  if (samples <= MAX_HISTORY_SAMPLES) return;
+  ctx.addIssue({
+    code: 'custom',
+    path: ['historyHours'],
+    message:
+      `${status.historyHours} h at one sample every ${status.sampleSeconds} s is ${samples} ` +
+      `samples, more than ${MAX_HISTORY_SAMPLES}: shorten it or raise status.sampleSeconds`,
+  });
+}
+
 export const relayConfigSchema = z.strictObject({
   relay: z
     .strictObject({
@@ -213,7 +243,7 @@ export const relayConfigSchema = z.strictObject({
     .prefault({}),
   log: z
     .strictObject({
-      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      level: z.enum(LOG_LEVELS).default('info'),
     })
     .prefault({}),
   source,
@@ -255,9 +285,7 @@ export const relayConfigSchema = z.strictObject({
       // RSA, v2 tickets, safe under any number of concurrent issuances) or "ao" (the paper's
       // Abe–Okamoto, v1 tickets, capped at maxOpenSessions). Tickets of every key the relay
       // still holds are redeemed, whichever scheme issued them.
-      scheme: z
-        .enum(['rsa', 'ao'], { error: 'tickets.scheme: expected "rsa" or "ao"' })
-        .default('rsa'),
+      scheme: z.enum(['rsa', 'ao'], { error: 'expected "rsa" or "ao"' }).default('rsa'),
       // Credit one ticket costs (1 credit = one share at difficulty.ticketDifficulty).
       price: positive.default(16),
       windowSeconds: z.number().int().min(10).max(86_400).default(600),
@@ -280,10 +308,13 @@ export const relayConfigSchema = z.strictObject({
       // Destination ports the priority tunnel may reach: numbers or [from, to] ranges.
       ports: z
         .array(
-          z.union([
-            z.number().int().min(1).max(65535),
-            z.tuple([z.number().int().min(1).max(65535), z.number().int().min(1).max(65535)]),
-          ]),
+          z.union(
+            [
+              z.number().int().min(1).max(65535),
+              z.tuple([z.number().int().min(1).max(65535), z.number().int().min(1).max(65535)]),
+            ],
+            { error: 'expected a port 1..65535 or a [from, to] range of them' },
+          ),
         )
         .default([80, 443]),
       // Loopback, private, link-local and other non-public addresses are refused after DNS
@@ -325,55 +356,80 @@ export const relayConfigSchema = z.strictObject({
     })
     .prefault({}),
   verify: z.strictObject({ threads: z.number().int().min(1).max(64).default(1) }).prefault({}),
+  // Where spent tickets and grants are kept: absent, SQLite files in relay.dataDir; a
+  // postgres:// URL, one PostgreSQL database shared by a family of relays (src/storage/).
+  storage: z
+    .strictObject({
+      url: z
+        .string()
+        .max(MAX_STORAGE_URL_LENGTH)
+        .superRefine((url, ctx) => {
+          const problem = storageUrlProblem(url);
+          if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+        })
+        .optional(),
+      // The database password, in a 0600 file; else $PGPASSWORD. Never in the URL.
+      passwordFile: z.string().min(1).optional(),
+    })
+    .refine((storage) => storage.passwordFile === undefined || storage.url !== undefined, {
+      error: 'passwordFile is for a PostgreSQL url: set storage.url too',
+      path: ['passwordFile'],
+    })
+    .prefault({}),
+  // The history behind the dashboard's charts (GET /v1/status/history), in memory only.
+  status: z
+    .strictObject({
+      sampleSeconds: z
+        .number({ error: 'expected a number of seconds' })
+        .min(1, { error: 'at least 1 second' })
+        .max(3600, { error: 'at most 3600 seconds' })
+        .default(10),
+      historyHours: z
+        .number({ error: 'expected a number of hours' })
+        .positive({ error: 'must be more than 0 hours' })
+        .max(24 * 31, { error: 'at most 744 hours (31 days)' })
+        .default(24),
+    })
+    .superRefine(checkHistorySize)
+    .prefault({}),
   peering: peeringConfigSchema.prefault({}),
   peers: peersConfigSchema,
 });
 
 export type RelayConfig = z.output<typeof relayConfigSchema>;
 
-/** An issue's key as written in TOML terms: `source.pools[0].url`, `tunnel.classes[2].rate`. */
-function keyOf(path: readonly PropertyKey[], input: unknown): string {
-  let key = '';
-  let value = input;
-  let name: string | null = null;
-  for (const part of path) {
-    value = isRecord(value) ? value[String(part)] : undefined;
-    if (typeof part === 'number') {
-      key += `[${part}]`;
-      // Tables in a list are found by their name in the file more easily than by index.
-      name = isRecord(value) && typeof value['name'] === 'string' ? value['name'] : name;
-    } else {
-      key += `${key ? '.' : ''}${String(part)}`;
-    }
-  }
-  return `${key || '(top level)'}${name === null ? '' : ` (name "${name}")`}`;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null;
-}
-
-function describe(error: z.ZodError, input: unknown): string {
-  return error.issues
-    .map((issue) => {
-      const message =
-        issue.code === 'unrecognized_keys'
-          ? `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}`
-          : issue.message;
-      return `${keyOf(issue.path, input)}: ${message}`;
-    })
-    .join('\n');
-}
-
 /** Validate an already-parsed object (tests, and flags merged over the file). */
 export function parseRelayConfig(value: unknown, origin = 'config'): RelayConfig {
-  const result = relayConfigSchema.safeParse(value, {
-    // Below the schemas' own messages: a missing key is "required", whatever its type.
-    error: (issue) =>
-      issue.code === 'invalid_type' && issue.input === undefined ? 'required' : undefined,
-  });
-  if (!result.success) throw new ConfigError(`${origin}:\n${describe(result.error, value)}`);
+  // Below the schemas' own messages: "required", or what a key takes and what it got.
+  const result = relayConfigSchema.safeParse(value, { error: configErrorMap });
+  if (!result.success) {
+    throw new ConfigError(`${origin}:\n${describeIssues(result.error, value)}`);
+  }
   return result.data;
+}
+
+/** Why a config file cannot be read, in words (the code stays for searching). */
+function unreadable(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const words: Record<string, string> = {
+    ENOENT: 'no such file',
+    EACCES: 'cannot read it: permission denied',
+    EPERM: 'cannot read it: permission denied',
+    EISDIR: 'is a directory, not a config file',
+    ENOTDIR: 'a part of the path is not a directory',
+  };
+  return code ? `${words[code] ?? 'cannot read it'} (${code})` : `cannot read it (${String(err)})`;
+}
+
+/**
+ * "relay.toml:12:5: not valid TOML: <what>". smol-toml's message goes on with the lines around
+ * the mistake; they are left out, since a line with a broken string may hold a password.
+ */
+function tomlProblem(file: string, err: unknown): string {
+  const first = (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
+  const what = first.replace(/^Invalid TOML document: /, '');
+  const where = err instanceof TomlError ? `${file}:${err.line}:${err.column}` : file;
+  return `${where}: not valid TOML: ${what}`;
 }
 
 /**
@@ -385,15 +441,13 @@ export function loadRelayConfig(file: string, env: NodeJS.ProcessEnv = process.e
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(
-      `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
-    );
+    throw new ConfigError(`${file}: ${unreadable(err)}`);
   }
   let raw: unknown;
   try {
     raw = parseToml(text);
   } catch (err) {
-    throw new ConfigError(`${file}: not valid TOML: ${(err as Error).message.split('\n')[0]}`);
+    throw new ConfigError(tomlProblem(file, err));
   }
   // Secrets may come from the environment instead of the file: set before validation, so a
   // file without rpcPassword is complete when the variable supplies it.
@@ -414,7 +468,17 @@ export function loadRelayConfig(file: string, env: NodeJS.ProcessEnv = process.e
   }
   if (config.tor.passwordFile) config.tor.passwordFile = resolve(base, config.tor.passwordFile);
   if (config.tor.cookieFile) config.tor.cookieFile = resolve(base, config.tor.cookieFile);
+  if (config.storage.passwordFile) {
+    config.storage.passwordFile = resolve(base, config.storage.passwordFile);
+  }
   return config;
+}
+
+/** A host:port flag, checked like the keys it overrides; throws the problem in words. */
+export function checkHostPort(value: string): string {
+  const result = hostPort.safeParse(value);
+  if (result.success) return value;
+  throw new ConfigError(result.error.issues[0]?.message ?? 'expected host:port');
 }
 
 /** "host:port" → { host, port } (IPv6 in brackets). */

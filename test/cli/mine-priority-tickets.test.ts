@@ -12,9 +12,10 @@ describe('powbridge mine --priority-tickets', () => {
       '--priority-tickets',
       n,
     ]);
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(2);
     expect(result.stderr).toBe(
-      `error: option '--priority-tickets <n>' argument '${n}' is invalid. expected an integer 1..100\n`,
+      `powbridge mine: option '--priority-tickets <n>' argument '${n}' is invalid. expected an ` +
+        'integer 1..100 (see powbridge mine --help)\n',
     );
   });
 });

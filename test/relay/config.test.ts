@@ -4,7 +4,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HtbShaper } from '../../src/qos/htb-shaper.js';
-import { ConfigError, loadRelayConfig, parseRelayConfig } from '../../src/relay/config.js';
+import {
+  ConfigError,
+  historySamples,
+  loadRelayConfig,
+  parseRelayConfig,
+} from '../../src/relay/config.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'powbridge-config-'));
@@ -141,7 +146,7 @@ describe('relay config', () => {
     [
       'Stratum port start not finite (TOML inf)',
       { ...minimalNode, difficulty: { stratumInitial: Number.POSITIVE_INFINITY } },
-      /difficulty\.stratumInitial: .*expected number, received Infinity/,
+      /^difficulty\.stratumInitial: expected a finite number, got inf$/m,
     ],
     [
       'min above max',
@@ -151,7 +156,7 @@ describe('relay config', () => {
     [
       'wrong type',
       { ...minimalNode, limits: { maxClients: 'many' } },
-      /limits\.maxClients: .*expected number, received string/,
+      /^limits\.maxClients: expected a number, got string "many"$/m,
     ],
     [
       'more than 8 signing sessions',
@@ -236,12 +241,105 @@ describe('relay config', () => {
     });
   }
 
-  it('names the file on unreadable files and TOML syntax errors', () => {
+  it('names the file on unreadable files, and the line and column of a TOML syntax error', () => {
     expect(() => loadRelayConfig(join(dir, 'missing.toml'))).toThrow(
-      /missing\.toml: cannot read \(ENOENT\)/,
+      /missing\.toml: no such file \(ENOENT\)$/,
     );
+    expect(() => loadRelayConfig(dir)).toThrow(/: is a directory, not a config file \(EISDIR\)$/);
     const file = write('broken.toml', '[source\ntype = "node"');
-    expect(() => loadRelayConfig(file)).toThrow(/broken\.toml: not valid TOML/);
+    expect(() => loadRelayConfig(file)).toThrow(
+      /broken\.toml:1:8: not valid TOML: illegal character in key$/,
+    );
+    const later = write(
+      'later.toml',
+      '[relay]\nlisten = "127.0.0.1:8640"\n\n[tickets]\nprice = sixteen\n',
+    );
+    expect(() => loadRelayConfig(later)).toThrow(/later\.toml:5:9: not valid TOML: invalid value$/);
+  });
+
+  it('keeps a broken line out of a TOML syntax error: it may hold a password', () => {
+    const file = write('secret.toml', '[source.node]\nrpcPassword = "hunter2\n');
+    let message = '';
+    try {
+      loadRelayConfig(file);
+    } catch (err) {
+      message = err instanceof ConfigError ? err.message : String(err);
+    }
+    // One line: the place and what is wrong, without smol-toml's excerpt of the file.
+    expect(message).toMatch(/^[^\n]*secret\.toml:2:\d+: not valid TOML: [^\n]+$/);
+    expect(message).not.toContain('hunter2');
+  });
+
+  it('says what a key takes and what the file has (issue 16)', () => {
+    const file = write(
+      'types.toml',
+      [
+        '[source]',
+        'type = "node"',
+        '[source.node]',
+        'rpcUrl = "http://127.0.0.1:9332"',
+        'rpcCookieFile = "c"',
+        'payoutAddress = "a"',
+        '[tickets]',
+        'price = "sixteen"',
+      ].join('\n'),
+    );
+    expect(() => loadRelayConfig(file)).toThrow(
+      new ConfigError(`${file}:\ntickets.price: expected a number, got string "sixteen"`),
+    );
+    const cases: [unknown, string][] = [
+      [{ tickets: { price: -1 } }, 'tickets.price: must be above 0, got -1'],
+      [{ tickets: { price: Number.NaN } }, 'tickets.price: expected a finite number, got nan'],
+      [
+        { tickets: { windowSeconds: 1.5 } },
+        'tickets.windowSeconds: expected a whole number, got number 1.5',
+      ],
+      [{ tickets: { windowSeconds: 5 } }, 'tickets.windowSeconds: must be at least 10, got 5'],
+      [
+        { tickets: { maxOpenSessions: 9 } },
+        'tickets.maxOpenSessions: at most 8: more concurrent sessions open the ROS attack (docs/design.md §6.2)',
+      ],
+      [{ tickets: 5 }, 'tickets: expected a table, got number 5'],
+      [{ relay: { listen: 8640 } }, 'relay.listen: expected a string, got number 8640'],
+      // Not host:port at all: one problem, not also "port above 65535".
+      [{ relay: { listen: 'nonsense' } }, 'relay.listen: expected host:port, e.g. 127.0.0.1:8640'],
+      [{ relay: { dataDir: '' } }, 'relay.dataDir: must not be empty'],
+      [
+        { tunnel: { allowPrivate: 'yes' } },
+        'tunnel.allowPrivate: expected true or false, got string "yes"',
+      ],
+      [{ tunnel: { ports: '443' } }, 'tunnel.ports: expected a list, got string "443"'],
+      [
+        { tunnel: { ports: ['443'] } },
+        'tunnel.ports[0]: expected a port 1..65535 or a [from, to] range of them',
+      ],
+      [
+        { tunnel: { allowCidrs: ['a'] } },
+        'tunnel.allowCidrs[0]: must be at least 3 characters, got 1',
+      ],
+      [
+        { log: { level: 'loud' } },
+        'log.level: expected "fatal", "error", "warn", "info", "debug", "trace" or "silent", got string "loud"',
+      ],
+      [{ tickets: { scheme: 'blind' } }, 'tickets.scheme: expected "rsa" or "ao"'],
+      [{ relay: { Listen: '127.0.0.1:1' } }, 'relay: unknown key Listen (did you mean listen?)'],
+      [{ relay: { lisen: 1, frob: 2 } }, 'relay: unknown keys lisen (did you mean listen?), frob'],
+      [{ relys: { listen: '127.0.0.1:1' } }, '(top level): unknown section [relys]'],
+      [{ ticket: { price: 1 } }, '(top level): unknown section [ticket] (did you mean [tickets]?)'],
+      [{ price: 1 }, '(top level): unknown key price'],
+    ];
+    for (const [value, line] of cases) {
+      expect(() =>
+        parseRelayConfig({ ...minimalNode, ...(value as object) }, 'relay.toml'),
+      ).toThrow(new ConfigError(`relay.toml:\n${line}`));
+    }
+  });
+
+  it('never repeats the value of a password key', () => {
+    const node = { rpcUrl: 'http://h:1', rpcUser: 'u', rpcPassword: 8_675_309, payoutAddress: 'a' };
+    expect(() => parseRelayConfig({ source: { type: 'node', node } }, 'relay.toml')).toThrow(
+      new ConfigError('relay.toml:\nsource.node.rpcPassword: expected a string, got a number'),
+    );
   });
 
   it('resolves relative paths against the file and takes the RPC password from the environment', () => {
@@ -410,7 +508,10 @@ describe('limits for floods (issue 15)', () => {
       [{ maxUnregisteredRequestsPerSecond: 0 }, /limits\.maxUnregisteredRequestsPerSecond: /],
       [{ registerTimeoutSeconds: 0.5 }, /limits\.registerTimeoutSeconds: /],
       [{ registerTimeoutSeconds: 301 }, /limits\.registerTimeoutSeconds: /],
-      [{ registerTimeoutSeconds: '10' }, /limits\.registerTimeoutSeconds: .*expected number/],
+      [
+        { registerTimeoutSeconds: '10' },
+        /limits\.registerTimeoutSeconds: expected a number, got string "10"/,
+      ],
     ];
     for (const [limits, message] of cases) {
       expect(() => parseRelayConfig({ ...minimalNode, limits })).toThrow(message);
@@ -467,5 +568,108 @@ describe('Stratum port limits (issue 15)', () => {
       limits: { maxClients: 60_000, maxStratumClients: 5_536 },
     });
     expect(fits.limits.maxClients + fits.limits.maxStratumClients).toBe(65_536);
+  });
+});
+
+describe('status history (issue 16)', () => {
+  it('defaults: a sample every 10 s for 24 h, 8,640 samples; the example says the same', () => {
+    const { status } = parseRelayConfig(minimalNode);
+    expect(status).toEqual({ sampleSeconds: 10, historyHours: 24 });
+    expect(historySamples(status)).toBe(8_640);
+    const example = loadRelayConfig(join(root, 'config', 'relay.example.toml')).status;
+    expect(example).toEqual({ sampleSeconds: 10, historyHours: 24 });
+  });
+
+  it('refuses values out of bounds and a history above 100,000 samples, naming the key', () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ sampleSeconds: 0.5 }, /^status\.sampleSeconds: at least 1 second$/m],
+      [{ sampleSeconds: 3601 }, /^status\.sampleSeconds: at most 3600 seconds$/m],
+      [{ sampleSeconds: '10' }, /^status\.sampleSeconds: expected a number of seconds$/m],
+      [{ historyHours: 0 }, /^status\.historyHours: must be more than 0 hours$/m],
+      [{ historyHours: 745 }, /^status\.historyHours: at most 744 hours \(31 days\)$/m],
+      [
+        { sampleSeconds: 1, historyHours: 48 },
+        /^status\.historyHours: 48 h at one sample every 1 s is 172800 samples, more than 100000/m,
+      ],
+      [{ samples: 5 }, /^status: unknown key samples$/m],
+    ];
+    for (const [status, message] of cases) {
+      expect(() => parseRelayConfig({ ...minimalNode, status })).toThrow(message);
+    }
+    expect(
+      historySamples(parseRelayConfig({ ...minimalNode, status: { sampleSeconds: 1 } }).status),
+    ).toBe(86_400);
+  });
+});
+
+describe('ticket storage (issue 17)', () => {
+  it('defaults to SQLite in the data directory; the example says the same', () => {
+    expect(parseRelayConfig(minimalNode).storage).toEqual({});
+    expect(loadRelayConfig(join(root, 'config', 'relay.example.toml')).storage).toEqual({});
+    const storage = { url: 'postgres://powbridge@db.example:5432/tickets', passwordFile: 'pg' };
+    expect(parseRelayConfig({ ...minimalNode, storage }).storage).toEqual(storage);
+    expect(
+      parseRelayConfig({
+        ...minimalNode,
+        storage: { url: 'postgresql://u@[::1]/t?sslmode=require' },
+      }).storage.url,
+    ).toBe('postgresql://u@[::1]/t?sslmode=require');
+  });
+
+  it('refuses a URL with a password, and never repeats it', () => {
+    for (const url of [
+      'postgres://powbridge:hunter22@db.example:5432/tickets',
+      'postgres://powbridge@db.example/tickets?password=hunter22',
+    ]) {
+      let message = '';
+      try {
+        parseRelayConfig({ ...minimalNode, storage: { url } }, 'relay.toml');
+      } catch (err) {
+        message = String(err);
+      }
+      expect(message).toMatch(
+        /^ConfigError: relay\.toml:\nstorage\.url: must not hold a password: put it in storage\.passwordFile or \$PGPASSWORD$/,
+      );
+      expect(message).not.toContain('hunter22');
+    }
+  });
+
+  it('refuses a URL that is not a PostgreSQL database, naming the key', () => {
+    const cases: [unknown, RegExp][] = [
+      ['mysql://u@h/db', /^storage\.url: expected a postgres:\/\/ URL/m],
+      ['not a url', /^storage\.url: expected a URL like postgres:\/\/powbridge@db\.example/m],
+      ['postgres://u@h', /^storage\.url: names no database/m],
+      ['postgres://u@h/', /^storage\.url: names no database/m],
+      ['postgres://h/db', /^storage\.url: names no user/m],
+      [`postgres://u@h/${'d'.repeat(1024)}`, /^storage\.url: must be at most 1024 characters/m],
+      [5432, /^storage\.url: expected a string, got number 5432$/m],
+    ];
+    for (const [url, message] of cases) {
+      expect(() => parseRelayConfig({ ...minimalNode, storage: { url } })).toThrow(message);
+    }
+    expect(() => parseRelayConfig({ ...minimalNode, storage: { passwordFile: 'pg' } })).toThrow(
+      /^storage\.passwordFile: passwordFile is for a PostgreSQL url: set storage\.url too$/m,
+    );
+    expect(() => parseRelayConfig({ ...minimalNode, storage: { path: 'x' } })).toThrow(
+      /^storage: unknown key path$/m,
+    );
+  });
+
+  it('resolves the password file against the config file', () => {
+    const file = write(
+      'storage.toml',
+      [
+        '[source]',
+        'type = "node"',
+        '[source.node]',
+        'rpcUrl = "http://127.0.0.1:9332"',
+        'rpcCookieFile = "cookie"',
+        'payoutAddress = "a"',
+        '[storage]',
+        'url = "postgres://powbridge@127.0.0.1:5432/powbridge"',
+        'passwordFile = "secrets/pg"',
+      ].join('\n'),
+    );
+    expect(loadRelayConfig(file, {}).storage.passwordFile).toBe(join(dir, 'secrets', 'pg'));
   });
 });
