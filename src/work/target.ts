@@ -15,6 +15,16 @@ export const DIFF1_TARGET: Readonly<Record<Algorithm, bigint>> = {
 };
 
 /**
+ * Expected hashes per unit of share difficulty: a hash meets the difficulty-D target
+ * floor(diff1 ÷ D) with probability about diff1 ÷ (D · 2^256), so a share takes
+ * D · 2^256 ÷ diff1 hashes on average: 2^48 ÷ 65535 ≈ 2^32 for sha256d, 2^32 ÷ 65535 ≈ 2^16
+ * for scrypt.
+ */
+export function hashesPerDifficulty(algorithm: Algorithm): number {
+  return 2 ** 256 / Number(DIFF1_TARGET[algorithm]);
+}
+
+/**
  * Smallest difficulty we accept anywhere. Regtest's network difficulty (~4.7e-10 in sha256d
  * units) sits above it; anything lower is a misconfiguration or hostile input.
  */

@@ -24,6 +24,7 @@ const COMMANDS: readonly string[][] = [
   ['peers'],
   ['peers', 'status'],
   ['peers', 'settle'],
+  ['terms'],
   ['demo'],
 ];
 
