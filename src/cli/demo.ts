@@ -45,8 +45,9 @@ export function demoCommand(): Command {
       [
         '',
         'Needs litecoind (Debian: apt-get install litecoind, or ./scripts/setup.sh).',
-        'Everything runs on 127.0.0.1 in a temporary directory; Ctrl-C stops it all',
-        'and removes the directory.',
+        'Everything runs on 127.0.0.1 in a temporary directory, without Tor; Ctrl-C,',
+        'SIGTERM, SIGHUP or a closed output (`npm start | head`) stops it all and',
+        'removes the directory. Through Tor: npm run test:tor (a private Tor network).',
       ].join('\n'),
     )
     .action(async (flags: DemoFlags) => {
@@ -56,8 +57,14 @@ export function demoCommand(): Command {
       } catch (err) {
         return fail('demo', err);
       }
+      // The story goes to stdout until nobody reads it any more: `npm start | head`, or a
+      // `| tee log` that Ctrl-C ended first. Then it stops being written (EPIPE must not crash
+      // the demo and leave its nodes and directory behind) and the demo stops, cleaning up.
+      let outputGone = false;
       const run = startDemo({
-        narrator: new Narrator((text) => process.stdout.write(text)),
+        narrator: new Narrator((text) => {
+          if (!outputGone) process.stdout.write(text);
+        }),
         litecoind,
         durationSeconds: flags.duration,
         exitWhenDone: flags.exitWhenDone ?? false,
@@ -75,6 +82,19 @@ export function demoCommand(): Command {
         process.exit(1);
       };
       for (const signal of SIGNALS) process.on(signal, onSignal);
+      process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+        if (outputGone) return;
+        outputGone = true;
+        process.stderr.write(
+          `powbridge demo: output closed (${err.code ?? err.message}): stopping and cleaning up\n`,
+        );
+        if (!signalled) {
+          signalled = true;
+          run.stop('Output closed');
+        }
+      });
+      // stderr may be the same broken pipe (2>&1): its errors must not crash the clean-up.
+      process.stderr.on('error', () => undefined);
       const result = await run.finished;
       for (const signal of SIGNALS) process.off(signal, onSignal);
       // Worker threads and sockets are closed, but exit explicitly rather than trust that.

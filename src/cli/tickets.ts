@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { circuitUrl, type RedeemOutcome, redeemFromWallet } from '../client/redeem.js';
 import { isolatedSocksAgents, parseSocksProxy, resolvesLocally } from '../client/socks-agent.js';
 import {
@@ -12,6 +12,7 @@ import {
 } from '../client/wallet.js';
 import { dayDate } from '../tickets/key-store.js';
 import { fail } from './output.js';
+import { UsageError } from './usage-error.js';
 
 /**
  * `powbridge tickets list | redeem | prune`: the client's ticket wallet. A ticket string is a
@@ -36,10 +37,6 @@ const STOPS_THE_RUN: ReadonlySet<RedeemOutcome['kind']> = new Set([
   'unreachable',
   'not-accepted',
 ]);
-
-function exitTwoOnError(err: CommanderError): never {
-  process.exit(err.exitCode === 0 ? 0 : 2);
-}
 
 function wholeNumber(min: number, max: number) {
   return (value: string): number => {
@@ -101,9 +98,7 @@ function subcommand(name: string, summary: string, details = ''): Command {
     .option(
       '-w, --wallet <file>',
       `wallet file, must exist (default ${DEFAULT_WALLET_TEXT}, created if missing)`,
-    )
-    .showHelpAfterError()
-    .exitOverride(exitTwoOnError);
+    );
 }
 
 const isoTime = (unix: number | null) =>
@@ -164,12 +159,13 @@ function listText(
   return `${lines.join('\n')}\n`;
 }
 
-/** One line per attempt; the token only with --show-token. */
-function outcomeLine(outcome: RedeemOutcome, showToken: boolean): string {
+/** One line per attempt; the token only with --show-token. `topUp`: the grant it paid into. */
+function outcomeLine(outcome: RedeemOutcome, showToken: boolean, topUp?: string): string {
   switch (outcome.kind) {
     case 'granted': {
       const { grant } = outcome;
-      const line = `ticket ${outcome.ticketId}: granted class ${grant.class} until ${isoTime(grant.expiresAt)}`;
+      const how = grant.token === topUp ? 'paid into the same grant,' : 'granted';
+      const line = `ticket ${outcome.ticketId}: ${how} class ${grant.class} until ${isoTime(grant.expiresAt)}`;
       return showToken ? `${line}\n  token ${grant.token}` : line;
     }
     case 'none':
@@ -200,15 +196,25 @@ interface RedeemFlags extends WalletFlags {
   proxy?: URL;
   count: number;
   showToken?: boolean;
+  forSocks?: boolean;
 }
+
+/** Said instead of spending a ticket on a grant whose token nobody would hold. */
+const UNUSED_GRANT =
+  'a grant is of use only to whoever holds its token: add --for-socks to keep it in the ' +
+  'wallet for `powbridge mine --socks-listen`, or --show-token to print it; nothing was spent';
 
 function redeemCommand(): Command {
   return subcommand(
     'redeem',
     'spend tickets at their relay for priority grants, each over a fresh circuit',
-    'Tickets are spent oldest day first. The grant (class and expiry) is printed; the token ' +
-      'only with --show-token. Exit status: 0 when every requested grant came, 1 when not ' +
-      '(no tickets left, relay unreachable or refusing), 2 on bad input.',
+    'Tickets are spent oldest day first. The grant (class and expiry) is printed. A grant is ' +
+      'of use only to whoever holds its token, so one of two is required: --for-socks keeps ' +
+      'it in the wallet, where the SOCKS front of `powbridge mine --socks-listen` (same wallet, ' +
+      'same relay) uses it before spending a ticket of its own, and the further tickets of ' +
+      'the run (--count) are paid into that same grant (more tickets in a window: a higher ' +
+      'group); --show-token prints each token. Exit status: 0 when every requested grant ' +
+      'came, 1 when not (no tickets left, relay unreachable or refusing), 2 on bad input.',
   )
     .requiredOption(
       '-r, --relay <url>',
@@ -227,7 +233,15 @@ function redeemCommand(): Command {
     )
     .option('-n, --count <n>', `grants to obtain, 1 to ${MAX_COUNT}`, wholeNumber(1, MAX_COUNT), 1)
     .option('--show-token', 'print the grant tokens (whoever holds one has the priority)')
+    .option(
+      '--for-socks',
+      'keep the grant in the wallet for the SOCKS front of `powbridge mine --socks-listen`',
+    )
     .action(async (flags: RedeemFlags) => {
+      // Checked before the wallet is opened: refusing must spend nothing.
+      if (!flags.showToken && !flags.forSocks) {
+        return fail('tickets redeem', new UsageError(UNUSED_GRANT));
+      }
       if (flags.proxy && resolvesLocally(flags.proxy)) {
         process.stderr.write(
           'powbridge tickets redeem: note: socks5:// resolves the relay name locally; ' +
@@ -240,6 +254,15 @@ function redeemCommand(): Command {
         process.stdout.write(
           `redeemed ${granted} of ${flags.count}; wallet ${path}: ${countsText(wallet.counts())}\n`,
         );
+        const relay = flags.at ?? flags.relay;
+        const kept = flags.forSocks ? wallet.grantFor(relay, now()) : undefined;
+        if (kept && granted > 0) {
+          process.stdout.write(
+            `grant kept in the wallet until ${isoTime(kept.expiresAt)} for ` +
+              `powbridge mine --relay ${relay} --socks-listen <host:port>` +
+              `${flags.wallet ? ` --wallet ${path}` : ''}\n`,
+          );
+        }
         if (granted < flags.count) process.exitCode = 1;
       });
     });
@@ -249,12 +272,15 @@ function redeemCommand(): Command {
  * Redeem until `count` grants, no ticket left, or the relay fails us: unreachable, busy or not
  * taking that relay's tickets (36) at once, or MAX_SETBACKS tickets refused or settled without
  * a grant (a relay answering "spent" or "expired" to everything must not make us burn through
- * the whole wallet).
+ * the whole wallet). With --for-socks the first ticket buys a fresh grant and the rest are
+ * paid into it (a grant the front holds is one grant; separate ones would be wasted), and the
+ * grant is kept in the wallet, under the relay that granted it, as soon as it exists.
  */
 async function redeemLoop(wallet: Wallet, flags: RedeemFlags): Promise<number> {
   const skip: number[] = [];
   let granted = 0;
   let setbacks = 0;
+  let topUp: string | undefined;
   while (granted < flags.count) {
     const outcome = await redeemFromWallet(wallet, {
       relayUrl: flags.relay,
@@ -262,10 +288,16 @@ async function redeemLoop(wallet: Wallet, flags: RedeemFlags): Promise<number> {
       now,
       skip,
       ...(flags.proxy ? { agentFactory: isolatedSocksAgents(flags.proxy) } : {}),
+      ...(topUp === undefined ? {} : { grant: topUp }),
     });
-    process.stdout.write(`${outcomeLine(outcome, flags.showToken === true)}\n`);
+    process.stdout.write(`${outcomeLine(outcome, flags.showToken === true, topUp)}\n`);
     if (outcome.kind === 'granted') {
       granted++;
+      if (flags.forSocks) {
+        const { token, expiresAt } = outcome.grant;
+        wallet.keepGrant(flags.at ?? flags.relay, { token, expiresAt }, now());
+        topUp = token;
+      }
       continue;
     }
     if (outcome.kind === 'unreachable' && !flags.at) noteBackups();
@@ -319,8 +351,6 @@ function pruneCommand(): Command {
 export function ticketsCommand(): Command {
   return new Command('tickets')
     .description(`the client's ticket wallet (default ${DEFAULT_WALLET_TEXT})`)
-    .showHelpAfterError()
-    .exitOverride(exitTwoOnError)
     .addCommand(listCommand())
     .addCommand(redeemCommand())
     .addCommand(pruneCommand());

@@ -12,6 +12,28 @@ export class UnusableRelayError extends Error {
   override name = 'UnusableRelayError';
 }
 
+/**
+ * A local port the user asked for (--socks-listen, --stratum-listen) cannot be opened: the
+ * miner stops (exit code 2) rather than run without what was asked for.
+ */
+export class LocalListenError extends Error {
+  override name = 'LocalListenError';
+  constructor(flag: string, at: { host: string; port: number }, cause: unknown) {
+    const code = (cause as NodeJS.ErrnoException | null)?.code;
+    const why =
+      code === 'EADDRINUSE'
+        ? 'the port is in use'
+        : code === 'EACCES'
+          ? 'not allowed to listen there'
+          : code === 'EADDRNOTAVAIL'
+            ? 'no such local address'
+            : cause instanceof Error
+              ? cause.message
+              : String(cause);
+    super(`${flag} ${at.host}:${at.port}: cannot listen: ${why}${code ? ` (${code})` : ''}`);
+  }
+}
+
 /** The WebSocket upgrade was answered with an HTTP status instead of 101. */
 export class UpgradeRefusedError extends Error {
   override name = 'UpgradeRefusedError';

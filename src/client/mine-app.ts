@@ -4,13 +4,20 @@ import { type Logger, silentLogger } from '../log.js';
 import type { RegisterResult } from '../protocol/messages.js';
 import { KeyPin } from '../tickets/key-pin.js';
 import { type CircuitLink, CircuitSource } from './circuit-source.js';
-import type { UnusableRelayError } from './connect-errors.js';
+import { LocalListenError, type UnusableRelayError } from './connect-errors.js';
 import { Miner } from './miner.js';
 import type { MinerStats } from './miner-stats.js';
 import { circuitUrl } from './redeem.js';
 import { admitRelay } from './relay-descriptor.js';
+import { type CreditAccount, ShareTally } from './run-summary.js';
 import { isolatedSocksAgents, parseSocksProxy } from './socks-agent.js';
-import { GrantKeeper, type SocksFront, startSocksFront, walletRedeemer } from './socks-front.js';
+import {
+  GrantKeeper,
+  type SocksFront,
+  startSocksFront,
+  walletGrants,
+  walletRedeemer,
+} from './socks-front.js';
 import { type StratumFront, startStratumFront } from './stratum-front.js';
 import { TicketLoop } from './ticket-loop.js';
 import type { Wallet } from './wallet.js';
@@ -60,8 +67,11 @@ export interface MineEvents {
   ticket: [{ day: number; keyId: string }];
   /** The circuit's state changed (connecting, live, paused, retrying with the reason...). */
   link: [CircuitLink];
-  /** This relay cannot be mined for: everything has stopped mining; call stop(). */
-  fatal: [UnusableRelayError];
+  /**
+   * This relay cannot be mined for, or a local port asked for cannot be opened: everything
+   * has stopped mining; call stop().
+   */
+  fatal: [UnusableRelayError | LocalListenError];
 }
 
 export class MineApp extends EventEmitter<MineEvents> {
@@ -75,6 +85,12 @@ export class MineApp extends EventEmitter<MineEvents> {
   private keeper: GrantKeeper | null = null;
   /** With --relay-identity: the relay's ticket keys as its descriptors showed them this run. */
   private readonly pin: KeyPin | null;
+  /** For the summary at the end (`runReport`). */
+  private startedAt: number | null = null;
+  private readonly tally = new ShareTally();
+  private readonly credit: Omit<CreditAccount, 'unspent'> = { paid: 0, lost: 0 };
+  /** The credit as we last knew it on the current circuit. */
+  private lastCredit = 0;
 
   constructor(private readonly options: MineOptions) {
     super();
@@ -113,14 +129,28 @@ export class MineApp extends EventEmitter<MineEvents> {
             logger: this.log.child({ component: 'tickets' }),
           })
         : null;
-    this.tickets?.on('ticket', (t) => this.emit('ticket', { day: t.day, keyId: t.keyId }));
-    this.source.updates.on('credit', () => this.tickets?.poke());
-    this.source.updates.on('registered', () => void this.onRegistered());
+    this.tickets?.on('ticket', (t) => {
+      this.credit.paid += this.source.registered?.ticket?.price ?? 0;
+      this.lastCredit = this.source.credit;
+      this.emit('ticket', { day: t.day, keyId: t.keyId });
+    });
+    this.miner?.on('share', (result) => this.tally.add(result));
+    this.source.updates.on('credit', () => {
+      this.lastCredit = this.source.credit;
+      this.tickets?.poke();
+    });
+    this.source.updates.on('registered', () => {
+      // The relay keeps credit per circuit: what the last one held is gone with it.
+      this.credit.lost += this.lastCredit;
+      this.lastCredit = 0;
+      void this.onRegistered();
+    });
     this.source.updates.on('link', (link) => this.emit('link', link));
     this.source.updates.on('fatal', (err) => void this.onFatal(err));
   }
 
   start(): void {
+    this.startedAt ??= performance.now();
     this.source.start();
     this.miner?.start();
     if (this.options.socksListen) void this.startSocks(this.options.socksListen);
@@ -131,8 +161,9 @@ export class MineApp extends EventEmitter<MineEvents> {
     this.keeper?.close();
     await this.front?.close();
     await this.miner?.stop();
-    await this.source.stop();
+    // A ticket being issued is paid for already: let it arrive before the circuit closes.
     await this.tickets?.close();
+    await this.source.stop();
   }
 
   status(): MineStatus {
@@ -142,6 +173,36 @@ export class MineApp extends EventEmitter<MineEvents> {
       credit: this.source.credit,
       tickets: this.tickets?.tickets ?? 0,
       ticketError: this.tickets?.lastError ?? null,
+    };
+  }
+
+  /**
+   * The run so far, for the summary printed when the miner is stopped: seconds since start,
+   * hashes, shares with the reasons for rejections, where the credit went, tickets. The credit
+   * is as the relay reported it after each share, less the price of each ticket since; a share
+   * answered while a ticket was being issued may already show that price taken off, so the
+   * unspent part can read short by up to one price until the next share.
+   */
+  runReport(): {
+    seconds: number;
+    hashes: number | null;
+    shares: { accepted: number; rejected: number; stale: number };
+    rejections: [string, number][];
+    credit: CreditAccount | null;
+    tickets: number;
+  } {
+    const stats = this.miner?.stats();
+    return {
+      seconds: this.startedAt === null ? 0 : (performance.now() - this.startedAt) / 1000,
+      hashes: stats ? stats.hashes : null,
+      shares: {
+        accepted: stats?.accepted ?? 0,
+        rejected: stats?.rejected ?? 0,
+        stale: stats?.stale ?? 0,
+      },
+      rejections: this.tally.rejections(),
+      credit: this.tickets ? { ...this.credit, unspent: this.source.credit } : null,
+      tickets: this.tickets?.tickets ?? 0,
     };
   }
 
@@ -155,7 +216,7 @@ export class MineApp extends EventEmitter<MineEvents> {
     );
   }
 
-  private async onFatal(err: UnusableRelayError): Promise<void> {
+  private async onFatal(err: UnusableRelayError | LocalListenError): Promise<void> {
     // The source has stopped; the workers must not wait on it. Shares cannot be sent anyway.
     await this.miner?.stop();
     this.emit('fatal', err);
@@ -174,6 +235,8 @@ export class MineApp extends EventEmitter<MineEvents> {
           ...(agentFactory ? { agentFactory } : {}),
           logger: this.log.child({ component: 'grants' }),
         }),
+        // A grant `powbridge tickets redeem --for-socks` kept in the wallet goes first.
+        handed: walletGrants(wallet, circuitUrl(this.options.relayUrl)),
         autoRedeem: this.options.autoRedeem ?? true,
         tickets: this.options.priorityTickets ?? 1,
         logger: this.log.child({ component: 'grants' }),
@@ -189,7 +252,7 @@ export class MineApp extends EventEmitter<MineEvents> {
       });
       this.log.info({ port: this.socks.address.port }, 'SOCKS5 front listening');
     } catch (err) {
-      this.log.error({ err: (err as Error).message }, 'SOCKS5 front failed to start');
+      await this.onFatal(new LocalListenError('--socks-listen', at, err));
     }
   }
 
@@ -203,7 +266,9 @@ export class MineApp extends EventEmitter<MineEvents> {
         });
         this.log.info({ port: this.front.address.port }, 'Stratum front listening');
       } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'Stratum front failed to start');
+        await this.onFatal(
+          new LocalListenError('--stratum-listen', this.options.stratumListen, err),
+        );
       }
     }
     this.tickets?.poke();

@@ -11,7 +11,8 @@ import type { Wallet } from './wallet.js';
  * through the relay's priority tunnel. No authentication, CONNECT only; IPv4, IPv6 and domain
  * names (the relay resolves names, so no DNS query leaves this host). Each stream carries the
  * current grant token, if any; a GrantKeeper redeems wallet tickets while streams are active
- * so new streams keep the paid class, and tops the grant up to the tier the user asked for.
+ * so new streams keep the paid class, and tops the grant up to the tier the user asked for. A
+ * grant `powbridge tickets redeem --for-socks` kept in the wallet is used before any ticket.
  *
  * Nothing here logs a destination or a local client's address.
  */
@@ -31,6 +32,13 @@ export interface GrantKeeperOptions {
   redeem: (topUp?: string) => Promise<GrantLike | null>;
   /** Redeem by itself while streams are active (default true). */
   autoRedeem?: boolean;
+  /**
+   * Grants obtained elsewhere and handed over (`powbridge tickets redeem --for-socks` keeps
+   * one in the wallet, `walletGrants`): asked whenever the keeper holds no usable grant, before
+   * it spends a ticket of its own, with or without autoRedeem. `refused` hears of a token the
+   * relay refused, so it is not handed over again.
+   */
+  handed?: HandedGrants;
   /**
    * Tickets to keep paid into the grant in each window (default 1). The relay puts a grant's
    * streams in a higher group for more tickets in the window (docs/design.md §8); above 1 the
@@ -120,8 +128,9 @@ export class GrantKeeper {
     this.schedule();
   }
 
-  /** The relay refused this token (401): forget it. */
+  /** The relay refused this token (401): forget it, and so does whoever handed it over. */
   invalidate(token: string): void {
+    this.options.handed?.refused(token);
     if (this.grant?.token === token) this.set(null);
   }
 
@@ -140,6 +149,7 @@ export class GrantKeeper {
 
   /** The token for a stream about to open: waits up to `waitMs` for a redeem in progress. */
   async token(): Promise<string | null> {
+    this.adoptHanded();
     const now = this.current();
     if (now !== null) return now;
     this.kick();
@@ -171,6 +181,7 @@ export class GrantKeeper {
    * redeem that brings a grant kicks again, so top-ups follow one another up to the tier.
    */
   private kick(): void {
+    this.adoptHanded();
     if (!this.autoRedeem || this.closed || this.leases === 0) return;
     if (this.inflight || this.now() < this.retryAt) return;
     const topUp = this.current();
@@ -195,6 +206,15 @@ export class GrantKeeper {
         if (!this.inflight) this.schedule();
       }
     })();
+  }
+
+  /** Without a usable grant, take one handed over, if it is good beyond the margin. */
+  private adoptHanded(): void {
+    if (this.closed || this.current() !== null) return;
+    const handed = this.options.handed?.current();
+    if (!handed || handed.expiresAt - this.now() <= this.margin) return;
+    this.grant = handed;
+    this.paid = [handed.expiresAt];
   }
 
   /** A ticket went into `grant`: into the current one when the relay topped it up. */
@@ -314,6 +334,29 @@ export function socksReplyFor(err: unknown): number {
 }
 
 export type GrantSource = (() => Promise<string | null> | string | null) | GrantKeeper;
+
+/** Where a GrantKeeper finds grants it did not redeem itself. */
+export interface HandedGrants {
+  /** A live grant, if one was handed over. */
+  current(): GrantLike | null;
+  /** The relay refused this token. */
+  refused(token: string): void;
+}
+
+/**
+ * The grant `powbridge tickets redeem --for-socks` kept in the wallet for the relay at
+ * `relayUrl` (its circuit URL, `circuitUrl`).
+ */
+export function walletGrants(
+  wallet: Wallet,
+  relayUrl: string,
+  now: () => number = () => Date.now() / 1000,
+): HandedGrants {
+  return {
+    current: () => wallet.grantFor(relayUrl, now()) ?? null,
+    refused: (token) => void wallet.dropGrant(token),
+  };
+}
 
 export interface SocksFrontOptions {
   host: string;

@@ -44,7 +44,8 @@ export function describeLink(link: CircuitLink, nowMs: number): string {
   }
 }
 
-function humanRate(hps: number): string {
+/** "350 H/s", "1.25 kH/s", "2.00 MH/s". */
+export function humanRate(hps: number): string {
   if (hps >= 1e6) return `${(hps / 1e6).toFixed(2)} MH/s`;
   if (hps >= 1e3) return `${(hps / 1e3).toFixed(2)} kH/s`;
   return `${hps.toFixed(0)} H/s`;

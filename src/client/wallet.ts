@@ -14,6 +14,10 @@ import type { IssuedTicket } from './ticket-client.js';
  * (log line, status count) only after that. Rows leave the table only through `prune`, and
  * only once spent or expired.
  *
+ * Beside the tickets it keeps, per relay, at most one grant that `powbridge tickets redeem
+ * --for-socks` obtained for the SOCKS front of `powbridge mine` (docs/design.md §9); the table
+ * is created on open, so older wallets gain it without a new schema version.
+ *
  * The file is as private as a key file: a ticket is a bearer token (whoever holds the string
  * can spend it) and the rows say when, and at which relay, this user mined. So the file and
  * SQLite's -wal and -shm beside it are 0600, and a file that others can read is refused
@@ -40,6 +44,13 @@ export interface WalletTicket {
 
 export type WalletCounts = Record<TicketState, number>;
 
+/** A grant handed to the SOCKS front through the wallet: the token is a bearer secret. */
+export interface HandedGrant {
+  token: string;
+  /** Unix seconds. */
+  expiresAt: number;
+}
+
 export interface WalletOptions {
   /** Create the file (and its directory, 0700) if missing; default true. */
   create?: boolean;
@@ -65,6 +76,11 @@ const SCHEMA = `
     grant_expires_at INTEGER
   ) STRICT;
   CREATE INDEX IF NOT EXISTS tickets_redeemable ON tickets (relay, state, day, received_at);
+  CREATE TABLE IF NOT EXISTS grants (
+    relay      TEXT    NOT NULL PRIMARY KEY,
+    token      TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL
+  ) STRICT;
 `;
 
 interface Row {
@@ -100,6 +116,13 @@ export class Wallet {
   private readonly expireBefore: Database.Statement<[number]>;
   private readonly deleteSettled: Database.Statement<[number]>;
   private readonly perState: Database.Statement<[], { state: TicketState; n: number }>;
+  private readonly dropExpiredGrants: Database.Statement<[number]>;
+  private readonly upsertGrant: Database.Statement<[string, string, number]>;
+  private readonly grantOf: Database.Statement<
+    [string, number],
+    { token: string; expires_at: number }
+  >;
+  private readonly deleteGrant: Database.Statement<[string]>;
 
   private constructor(private readonly db: Database.Database) {
     this.insert = db.prepare(
@@ -135,6 +158,15 @@ export class Wallet {
        AND coalesce(spent_at, (day + ${REDEEMABLE_DAYS}) * 86400) < ?`,
     );
     this.perState = db.prepare('SELECT state, count(*) AS n FROM tickets GROUP BY state');
+    this.dropExpiredGrants = db.prepare('DELETE FROM grants WHERE expires_at <= ?');
+    this.upsertGrant = db.prepare(
+      `INSERT INTO grants (relay, token, expires_at) VALUES (?, ?, ?)
+       ON CONFLICT (relay) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at`,
+    );
+    this.grantOf = db.prepare(
+      'SELECT token, expires_at FROM grants WHERE relay = ? AND expires_at > ?',
+    );
+    this.deleteGrant = db.prepare('DELETE FROM grants WHERE token = ?');
   }
 
   /**
@@ -216,11 +248,15 @@ export class Wallet {
     return this.expireBefore.run(utcDay(seconds(now)) - (REDEEMABLE_DAYS - 1)).changes;
   }
 
-  /** Delete spent and expired rows settled more than `keepDays` ago; returns how many. */
+  /**
+   * Delete spent and expired rows settled more than `keepDays` ago; returns how many. Kept
+   * grants that have expired go too.
+   */
   prune(now: number, keepDays: number): number {
     if (!Number.isInteger(keepDays) || keepDays < 0) {
       throw new RangeError('wallet: keepDays must be a whole number ≥ 0');
     }
+    this.dropExpiredGrants.run(seconds(now));
     return this.deleteSettled.run(seconds(now) - keepDays * 86_400).changes;
   }
 
@@ -228,6 +264,32 @@ export class Wallet {
     const counts: WalletCounts = { unspent: 0, spent: 0, expired: 0 };
     for (const { state, n } of this.perState.all()) counts[state] = n;
     return counts;
+  }
+
+  /**
+   * Keep a grant for the SOCKS front of `powbridge mine` at `relay` (the relay that granted
+   * it) to use: `powbridge tickets redeem --for-socks`. One per relay, the latest replacing
+   * the one before; expired ones are dropped on the way.
+   */
+  keepGrant(relay: string, grant: HandedGrant, now: number): void {
+    if (typeof relay !== 'string' || relay.length === 0 || relay.length > MAX_RELAY_LENGTH) {
+      throw new RangeError(`wallet: relay must be 1..${MAX_RELAY_LENGTH} characters`);
+    }
+    this.db.transaction(() => {
+      this.dropExpiredGrants.run(seconds(now));
+      this.upsertGrant.run(relay, grant.token, seconds(grant.expiresAt));
+    })();
+  }
+
+  /** The grant kept for `relay`, unless it has expired at `now`. */
+  grantFor(relay: string, now: number): HandedGrant | undefined {
+    const row = this.grantOf.get(relay, seconds(now));
+    return row ? { token: row.token, expiresAt: row.expires_at } : undefined;
+  }
+
+  /** Forget a kept grant (the relay refused its token); false if it was not kept. */
+  dropGrant(token: string): boolean {
+    return this.deleteGrant.run(token).changes > 0;
   }
 
   close(): void {

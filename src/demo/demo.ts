@@ -53,6 +53,14 @@ export interface DemoRun {
   readonly finished: Promise<DemoResult>;
 }
 
+/** What this is for, before anything starts: two sentences, then what the demo leaves out. */
+const OPENING: readonly string[] = [
+  'powbridge demo: proof-of-work as an anonymous micropayment for a Tor relay.',
+  'Users pay the relay with work instead of money that would identify them: they mine for it and get priority tickets in return, blind-signed, so the relay cannot link a ticket it honours to the miner who earned it.',
+  'This demo runs without Tor: a whole network on 127.0.0.1, told step by step. To try it through Tor, `npm run test:tor` builds a private Tor network on this machine and mines through an onion service; README.md ("Running a relay", "Mining for a relay") shows the real thing.',
+  'Ctrl-C stops the demo and removes everything it started.',
+];
+
 const SUMMARY_EVERY_MS = 10_000;
 /**
  * On regtest about every second hash meets the network target, so nearly every share is a
@@ -151,12 +159,16 @@ class DemoStory {
     const linkMbit = this.options.linkMbit ?? 8;
     const price = this.options.ticketPrice ?? 100;
 
-    n.plain(
-      'powbridge demo: a whole relay network on this machine, told step by step. Ctrl-C stops it.',
-    );
+    for (const line of OPENING) n.plain(line);
     const dir = mkdtempSync(join(tmpdir(), 'powbridge-demo-'));
     this.workDir = dir;
-    this.cleanup.add('the working directory', () => rm(dir, { recursive: true, force: true }));
+    // Last resort, should the process end without the cleanup (a crash): the directory goes.
+    const removeDir = (): void => rmSync(dir, { recursive: true, force: true });
+    process.on('exit', removeDir);
+    this.cleanup.add('the working directory', async () => {
+      await rm(dir, { recursive: true, force: true });
+      process.off('exit', removeDir);
+    });
     n.plain(`Working directory: ${dir} (removed when the demo stops)`);
 
     // 1. Two regtest nodes: the main relay's node needs a peer to hand out templates.

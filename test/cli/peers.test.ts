@@ -396,7 +396,16 @@ describe('powbridge tickets redeem --at', () => {
       wallet.add(offline, { ticket: issueTicketV2(issuing.key, day).text, keyId, day }, now());
       wallet.close();
       const redeem = (...args: string[]) =>
-        runCli(['tickets', 'redeem', '--relay', offline, '--wallet', walletFile, ...args]);
+        runCli([
+          'tickets',
+          'redeem',
+          '--relay',
+          offline,
+          '--wallet',
+          walletFile,
+          '--for-socks',
+          ...args,
+        ]);
 
       const unreachable = await redeem();
       expect(unreachable.code).toBe(1);
@@ -436,7 +445,10 @@ describe('powbridge tickets redeem --at', () => {
       }
       wallet.close();
 
-      const args = ['--relay', r1.url, '--at', r2.url, '--count', '3', '--wallet', walletFile];
+      const args = [
+        ...['--relay', r1.url, '--at', r2.url, '--count', '3', '--wallet', walletFile],
+        '--for-socks',
+      ];
       const result = await runCli(['tickets', 'redeem', ...args]);
       expect(result.stderr).toBe('');
       expect(result.code).toBe(1);

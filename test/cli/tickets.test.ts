@@ -12,6 +12,7 @@ import { fakeIssued } from '../helpers/fake-ticket.js';
 import { startTestRelay } from '../helpers/test-relay.js';
 import { type Socks5Server, startSocks5Server } from '../helpers/socks5-server.js';
 import { issueTicketV2 } from '../helpers/ticket-v2.js';
+import { decodeTicketV2, ticketV2Serial } from '../../src/tickets/ticket-v2.js';
 
 /** The CLI through the built binary (`npm run build` first), against a relay in this process. */
 
@@ -142,36 +143,78 @@ describe('powbridge tickets list', () => {
 });
 
 describe('powbridge tickets redeem', () => {
-  it('redeems tickets for grants, prints class and expiry but the token only on request', async () => {
+  it('refuses, before spending anything, a grant nobody would hold (neither --for-socks nor --show-token)', async () => {
+    const relayUrl = circuitUrl(relay.url);
+    const ticket = withWallet(walletFile, (w) => w.add(relayUrl, realTicket(), now()).ticket);
+    const spentBefore = await relay.tickets.store.count();
+    const result = await runCli([
+      'tickets',
+      'redeem',
+      '--relay',
+      relay.url,
+      '--wallet',
+      walletFile,
+    ]);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(
+      'powbridge tickets redeem: a grant is of use only to whoever holds its token: add ' +
+        '--for-socks to keep it in the wallet for `powbridge mine --socks-listen`, or ' +
+        '--show-token to print it; nothing was spent (see powbridge tickets redeem --help)\n',
+    );
+    // The wallet still holds it, and the relay never saw it: no row in its spent store.
+    withWallet(walletFile, (w) => {
+      expect(w.list()).toMatchObject([{ ticket, state: 'unspent', spentAt: null }]);
+      expect(w.grantFor(relayUrl, now())).toBeUndefined();
+    });
+    expect(await relay.tickets.store.count()).toBe(spentBefore);
+    expect(await relay.tickets.store.isSpent(ticketV2Serial(decodeTicketV2(ticket)))).toBe(false);
+  });
+
+  it('--for-socks keeps one grant in the wallet, the tickets of the run paid into it; the token only on request', async () => {
     const relayUrl = circuitUrl(relay.url);
     const tickets = withWallet(walletFile, (w) =>
       [realTicket(), realTicket(), realTicket()].map((t) => w.add(relayUrl, t, now()).ticket),
     );
     // http://host:port finds the tickets filed under ws://host:port/v1/circuit.
     const args = ['tickets', 'redeem', '--relay', relay.url, '--wallet', walletFile];
-    const two = await runCli([...args, '--count', '2']);
+    const two = await runCli([...args, '--count', '2', '--for-socks']);
     expect(two.stderr).toBe('');
     expect(two.code).toBe(0);
     const lines = two.stdout.trim().split('\n');
-    expect(lines).toHaveLength(3);
+    expect(lines).toHaveLength(4);
     expect(lines[0]).toMatch(
       /^ticket 1: granted class paid until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/,
     );
-    expect(lines[1]).toMatch(/^ticket 2: granted class paid until /);
+    expect(lines[1]).toMatch(/^ticket 2: paid into the same grant, class paid until /);
     expect(lines[2]).toBe(`redeemed 2 of 2; wallet ${walletFile}: 1 unspent, 2 spent, 0 expired`);
+    expect(lines[3]).toMatch(
+      new RegExp(
+        `^grant kept in the wallet until \\S+Z for powbridge mine --relay ${relayUrl.replace(/[./]/g, '\\$&')} ` +
+          `--socks-listen <host:port> --wallet ${walletFile.replace(/[./]/g, '\\$&')}$`,
+      ),
+    );
     expect(two.stdout).not.toMatch(/token/);
     for (const ticket of tickets) expect(two.stdout).not.toContain(ticket);
+    // The grant the relay holds, with both tickets in it, is the one in the wallet.
+    const kept = withWallet(walletFile, (w) => w.grantFor(relayUrl, now()));
+    if (!kept) throw new Error('no grant kept in the wallet');
+    expect(two.stdout).not.toContain(kept.token);
+    expect(relay.tickets.redeemer.grants.lookup(kept.token, now())?.tickets).toBe(2);
 
     const shown = await runCli([...args, '--show-token']);
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(
       /^ticket 3: granted class paid until .*\n {2}token [A-Za-z0-9_-]{43}\n/,
     );
+    // Printed, not kept: the wallet's grant is still the --for-socks one.
+    withWallet(walletFile, (w) => expect(w.grantFor(relayUrl, now())).toEqual(kept));
 
-    const none = await runCli(args);
+    const none = await runCli([...args, '--for-socks']);
     expect(none.code).toBe(1);
     expect(none.stdout).toMatch(/^no unspent ticket for this relay that is redeemable today\n/);
     expect(none.stdout).toContain('redeemed 0 of 1');
+    expect(none.stdout).not.toMatch(/grant kept/);
     withWallet(walletFile, (w) => {
       expect(w.counts()).toEqual({ unspent: 0, spent: 3, expired: 0 });
       expect(w.list().every((t) => t.grantExpiresAt !== null)).toBe(true);
@@ -181,7 +224,15 @@ describe('powbridge tickets redeem', () => {
   it('exits 1 and keeps the ticket when the relay is unreachable', async () => {
     const dead = 'ws://127.0.0.1:1/v1/circuit';
     withWallet(walletFile, (w) => w.add(dead, realTicket(), now()));
-    const result = await runCli(['tickets', 'redeem', '--relay', dead, '--wallet', walletFile]);
+    const result = await runCli([
+      'tickets',
+      'redeem',
+      '--relay',
+      dead,
+      '--wallet',
+      walletFile,
+      '--for-socks',
+    ]);
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(/^ticket 1: no answer from the relay \(.*\); kept unspent\n/);
     withWallet(walletFile, (w) => expect(w.counts().unspent).toBe(1));
@@ -214,6 +265,7 @@ describe('powbridge tickets redeem', () => {
         '2',
         '--proxy',
         `socks5h://127.0.0.1:${socks.port}`,
+        '--show-token',
       ]);
       expect(result.stderr).toBe('');
       expect(result.code).toBe(0);

@@ -106,6 +106,13 @@ describe('powbridge demo', () => {
     );
     const out = run.stdout();
     expect(out).not.toMatch(/The demo failed/);
+    // It opens with what this is for, and that it runs without Tor (and how to try it with).
+    const opening = out.split('\n').slice(0, 3).join('\n');
+    expect(opening).toMatch(
+      /^powbridge demo: proof-of-work as an anonymous micropayment for a Tor relay\./,
+    );
+    expect(opening).toMatch(/priority tickets in return, blind-signed, so the relay cannot link/);
+    expect(opening).toMatch(/This demo runs without Tor: .*npm run test:tor/);
     let at = 0;
     for (const line of STORY) {
       const match = line.exec(out.slice(at));
@@ -134,6 +141,52 @@ describe('powbridge demo', () => {
     expect(existsSync(dir)).toBe(false);
     expect(run.stderr()).toBe('');
   }, 90_000);
+
+  // Stopped once its nodes are up (the earliest point where something could be left behind):
+  // a terminal closing, and a reader that goes away (`npm start | head`, or `| tee log` ended
+  // by Ctrl-C first). Ctrl-C itself is the test above.
+  const stops: [string, (run: Run) => void, (run: Run) => void][] = [
+    [
+      'SIGHUP',
+      (run) => run.child.kill('SIGHUP'),
+      (run) => {
+        expect(run.stdout()).toMatch(/SIGHUP: stopping…/);
+        expect(run.stdout()).toMatch(/Stopped\. Nothing the demo started is left\./);
+        expect(run.stderr()).toBe('');
+      },
+    ],
+    [
+      'its output closed (EPIPE)',
+      (run) => run.child.stdout?.destroy(),
+      // Nobody reads stdout any more: one line on stderr, and no stack.
+      (run) =>
+        expect(run.stderr()).toBe(
+          'powbridge demo: output closed (EPIPE): stopping and cleaning up\n',
+        ),
+    ],
+  ];
+  it.each(stops)(
+    '%s: every process it started is gone and its directory removed',
+    async (_, stop, said) => {
+      const run = start([]);
+      await waitFor(
+        'the nodes to start',
+        () => /Nodes up/.test(run.stdout()) || run.child.exitCode !== null,
+        60_000,
+      );
+      const dir = /Working directory: (\S+)/.exec(run.stdout())?.[1] ?? '';
+      expect(dir).toMatch(/powbridge-demo-/);
+      const started = childrenOf(run.child.pid as number);
+      expect(started.map(commandName).sort()).toEqual(['litecoind', 'litecoind']);
+
+      stop(run);
+      expect(await run.exited).toBe(0);
+      said(run);
+      for (const pid of started) expect(alive(pid), `process ${pid}`).toBe(false);
+      expect(existsSync(dir)).toBe(false);
+    },
+    90_000,
+  );
 
   it('without litecoind on PATH it says how to install it and exits non-zero', async () => {
     const run = start([], { ...process.env, PATH: '/nonexistent' });

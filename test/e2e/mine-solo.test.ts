@@ -142,7 +142,10 @@ describe('powbridge mine against a relay in solo mode', () => {
     expect(unspent).toBeGreaterThanOrEqual(3);
     expect([...versions]).toEqual([2]);
     // A ticket from the wallet buys priority over a fresh circuit.
-    const redeemed = await runCli(['tickets', 'redeem', '--relay', relay.url, '--wallet', wallet]);
+    const redeemed = await runCli([
+      ...['tickets', 'redeem', '--relay', relay.url, '--wallet', wallet],
+      '--for-socks',
+    ]);
     expect(redeemed.stderr).toBe('');
     expect(redeemed.code).toBe(0);
     expect(redeemed.stdout).toMatch(/paid/);

@@ -321,7 +321,10 @@ describe('powbridge over a private Tor network', () => {
 
         const redeemed = await timed('tickets redeem through Tor', () =>
           runCli(
-            ['tickets', 'redeem', '--relay', relay.onionUrl, '--wallet', wallet, '--proxy', socks],
+            [
+              ...['tickets', 'redeem', '--relay', relay.onionUrl, '--wallet', wallet],
+              ...['--proxy', socks, '--for-socks'],
+            ],
             120_000,
           ),
         );
