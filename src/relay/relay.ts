@@ -14,28 +14,36 @@ import { registerPeerApi } from '../peers/peer-api.js';
 import { PEER_LEDGER_FILE, PeerLedger } from '../peers/peer-ledger.js';
 import { PEER_KEYS_DIR, PeerKeyDirectory } from '../peers/peer-keys.js';
 import { Peering } from '../peers/peering.js';
+import type { SpentLog } from '../storage/spent-log.js';
 import { createBlindSignerPool } from '../tickets/blind-signer.js';
 import { GrantBook } from '../tickets/grant-book.js';
-import { GRANT_STORE_FILE, GrantStore } from '../tickets/grant-store.js';
 import { TicketIssuer } from '../tickets/issuer.js';
 import type { KeyStore } from '../tickets/key-store.js';
 import { Redeemer } from '../tickets/redeemer.js';
 import { RsaIssuer } from '../tickets/rsa-issuer.js';
 import type { RsaPrivateKey } from '../tickets/rsa-scheme.js';
-import { SPENT_STORE_FILE, SpentStore } from '../tickets/spent-store.js';
 import { openTicketKeys, TicketDesk } from '../tickets/ticket-desk.js';
 import { createTicketVerifierPool } from '../tickets/ticket-verifier.js';
 import { type OnionService, startOnionService } from '../tor/onion-service.js';
 import { CIRCUIT_PATH, CircuitConnector } from './circuit-connector.js';
-import { type RelayConfig, splitHostPort } from './config.js';
+import { historySamples, type RelayConfig, splitHostPort } from './config.js';
 import { createSource } from './create-source.js';
-import { createHttpApi, relayDescriptor, ticketStatus } from './http-api.js';
+import {
+  createHttpApi,
+  relayDescriptor,
+  type StatusParts,
+  statusReader,
+  ticketStatus,
+} from './http-api.js';
 import { RelayMetrics } from './metrics.js';
 import { createShareHasher } from './share-hasher.js';
-import type { LoadStatus } from './status-schema.js';
+import { historySample, StatusHistory } from './status-history.js';
+import type { LoadStatus, TunnelStatus } from './status-schema.js';
 import { RelayStats } from './stats.js';
 import { Stratifier } from './stratifier.js';
 import { StratumConnector } from './stratum-connector.js';
+import { openTicketStorage } from './ticket-storage.js';
+import { relayVersion } from './version.js';
 
 /**
  * The relay bridge's composition root: the one place that builds its parts, in dependency
@@ -51,6 +59,8 @@ export interface Relay {
   readonly stratifier: Stratifier;
   readonly source: WorkSource;
   readonly stats: RelayStats;
+  /** Samples of the status for the dashboard (GET /v1/status/history). */
+  readonly history: StatusHistory;
   readonly app: FastifyInstance;
   readonly tickets: TicketDesk;
   /** The onion service made through Tor's control port (tor.control); null without one. */
@@ -68,6 +78,8 @@ export interface RelayDeps {
   torPassword?: string;
   /** Where new RSA ticket keys come from (tests hand out pre-made ones: safe primes are slow). */
   generateRsaKey?: () => Promise<RsaPrivateKey>;
+  /** Unix seconds stamped on the status history's samples (tests seed a past with it). */
+  historyClock?: () => number;
 }
 
 export async function startRelay(config: RelayConfig, deps: RelayDeps = {}): Promise<Relay> {
@@ -94,6 +106,7 @@ async function assembleRelay(
 ): Promise<Relay> {
   const logger = deps.logger ?? silentLogger;
   const now = () => Date.now() / 1000;
+  const startedAt = now();
   const { dataDir } = config.relay;
   const { difficulty, limits } = config;
   const algorithm = config.source.algorithm;
@@ -119,16 +132,19 @@ async function assembleRelay(
     scheme: config.tickets.scheme,
     ...(deps.generateRsaKey ? { generateRsaKey: deps.generateRsaKey } : {}),
   });
-  const spent = SpentStore.open(join(dataDir, SPENT_STORE_FILE));
-  teardown.add(() => spent.close());
-  // Paid grants outlive a restart, as their spent tickets do (docs/design.md §6.3).
-  const grantStore = GrantStore.open(join(dataDir, GRANT_STORE_FILE), {
-    onError: (err) =>
+  // Spent tickets and paid grants: SQLite in dataDir, or a family's PostgreSQL ([storage]).
+  const storage = await openTicketStorage(config, {
+    onGrantError: (err) =>
       logger.error({ err: String(err) }, 'grant not stored: it lasts until restart'),
+    onConnectionError: (err) =>
+      logger.warn({ err: String(err) }, 'ticket database connection lost: reconnecting'),
   });
-  teardown.add(() => grantStore.close());
+  teardown.add(() => storage.close());
+  logger.info({ storage: storage.description }, 'ticket storage open');
+  const { spent, grants: grantStore } = storage;
+  // Paid grants outlive a restart, as their spent tickets do (docs/design.md §6.3).
   const grants = new GrantBook();
-  const restored = grantStore.restore(grants, now());
+  const restored = await grantStore.restore(grants, now());
   if (restored > 0) logger.info({ restored }, 'restored paid grants');
   const peering =
     config.peers.length > 0 ? openPeering(config, { keys, spent, now }, logger, teardown) : null;
@@ -226,6 +242,31 @@ async function assembleRelay(
     tickets: tickets.service,
   });
 
+  // The tunnel too: the status counts its streams (its stop is added with the connectors').
+  const tunnels = new TunnelConnector({
+    grants: redeemer.grants,
+    shaper,
+    policy: {
+      ports: config.tunnel.ports,
+      allowPrivate: config.tunnel.allowPrivate,
+      allowCidrs: config.tunnel.allowCidrs,
+    },
+    limits: {
+      maxStreams: config.tunnel.maxStreams,
+      idleTimeoutMs: config.tunnel.idleTimeoutSeconds * 1000,
+    },
+    logger: logger.child({ component: 'tunnel' }),
+  });
+  // Every leaf class, 0 when it has no stream, so the dashboard's series do not come and go.
+  const leaves = shaper.htb.leafNames;
+  const readTunnel = (): TunnelStatus => ({
+    streams: {
+      ...Object.fromEntries(leaves.map((leaf) => [leaf, 0])),
+      ...tunnels.streamsByClass(),
+    },
+    opened: tunnels.counts().opened,
+  });
+
   // HTTP: status, metrics, descriptor, dashboard, peer API.
   const metrics = new RelayMetrics(stats, { qos: () => shaper.stats() });
   const readTickets = () => ticketStatus(tickets.issued(), redeemer.counts());
@@ -236,15 +277,30 @@ async function assembleRelay(
     circuits: circuits.counts(),
   });
   metrics.watchLoad(readLoad);
-  const app = createHttpApi({
-    stratifier,
+  const version = relayVersion();
+  const statusParts: StatusParts = {
     stats,
-    metrics,
-    descriptor: () => tickets.descriptor(),
     upstreamUrl: () => source.status().upstream,
     qos: () => shaper.stats(),
     tickets: readTickets,
     load: readLoad,
+    relayInfo: () => ({ version, startedAt, uptimeSeconds: now() - startedAt }),
+    tunnel: readTunnel,
+  };
+  // The dashboard's past: samples of the same numbers /v1/status shows (started below).
+  const readStatus = statusReader(statusParts);
+  const history = new StatusHistory({
+    read: () => historySample(readStatus()),
+    intervalSeconds: config.status.sampleSeconds,
+    capacity: historySamples(config.status),
+    ...(deps.historyClock ? { now: deps.historyClock } : {}),
+  });
+  const app = createHttpApi({
+    ...statusParts,
+    stratifier,
+    metrics,
+    descriptor: () => tickets.descriptor(),
+    history,
     ...(peering
       ? { sections: { peers: () => peering.status(), peerApi: () => peering.apiStatus() } }
       : {}),
@@ -267,20 +323,6 @@ async function assembleRelay(
 
   // Connectors: circuits and the tunnel on the HTTP port, standard miners on their own.
   teardown.add(() => circuits.close());
-  const tunnels = new TunnelConnector({
-    grants: redeemer.grants,
-    shaper,
-    policy: {
-      ports: config.tunnel.ports,
-      allowPrivate: config.tunnel.allowPrivate,
-      allowCidrs: config.tunnel.allowCidrs,
-    },
-    limits: {
-      maxStreams: config.tunnel.maxStreams,
-      idleTimeoutMs: config.tunnel.idleTimeoutSeconds * 1000,
-    },
-    logger: logger.child({ component: 'tunnel' }),
-  });
   teardown.add(() => tunnels.close());
   routeUpgrades(
     app.server,
@@ -330,6 +372,8 @@ async function assembleRelay(
     tickets.addEndpoint('onion', onion.url('ws', CIRCUIT_PATH));
   }
   peering?.start();
+  history.start();
+  teardown.add(() => history.stop());
 
   const address = app.server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -344,6 +388,7 @@ async function assembleRelay(
     stratifier,
     source,
     stats,
+    history,
     app,
     tickets,
     peering,
@@ -355,7 +400,7 @@ async function assembleRelay(
 /** Protocol 2: the peer ledger and key cache opened here, the rest built by Peering. */
 function openPeering(
   config: RelayConfig,
-  { keys, spent, now }: { keys: KeyStore; spent: SpentStore; now: () => number },
+  { keys, spent, now }: { keys: KeyStore; spent: SpentLog; now: () => number },
   logger: Logger,
   teardown: Teardown,
 ): Peering {

@@ -34,6 +34,12 @@ export async function startTestRelay(options: {
   peering?: Record<string, unknown>;
   /** Config `limits` overrides (e.g. a small verification budget). */
   limits?: Record<string, unknown>;
+  /** Config `storage` (a PostgreSQL url and passwordFile; default SQLite in dataDir). */
+  storage?: Record<string, unknown>;
+  /** Config `status` overrides (the history's sampleSeconds and historyHours). */
+  status?: Record<string, unknown>;
+  /** The clock of the relay's status history (RelayDeps.historyClock). */
+  historyClock?: () => number;
   logger?: Logger;
 }): Promise<{ relay: Relay; upstream: ManualSource }> {
   const upstream = new ManualSource('sha256d');
@@ -55,10 +61,13 @@ export async function startTestRelay(options: {
       ...(options.peers ? { peers: options.peers } : {}),
       ...(options.peering ? { peering: options.peering } : {}),
       ...(options.limits ? { limits: options.limits } : {}),
+      ...(options.storage ? { storage: options.storage } : {}),
+      ...(options.status ? { status: options.status } : {}),
     }),
     {
       source: upstream,
       generateRsaKey: testRsaKeys,
+      ...(options.historyClock ? { historyClock: options.historyClock } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
     },
   );
