@@ -16,7 +16,7 @@ DEBIAN_PACKAGES=(
   chromium        # the dashboard test loads the page in headless Chromium (playwright-core)
   postgresql      # the PostgreSQL storage tests run initdb and postgres in a temp directory
 )
-STEPS=4
+STEPS=5
 setup_start=$SECONDS
 
 say() { echo "setup: $*"; }
@@ -91,6 +91,20 @@ done_step
 
 begin "build: TypeScript to dist/ (npm run build): 20 s to 1 min"
 with_heartbeat "npm run build" npm run --silent build
+done_step
+
+# A tarball install (README, "Install"; test/repo/install.test.ts) has no lockfile, so npm
+# resolves the dependencies from registry metadata, which npm ci does not cache. Resolving them
+# once here, into npm's cache, lets that install (and the test) run with --offline.
+begin "npm cache: registry metadata for installing the packed tarball offline (10–30 s)"
+warm_dir=$(mktemp -d)
+trap 'rm -rf "$warm_dir"' EXIT
+node -e '
+  const { dependencies } = require("./package.json");
+  const manifest = { name: "powbridge-cache-warm", version: "0.0.0", private: true, dependencies };
+  require("fs").writeFileSync(process.argv[1] + "/package.json", JSON.stringify(manifest));
+' "$warm_dir"
+with_heartbeat "npm cache" npm install --prefix "$warm_dir" --ignore-scripts --no-audit --no-fund --silent
 done_step
 
 version=$(node -p 'require("./package.json").version')

@@ -26,11 +26,10 @@ import { headerVectors } from '../helpers/vectors.js';
  * relay (SQLite, the dashboard's files, the share-checking worker) that a miner from the same
  * install mines for (its worker threads and kernels).
  *
- * Slow: npm compiles better-sqlite3 from source, over a minute of CPU. The dependencies'
- * tarballs come from npm's cache (`npm ci` filled it). A tarball install has no lockfile (npm
- * ignores a packed npm-shrinkwrap.json, npm/cli#5349), so npm resolves their versions from
- * registry metadata, which `npm ci` does not cache: the first run on a machine fetches it,
- * later runs find it in the cache (--prefer-offline) and need no network at all.
+ * Slow: npm compiles better-sqlite3 from source, over a minute of CPU. Offline: a tarball
+ * install has no lockfile (npm ignores a packed npm-shrinkwrap.json, npm/cli#5349), so npm
+ * resolves the dependencies from registry metadata, which `npm ci` does not cache;
+ * scripts/setup.sh resolves them once into npm's cache, and the install here runs --offline.
  */
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -204,7 +203,7 @@ beforeAll(
     packed = results[0];
 
     const prefix = join(work, 'prefix');
-    // The README's command, with a prefix of our own and npm's cache preferred to the network.
+    // The README's command, with a prefix of our own and npm's cache instead of the network.
     const install = await run(
       'npm',
       [
@@ -213,7 +212,7 @@ beforeAll(
         '--allow-scripts=better-sqlite3',
         '--prefix',
         prefix,
-        '--prefer-offline',
+        '--offline',
         '--no-audit',
         '--no-fund',
         join(work, packed.filename),
@@ -221,7 +220,7 @@ beforeAll(
       {
         cwd: work,
         // Compile better-sqlite3 rather than let prebuild-install fetch a binary from GitHub:
-        // the path of a host without that access, and no test traffic beyond npm's registry.
+        // the path of a host without that access, and no traffic off the machine.
         env: cleanEnv({
           ...(await nodeHeadersEnv(work)),
           npm_config_build_from_source: 'better-sqlite3',
@@ -231,7 +230,10 @@ beforeAll(
     );
     installOutput = install.stdout + install.stderr;
     if (install.code !== 0) {
-      throw new Error(`npm install -g failed (${install.code}):\n${installOutput}`);
+      const hint = /ENOTCACHED/.test(installOutput)
+        ? "npm's cache lacks what the tarball install resolves: run ./scripts/setup.sh (it fills it)\n"
+        : '';
+      throw new Error(`npm install -g failed (${install.code}):\n${hint}${installOutput}`);
     }
     installed = join(prefix, 'lib', 'node_modules', 'powbridge');
     // The installed command, found on PATH as a user's shell finds it.
