@@ -115,6 +115,50 @@ describe('a relay on PostgreSQL', () => {
     }
   });
 
+  it('two instances with one key directory and one database: a ticket from A is granted once, at B', async () => {
+    // Two bridge instances of one family on this machine: the same data directory (so the same
+    // key files; docs/operating.md) and the same database.
+    const dataDir = mkdtempSync(join(tmpdir(), 'powbridge-relay-pg-family-'));
+    dirs.push(dataDir);
+    const url = await server.createDatabase('pair');
+    const storage = { url, passwordFile: server.passwordFile };
+    const { relay: a } = await startTestRelay({ dataDir, storage });
+    let b: Relay | undefined;
+    try {
+      ({ relay: b } = await startTestRelay({ dataDir, storage }));
+      expect(b.tickets.keys.identity.publicKeyHex).toBe(a.tickets.keys.identity.publicKeyHex);
+      const redeemAt = async (relay: Relay, ticket: string) => {
+        const circuit = await CircuitClient.connect(
+          `${relay.url.replace('http', 'ws')}/v1/circuit`,
+        );
+        try {
+          return await circuit.request('ticket.redeem', { ticket }).then(
+            (grant) => ({ granted: grant.class }),
+            (err: { code?: number }) => ({ refused: err.code }),
+          );
+        } finally {
+          await circuit.close();
+        }
+      };
+      const first = await mineTicket(a);
+      const relays: Relay[] = [a, b];
+      // Mined at A, spent at B over a fresh circuit; then A knows it is spent.
+      expect(await redeemAt(b, first)).toEqual({ granted: 'paid' });
+      expect(await redeemAt(a, first)).toEqual({ refused: 32 });
+      // Both at once: exactly one grant, the other 32.
+      const second = await mineTicket(a);
+      const answers = await Promise.all(relays.map((relay) => redeemAt(relay, second)));
+      expect(answers).toContainEqual({ granted: 'paid' });
+      expect(answers).toContainEqual({ refused: 32 });
+      expect(await query(url, server.password, 'SELECT count(*)::int AS n FROM spent')).toEqual([
+        { n: 2 },
+      ]);
+    } finally {
+      await b?.close();
+      await a.close();
+    }
+  });
+
   it('does not start with a wrong password, and says why without repeating it', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'powbridge-relay-pg-'));
     dirs.push(dataDir);
