@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,9 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { CircuitClient } from '../../src/client/circuit-client.js';
 import { grantId } from '../../src/tickets/grant-book.js';
-import { openTicketKeys } from '../../src/tickets/ticket-desk.js';
 import { offlineRelayConfig, RelayProcesses } from '../helpers/relay-process.js';
-import { fixtureRsaKeys } from '../helpers/rsa-keys.js';
+import { fixtureRelayKeys } from '../helpers/rsa-keys.js';
 import { issueTicketV2 } from '../helpers/ticket-v2.js';
 
 /**
@@ -87,19 +86,8 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
   echoPort = (echo.address() as { port: number }).port;
 
-  // The relay's keys, made here with a pre-generated RSA key: finding safe primes takes
-  // seconds, more on a loaded machine, and is not what this test is about.
-  mkdirSync(dataDir, { mode: 0o700 });
-  const keys = await openTicketKeys(dataDir, {
-    lifetimeDays: 30,
-    now: () => Date.now() / 1000,
-    scheme: 'rsa',
-    generateRsaKey: fixtureRsaKeys(),
-  });
-  const day = keys.today();
-  const issuing = keys.issuingRsaKey(day);
-  if (!issuing) throw new Error('no issuing RSA key for today');
-  for (let i = 0; i < 5; i++) tickets.push(issueTicketV2(issuing.key, day).text);
+  const { day, issuing } = await fixtureRelayKeys(dataDir);
+  for (let i = 0; i < 5; i++) tickets.push(issueTicketV2(issuing, day).text);
 
   writeFileSync(
     configFile,

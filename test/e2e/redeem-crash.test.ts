@@ -1,12 +1,11 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CircuitClient } from '../../src/client/circuit-client.js';
 import { RpcError, RpcErrorCode } from '../../src/protocol/errors.js';
-import { openTicketKeys } from '../../src/tickets/ticket-desk.js';
-import { fixtureRsaKeys } from '../helpers/rsa-keys.js';
+import { fixtureRelayKeys } from '../helpers/rsa-keys.js';
 import { RelayProcesses, offlineRelayConfig } from '../helpers/relay-process.js';
 import { seededRandom } from '../helpers/seeded-random.js';
 import { issueTicketV2 } from '../helpers/ticket-v2.js';
@@ -146,20 +145,9 @@ function pickRandom<T>(items: readonly T[]): T | undefined {
 }
 
 beforeAll(async () => {
-  // The relay's keys, made here with a pre-generated RSA key: finding safe primes takes
-  // seconds (tens on a loaded machine) and is not what this test is about.
-  mkdirSync(dataDir, { mode: 0o700 });
-  const keys = await openTicketKeys(dataDir, {
-    lifetimeDays: 30,
-    now: () => Date.now() / 1000,
-    scheme: 'rsa',
-    generateRsaKey: fixtureRsaKeys(),
-  });
-  const day = keys.today();
-  const issuing = keys.issuingRsaKey(day);
-  if (!issuing) throw new Error('no issuing RSA key for today');
+  const { day, issuing } = await fixtureRelayKeys(dataDir);
   for (let index = 0; index < TICKETS; index++) {
-    const { text, serial } = issueTicketV2(issuing.key, day);
+    const { text, serial } = issueTicketV2(issuing, day);
     tickets.push({
       index,
       text,

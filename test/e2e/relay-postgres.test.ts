@@ -1,13 +1,10 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CircuitClient } from '../../src/client/circuit-client.js';
-import { TicketClient } from '../../src/client/ticket-client.js';
-import type { JobParams } from '../../src/protocol/messages.js';
 import type { Relay } from '../../src/relay/relay.js';
+import { capturedLog, mineTicket } from '../helpers/mine-ticket.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { query } from '../helpers/store-engines.js';
 import { startTestRelay } from '../helpers/test-relay.js';
@@ -28,50 +25,19 @@ afterAll(async () => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-function capture(): { logger: pino.Logger; text: () => string } {
-  let log = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      log += chunk.toString();
-      done();
-    },
-  });
-  return { logger: pino({ level: 'trace' }, sink), text: () => log };
-}
-
-/** Mine one ticket on `relay` (price 1: one share buys it) and return its string. */
-async function mineTicket(relay: Relay): Promise<string> {
-  const miner = await CircuitClient.connect(`${relay.url.replace('http', 'ws')}/v1/circuit`);
-  try {
-    const jobPromise = new Promise<JobParams>((resolve) => miner.once('job', resolve));
-    const session = await miner.request('mining.register', { agent: 'pg', mode: 'tickets' });
-    const job = await jobPromise;
-    await miner.request('mining.submit', {
-      jobId: job.jobId,
-      extranonce2: '00'.repeat(session.extranonce2Size),
-      ntime: job.ntime,
-      nonce: '00000000',
-    });
-    if (!session.ticket) throw new Error('no ticket terms');
-    return (await new TicketClient(session.ticket).obtain(miner)).ticket;
-  } finally {
-    await miner.close();
-  }
-}
-
 describe('a relay on PostgreSQL', () => {
   it('redeems a ticket once, keeps spend and grant in the database across a restart, and never logs the password', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'powbridge-relay-pg-'));
     dirs.push(dataDir);
     const url = await server.createDatabase('family');
     const storage = { url, passwordFile: server.passwordFile };
-    const log = capture();
+    const log = capturedLog();
     let relay: Relay | undefined;
     let token: string;
     let ticket: string;
     try {
       ({ relay } = await startTestRelay({ dataDir, storage, logger: log.logger }));
-      ticket = await mineTicket(relay);
+      ({ ticket } = await mineTicket(relay));
       const circuit = await CircuitClient.connect(`${relay.url.replace('http', 'ws')}/v1/circuit`);
       const grant = await circuit.request('ticket.redeem', { ticket });
       token = grant.token;
@@ -140,13 +106,13 @@ describe('a relay on PostgreSQL', () => {
           await circuit.close();
         }
       };
-      const first = await mineTicket(a);
+      const { ticket: first } = await mineTicket(a);
       const relays: Relay[] = [a, b];
       // Mined at A, spent at B over a fresh circuit; then A knows it is spent.
       expect(await redeemAt(b, first)).toEqual({ granted: 'paid' });
       expect(await redeemAt(a, first)).toEqual({ refused: 32 });
       // Both at once: exactly one grant, the other 32.
-      const second = await mineTicket(a);
+      const { ticket: second } = await mineTicket(a);
       const answers = await Promise.all(relays.map((relay) => redeemAt(relay, second)));
       expect(answers).toContainEqual({ granted: 'paid' });
       expect(answers).toContainEqual({ refused: 32 });

@@ -1,15 +1,12 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CircuitClient } from '../../src/client/circuit-client.js';
-import { TicketClient } from '../../src/client/ticket-client.js';
-import type { JobParams } from '../../src/protocol/messages.js';
 import type { Relay } from '../../src/relay/relay.js';
 import { decodeAnyTicket } from '../../src/tickets/any-ticket.js';
 import { ticketMessage } from '../../src/tickets/scheme.js';
+import { capturedLog, mineTicket } from '../helpers/mine-ticket.js';
 import { startTestRelay } from '../helpers/test-relay.js';
 
 /**
@@ -38,37 +35,19 @@ describe.each(['rsa', 'ao'] as const)('relay logs, tickets.scheme = %s', (scheme
   it('hold no secret, ticket, serial, token or client address after issuance and redemption', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'powbridge-secrets-'));
     dirs.push(dir);
-    let log = '';
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        log += chunk.toString();
-        done();
-      },
-    });
+    const log = capturedLog();
     let relay: Relay | undefined;
     try {
       ({ relay } = await startTestRelay({
         dataDir: dir,
         scheme,
-        logger: pino({ level: 'trace' }, sink),
+        logger: log.logger,
       }));
       const url = `${relay.url.replace('http', 'ws')}/v1/circuit`;
-      const miner = await CircuitClient.connect(url);
-      const jobPromise = new Promise<JobParams>((resolve) => miner.once('job', resolve));
-      const session = await miner.request('mining.register', { agent: 'secrets', mode: 'tickets' });
-      const job = await jobPromise;
-      await miner.request('mining.submit', {
-        jobId: job.jobId,
-        extranonce2: '00'.repeat(session.extranonce2Size),
-        ntime: job.ntime,
-        nonce: '00000000',
-      });
-      if (!session.ticket) throw new Error('no ticket terms');
-      expect(session.ticket.scheme).toBe(
+      const issued = await mineTicket(relay);
+      expect(issued.terms.scheme).toBe(
         scheme === 'rsa' ? 'rsapbssa-sha384-pss-deterministic' : 'ao-ristretto255',
       );
-      const issued = await new TicketClient(session.ticket).obtain(miner);
-      await miner.close();
       const fresh = await CircuitClient.connect(url);
       const grant = await fresh.request('ticket.redeem', { ticket: issued.ticket });
       await expect(fresh.request('ticket.redeem', { ticket: issued.ticket })).rejects.toMatchObject(
@@ -88,10 +67,11 @@ describe.each(['rsa', 'ao'] as const)('relay logs, tickets.scheme = %s', (scheme
           ? [hex(ticket.v1.xc), hex(ticketMessage(ticket.v1.xc))]
           : [hex(ticket.v2.nonce), Buffer.from(ticket.v2.nonce).toString('base64')];
       const forbidden = [...secrets, 'rpc-secret-pw', issued.ticket, ...serials, grant.token];
-      expect(log.length).toBeGreaterThan(100); // the relay did log at trace level
-      for (const value of forbidden) expect(log).not.toContain(value);
+      const text = log.text();
+      expect(text.length).toBeGreaterThan(100); // the relay did log at trace level
+      for (const value of forbidden) expect(text).not.toContain(value);
       // No client address: the only loopback address in the log is the relay's own URL.
-      const loopback = log.split('\n').filter((line) => line.includes('127.0.0.1:'));
+      const loopback = text.split('\n').filter((line) => line.includes('127.0.0.1:'));
       expect(loopback.every((line) => line.includes('relay listening'))).toBe(true);
     } finally {
       await relay?.close();

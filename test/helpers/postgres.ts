@@ -17,6 +17,7 @@ import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { parseIntoClientConfig } from 'pg-connection-string';
+import { afterAll, beforeAll } from 'vitest';
 import { freePort } from './litecoind.js';
 
 /**
@@ -261,4 +262,22 @@ async function ready(url: string, password: string): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
+}
+
+/**
+ * One test server for the calling test file: started before its tests, stopped after them.
+ * The returned getter gives the server inside a test (it throws if the start failed).
+ */
+export function usePostgres(): () => TestPostgres {
+  let server: TestPostgres | undefined;
+  beforeAll(async () => {
+    server = await startPostgres();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+  return () => {
+    if (!server) throw new Error('PostgreSQL did not start');
+    return server;
+  };
 }

@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type RsaPrivateKey, rsaPrivateKey } from '../../src/tickets/rsa-scheme.js';
+import { openTicketKeys } from '../../src/tickets/ticket-desk.js';
 
 /**
  * Pre-generated RSA ticket master keys (test/fixtures/rsa-keys.json), because finding two
@@ -43,4 +44,25 @@ export function fixtureRsaKeys(start = 0): () => Promise<RsaPrivateKey> {
     next++;
     return key ? Promise.resolve(key) : Promise.reject(new Error('rsa-keys.json has no keys'));
   };
+}
+
+/**
+ * A relay data directory's keys made with the fixture RSA keys (finding safe primes takes
+ * seconds, tens on a loaded machine), and today's issuing key, for tests that sign tickets
+ * themselves instead of mining them.
+ */
+export async function fixtureRelayKeys(
+  dataDir: string,
+): Promise<{ day: number; issuing: RsaPrivateKey }> {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const keys = await openTicketKeys(dataDir, {
+    lifetimeDays: 30,
+    now: () => Date.now() / 1000,
+    scheme: 'rsa',
+    generateRsaKey: fixtureRsaKeys(),
+  });
+  const day = keys.today();
+  const issuing = keys.issuingRsaKey(day);
+  if (!issuing) throw new Error('no issuing RSA key for today');
+  return { day, issuing: issuing.key };
 }

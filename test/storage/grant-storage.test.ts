@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { GrantStorage } from '../../src/storage/grant-storage.js';
 import { GrantBook, grantId } from '../../src/tickets/grant-book.js';
-import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { usePostgres } from '../helpers/postgres.js';
 import { postgresEngine, sqliteEngine, type StoreEngine } from '../helpers/store-engines.js';
 import { csprng } from '../helpers/ticket-issue.js';
 
@@ -16,17 +16,7 @@ import { csprng } from '../helpers/ticket-issue.js';
 const WINDOW = 600;
 const T0 = 1_800_000_000;
 
-let server: TestPostgres | undefined;
-beforeAll(async () => {
-  server = await startPostgres();
-});
-afterAll(async () => {
-  await server?.stop();
-});
-const postgres = () => {
-  if (!server) throw new Error('PostgreSQL did not start');
-  return server;
-};
+const postgres = usePostgres();
 
 describe.each([sqliteEngine(), postgresEngine(postgres)])('$name grants', (engine: StoreEngine) => {
   beforeEach(() => engine.fresh());

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SpendRequest, SpentLog } from '../../src/storage/spent-log.js';
-import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { usePostgres } from '../helpers/postgres.js';
 import { seededRandom } from '../helpers/seeded-random.js';
 import { postgresEngine, sqliteEngine, type StoreEngine } from '../helpers/store-engines.js';
 
@@ -14,17 +14,7 @@ import { postgresEngine, sqliteEngine, type StoreEngine } from '../helpers/store
 const DAY = 20_413;
 const KEY_ID = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
 
-let server: TestPostgres | undefined;
-beforeAll(async () => {
-  server = await startPostgres();
-});
-afterAll(async () => {
-  await server?.stop();
-});
-const postgres = () => {
-  if (!server) throw new Error('PostgreSQL did not start');
-  return server;
-};
+const postgres = usePostgres();
 
 const serial = (i: number) =>
   new Uint8Array(createHash('sha256').update(`spent-log/${i}`).digest());
