@@ -20,6 +20,8 @@ const testRsaKeys = fixtureRsaKeys();
 export async function startTestRelay(options: {
   dataDir: string;
   listen?: string;
+  /** A Stratum port for standard miners (config relay.stratumListen), e.g. 127.0.0.1:0. */
+  stratumListen?: string;
   clientDifficulty?: number;
   ticketDifficulty?: number;
   price?: number;
@@ -45,7 +47,11 @@ export async function startTestRelay(options: {
   const upstream = new ManualSource('sha256d');
   const relay = await startRelay(
     parseRelayConfig({
-      relay: { listen: options.listen ?? '127.0.0.1:0', dataDir: options.dataDir },
+      relay: {
+        listen: options.listen ?? '127.0.0.1:0',
+        dataDir: options.dataDir,
+        ...(options.stratumListen ? { stratumListen: options.stratumListen } : {}),
+      },
       source: {
         type: 'node',
         algorithm: 'sha256d',
@@ -53,6 +59,7 @@ export async function startTestRelay(options: {
       },
       difficulty: {
         initial: options.clientDifficulty ?? MIN_DIFFICULTY,
+        stratumInitial: options.clientDifficulty ?? MIN_DIFFICULTY,
         min: MIN_DIFFICULTY,
         ticketDifficulty: options.ticketDifficulty ?? options.clientDifficulty ?? MIN_DIFFICULTY,
       },

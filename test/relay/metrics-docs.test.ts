@@ -2,12 +2,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseRelayConfig } from '../../src/relay/config.js';
-import { type Relay, startRelay } from '../../src/relay/relay.js';
-import { MIN_DIFFICULTY } from '../../src/work/target.js';
-import { ManualSource } from '../helpers/manual-source.js';
+import type { Relay } from '../../src/relay/relay.js';
 import { metricTypes } from '../helpers/metrics-text.js';
-import { fixtureRsaKeys } from '../helpers/rsa-keys.js';
+import { startTestRelay } from '../helpers/test-relay.js';
 
 /**
  * What the operating guide and the Grafana dashboard say about /metrics, checked against the
@@ -22,27 +19,13 @@ let relay: Relay;
 let exposition: string;
 
 beforeAll(async () => {
-  const source = new ManualSource('sha256d');
-  relay = await startRelay(
-    parseRelayConfig({
-      relay: { listen: '127.0.0.1:0', stratumListen: '127.0.0.1:0', dataDir },
-      source: {
-        type: 'node',
-        algorithm: 'sha256d',
-        node: { rpcUrl: 'http://127.0.0.1:1', rpcUser: 'u', rpcPassword: 'p', payoutAddress: 'a' },
-      },
-      difficulty: {
-        initial: MIN_DIFFICULTY,
-        min: MIN_DIFFICULTY,
-        ticketDifficulty: MIN_DIFFICULTY,
-      },
-      // A peer nobody answers for: its metrics exist all the same.
-      peers: [{ name: 'backup', url: 'http://127.0.0.1:1', identity: 'ab'.repeat(32) }],
-      peering: { syncIntervalSeconds: 3600 },
-    }),
-    { source, generateRsaKey: fixtureRsaKeys() },
-  );
-  source.goLive({ difficulty: MIN_DIFFICULTY });
+  ({ relay } = await startTestRelay({
+    dataDir,
+    stratumListen: '127.0.0.1:0',
+    // A peer nobody answers for: its metrics exist all the same.
+    peers: [{ name: 'backup', url: 'http://127.0.0.1:1', identity: 'ab'.repeat(32) }],
+    peering: { syncIntervalSeconds: 3600 },
+  }));
   const response = await fetch(`${relay.url}/metrics`);
   expect(response.status).toBe(200);
   exposition = await response.text();

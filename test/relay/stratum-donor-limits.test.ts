@@ -4,15 +4,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CircuitClient } from '../../src/client/circuit-client.js';
 import { RpcErrorCode } from '../../src/protocol/errors.js';
-import { parseRelayConfig } from '../../src/relay/config.js';
-import { type Relay, startRelay } from '../../src/relay/relay.js';
+import type { Relay } from '../../src/relay/relay.js';
 import { relayStatusWithPeersSchema } from '../../src/relay/status-schema.js';
 import { STRATUM_DROP_REASONS } from '../../src/relay/stratum-miner-limits.js';
-import { MIN_DIFFICULTY } from '../../src/work/target.js';
-import { ManualSource } from '../helpers/manual-source.js';
 import { parseMetrics } from '../helpers/metrics-text.js';
-import { fixtureRsaKeys } from '../helpers/rsa-keys.js';
 import { eventually, handshake, TestMiner, within } from '../helpers/stratum-miner.js';
+import { startTestRelay } from '../helpers/test-relay.js';
 
 /**
  * Issue 15's measurement, scaled down: with maxClients = 500, 600 Stratum connections used to
@@ -24,33 +21,18 @@ import { eventually, handshake, TestMiner, within } from '../helpers/stratum-min
 
 const dataDir = mkdtempSync(join(tmpdir(), 'powbridge-stratum-limits-'));
 let relay: Relay;
-let source: ManualSource;
 const miners: TestMiner[] = [];
 /** The crowd's miners that got a place. */
 let working: TestMiner[] = [];
 const circuits: CircuitClient[] = [];
 
 beforeAll(async () => {
-  source = new ManualSource('sha256d');
-  relay = await startRelay(
-    parseRelayConfig({
-      relay: { listen: '127.0.0.1:0', stratumListen: '127.0.0.1:0', dataDir },
-      source: {
-        type: 'node',
-        algorithm: 'sha256d',
-        node: { rpcUrl: 'http://127.0.0.1:1', rpcUser: 'u', rpcPassword: 'p', payoutAddress: 'a' },
-      },
-      difficulty: {
-        initial: MIN_DIFFICULTY,
-        stratumInitial: MIN_DIFFICULTY,
-        min: MIN_DIFFICULTY,
-        ticketDifficulty: MIN_DIFFICULTY,
-      },
-      limits: { maxClients: 5, maxStratumClients: 10 },
-    }),
-    { source, generateRsaKey: fixtureRsaKeys() },
-  );
-  source.goLive({ difficulty: 1e12 });
+  ({ relay } = await startTestRelay({
+    dataDir,
+    stratumListen: '127.0.0.1:0',
+    limits: { maxClients: 5, maxStratumClients: 10 },
+    upstreamDifficulty: 1e12,
+  }));
 });
 
 afterAll(async () => {
