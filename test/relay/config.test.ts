@@ -481,26 +481,25 @@ describe('relay config', () => {
   });
 });
 
-describe('limits for floods (issue 15)', () => {
-  it('defaults: 100 verifications/s, 256 unregistered circuits at 500 frames/s, a 10 s deadline', () => {
-    const { limits } = parseRelayConfig(minimalNode);
-    expect(limits).toMatchObject({
+/**
+ * The `limits` keys of issue 15, by group: their defaults (in the schema and in the example
+ * config) and values refused with the key named.
+ */
+const LIMIT_GROUPS: {
+  group: string;
+  defaults: Record<string, number>;
+  refused: [Record<string, unknown>, RegExp][];
+}[] = [
+  {
+    group:
+      'floods: 100 verifications/s, 256 unregistered circuits at 500 frames/s, a 10 s deadline',
+    defaults: {
       maxVerificationsPerSecond: 100,
       maxUnregistered: 256,
       maxUnregisteredRequestsPerSecond: 500,
       registerTimeoutSeconds: 10,
-    });
-    const example = loadRelayConfig(join(root, 'config', 'relay.example.toml')).limits;
-    expect(example).toMatchObject({
-      maxVerificationsPerSecond: 100,
-      maxUnregistered: 256,
-      maxUnregisteredRequestsPerSecond: 500,
-      registerTimeoutSeconds: 10,
-    });
-  });
-
-  it('refuses values out of bounds, naming the key', () => {
-    const cases: [Record<string, unknown>, RegExp][] = [
+    },
+    refused: [
       [{ maxVerificationsPerSecond: 0 }, /limits\.maxVerificationsPerSecond: /],
       [{ maxVerificationsPerSecond: 1e6 }, /limits\.maxVerificationsPerSecond: /],
       [{ maxUnregistered: 0 }, /limits\.maxUnregistered: /],
@@ -512,42 +511,44 @@ describe('limits for floods (issue 15)', () => {
         { registerTimeoutSeconds: '10' },
         /limits\.registerTimeoutSeconds: expected a number, got string "10"/,
       ],
-    ];
-    for (const [limits, message] of cases) {
-      expect(() => parseRelayConfig({ ...minimalNode, limits })).toThrow(message);
-    }
-  });
-});
-
-describe('Stratum port limits (issue 15)', () => {
-  it('defaults: 1,000 Stratum miners apart from maxClients, a 300 s share deadline, a 20 s handshake', () => {
-    const { limits } = parseRelayConfig(minimalNode);
-    expect(limits).toMatchObject({
-      maxClients: 10_000,
+    ],
+  },
+  {
+    group:
+      'the Stratum port: 1,000 miners apart from maxClients, a 300 s share deadline, a 20 s handshake',
+    defaults: {
       maxStratumClients: 1_000,
       stratumShareTimeoutSeconds: 300,
       stratumHandshakeTimeoutSeconds: 20,
-    });
-    const example = loadRelayConfig(join(root, 'config', 'relay.example.toml')).limits;
-    expect(example).toMatchObject({
-      maxStratumClients: 1_000,
-      stratumShareTimeoutSeconds: 300,
-      stratumHandshakeTimeoutSeconds: 20,
-    });
-  });
-
-  it('refuses values out of bounds, naming the key', () => {
-    const cases: [Record<string, unknown>, RegExp][] = [
+    },
+    refused: [
       [{ maxStratumClients: 0 }, /limits\.maxStratumClients: /],
       [{ maxStratumClients: 1.5 }, /limits\.maxStratumClients: /],
       [{ stratumShareTimeoutSeconds: 5 }, /limits\.stratumShareTimeoutSeconds: /],
       [{ stratumShareTimeoutSeconds: '300' }, /limits\.stratumShareTimeoutSeconds: .*number/],
       [{ stratumHandshakeTimeoutSeconds: 0 }, /limits\.stratumHandshakeTimeoutSeconds: /],
       [{ stratumHandshakeTimeoutSeconds: 601 }, /limits\.stratumHandshakeTimeoutSeconds: /],
-    ];
-    for (const [limits, message] of cases) {
+    ],
+  },
+];
+
+describe.each(LIMIT_GROUPS)('limits for $group (issue 15)', ({ defaults, refused }) => {
+  it('defaults, in the schema and in the example config', () => {
+    expect(parseRelayConfig(minimalNode).limits).toMatchObject(defaults);
+    const example = loadRelayConfig(join(root, 'config', 'relay.example.toml')).limits;
+    expect(example).toMatchObject(defaults);
+  });
+
+  it('refuses values out of bounds, naming the key', () => {
+    for (const [limits, message] of refused) {
       expect(() => parseRelayConfig({ ...minimalNode, limits })).toThrow(message);
     }
+  });
+});
+
+describe('Stratum port limits (issue 15)', () => {
+  it('maxStratumClients is apart from the circuits’ maxClients (10,000)', () => {
+    expect(parseRelayConfig(minimalNode).limits.maxClients).toBe(10_000);
   });
 
   it('refuses circuits and Stratum miners that together need more than the 65,536 slots', () => {

@@ -44,6 +44,27 @@ const PURPLE = '#c084fc';
 const CLASS_COLORS = { root: STALE, free: BLUE, paid: PURPLE, group1: GOOD, group4: AMBER };
 
 /**
+ * Rates of what the upstream made of forwarded shares or found blocks: accepted, stale,
+ * rejected for another reason.
+ * @param {History} h
+ * @param {'forwarded' | 'blocks'} name
+ * @param {number} per
+ * @returns {Record<string, Values>}
+ */
+function upstreamOutcomes(h, name, per) {
+  return {
+    accepted: ratesOf(h.times, column(h, `${name}.accepted`), per),
+    stale: ratesOf(h.times, column(h, `${name}.stale`), per),
+    // The status counts stale among the rejected: the chart shows them apart.
+    rejected: ratesOf(
+      h.times,
+      minus(column(h, `${name}.rejected`), column(h, `${name}.stale`)),
+      per,
+    ),
+  };
+}
+
+/**
  * Rates of the labelled series that ever moved in the history (a reason that never happened
  * would only clutter the legend).
  * @param {History} h
@@ -102,30 +123,14 @@ const CHARTS = [
     format: formatSi,
     stepped: true,
     colors: { accepted: GOOD, stale: STALE, rejected: BAD },
-    series: (h) => ({
-      accepted: ratesOf(h.times, column(h, 'forwarded.accepted'), PER_MINUTE),
-      stale: ratesOf(h.times, column(h, 'forwarded.stale'), PER_MINUTE),
-      rejected: ratesOf(
-        h.times,
-        minus(column(h, 'forwarded.rejected'), column(h, 'forwarded.stale')),
-        PER_MINUTE,
-      ),
-    }),
+    series: (h) => upstreamOutcomes(h, 'forwarded', PER_MINUTE),
   },
   {
     id: 'chart-blocks',
     format: formatSi,
     stepped: true,
     colors: { accepted: GOOD, stale: STALE, rejected: BAD },
-    series: (h) => ({
-      accepted: ratesOf(h.times, column(h, 'blocks.accepted'), PER_HOUR),
-      stale: ratesOf(h.times, column(h, 'blocks.stale'), PER_HOUR),
-      rejected: ratesOf(
-        h.times,
-        minus(column(h, 'blocks.rejected'), column(h, 'blocks.stale')),
-        PER_HOUR,
-      ),
-    }),
+    series: (h) => upstreamOutcomes(h, 'blocks', PER_HOUR),
   },
   {
     id: 'chart-tickets',
