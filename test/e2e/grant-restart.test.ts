@@ -10,6 +10,7 @@ import { grantId } from '../../src/tickets/grant-book.js';
 import { offlineRelayConfig, RelayProcesses } from '../helpers/relay-process.js';
 import { fixtureRelayKeys } from '../helpers/rsa-keys.js';
 import { issueTicketV2 } from '../helpers/ticket-v2.js';
+import { echoRoundTrip } from '../helpers/tunnel-stream.js';
 
 /**
  * Paid grants across a crash (docs/design.md §6.3): a real relay (`powbridge relay`, built
@@ -44,22 +45,6 @@ function upgradeStatus(ws: WebSocket): Promise<number> {
   });
 }
 
-function roundTrip(ws: WebSocket, payload: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    ws.on('message', (data: Buffer) => {
-      chunks.push(data);
-      size += data.length;
-      if (size >= payload.length) resolve(Buffer.concat(chunks));
-    });
-    ws.once('close', (code) => reject(new Error(`tunnel closed with ${code}`)));
-    for (let at = 0; at < payload.length; at += 16 * 1024) {
-      ws.send(payload.subarray(at, at + 16 * 1024));
-    }
-  });
-}
-
 async function bytesByClass(relayUrl: string): Promise<Map<string, number>> {
   const status = (await (await fetch(`${relayUrl}/v1/status`)).json()) as {
     qos: { classes: { name: string; bytesSent: number }[] };
@@ -73,7 +58,7 @@ async function carriedBy(relayUrl: string, token: string): Promise<Map<string, n
   const before = await bytesByClass(relayUrl);
   const ws = tunnel(relayUrl, token);
   expect(await upgradeStatus(ws)).toBe(101);
-  expect((await roundTrip(ws, payload)).equals(payload)).toBe(true);
+  expect((await echoRoundTrip(ws, payload)).equals(payload)).toBe(true);
   ws.close();
   const after = await bytesByClass(relayUrl);
   return new Map(

@@ -9,6 +9,7 @@ import { utcDay } from '../../src/tickets/keyring.js';
 import type { Relay } from '../../src/relay/relay.js';
 import { issueTicketV2 } from '../helpers/ticket-v2.js';
 import { startTestRelay } from '../helpers/test-relay.js';
+import { echoRoundTrip } from '../helpers/tunnel-stream.js';
 
 /** The relay's priority tunnel as a client uses it: redeem a ticket, then stream with the grant. */
 
@@ -39,26 +40,6 @@ function tunnel(to: string, token?: string): WebSocket {
   });
 }
 
-function roundTrip(ws: WebSocket, payload: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    ws.on('message', (data: Buffer) => {
-      chunks.push(data);
-      size += data.length;
-      if (size >= payload.length) resolve(Buffer.concat(chunks));
-    });
-    ws.once('error', reject);
-    ws.once('close', (code) => reject(new Error(`tunnel closed with ${code}`)));
-    // Frames are capped (64 KiB): send in 16 KiB frames as a client must.
-    ws.once('open', () => {
-      for (let at = 0; at < payload.length; at += 16 * 1024) {
-        ws.send(payload.subarray(at, at + 16 * 1024));
-      }
-    });
-  });
-}
-
 describe('priority tunnel through the relay', () => {
   it('a redeemed ticket grants a paid stream that carries bytes exactly', async () => {
     const day = utcDay(Date.now() / 1000);
@@ -71,13 +52,13 @@ describe('priority tunnel through the relay', () => {
 
     const payload = Buffer.alloc(256 * 1024, 7);
     const ws = tunnel(`127.0.0.1:${echoPort}`, grant.token);
-    expect((await roundTrip(ws, payload)).equals(payload)).toBe(true);
+    expect((await echoRoundTrip(ws, payload)).equals(payload)).toBe(true);
     ws.close();
   });
 
   it('without a grant the stream still works (free class)', async () => {
     const ws = tunnel(`127.0.0.1:${echoPort}`);
-    expect((await roundTrip(ws, Buffer.from('hello'))).toString()).toBe('hello');
+    expect((await echoRoundTrip(ws, Buffer.from('hello'))).toString()).toBe('hello');
     ws.close();
   });
 
@@ -109,7 +90,7 @@ async function bytesByClass(): Promise<Map<string, number>> {
 async function carriedBy(token: string, payload: Buffer): Promise<Map<string, number>> {
   const before = await bytesByClass();
   const ws = tunnel(`127.0.0.1:${echoPort}`, token);
-  expect((await roundTrip(ws, payload)).equals(payload)).toBe(true);
+  expect((await echoRoundTrip(ws, payload)).equals(payload)).toBe(true);
   ws.close();
   const after = await bytesByClass();
   return new Map([...after].map(([name, bytes]) => [name, bytes - (before.get(name) ?? 0)]));

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Htb, mbit, parseHtbConfig, toMbit } from '../../src/qos/htb.js';
 import type { ClassInput, HtbSpec } from '../../src/qos/htb.js';
 import { DEFAULT_TICKET_GROUPS, groupFor } from '../../src/qos/ticket-groups.js';
+import { seededRandom } from '../helpers/seeded-random.js';
 
 /**
  * A virtual link drained by the HTB (docs/design.md §8): the link asks for a packet whenever it is
@@ -177,17 +178,6 @@ describe('docs/design.md §8 allocations by tickets paid (the default mapping)',
 
 // --- Property tests on random trees -----------------------------------------------------
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A random tree under a 10 Mbit/s root with Σ(children's rates) ≤ parent rate everywhere. */
 function randomTree(rnd: () => number): ClassInput[] {
   const classes: ClassInput[] = [{ name: 'root', rate: mbit(10) }];
@@ -218,7 +208,7 @@ describe('HTB properties on random trees (fixed seeds)', () => {
   const WINDOWS = [0.05, 0.5];
   for (let seed = 1; seed <= 24; seed++) {
     it(`seed ${seed}: ceils hold over every window, leaves get min(demand, rate)`, () => {
-      const rnd = mulberry32(seed);
+      const rnd = seededRandom(seed);
       const spec: HtbSpec = parseHtbConfig({ classes: randomTree(rnd) });
       expect(spec.warnings).toEqual([]);
       const htb = new Htb<string>(spec);
