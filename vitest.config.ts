@@ -9,5 +9,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Integration tests start real daemons; keep the 2-core machine from thrashing.
     maxWorkers: 2,
+    // The second names files whose worker died before they finished (scripts/test.mjs).
+    reporters: ['default', './test/reporters/run-report.ts'],
   },
 });
