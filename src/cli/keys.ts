@@ -1,6 +1,8 @@
+import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadRelayConfig } from '../relay/config.js';
+import { writeFamilyKeyFile } from '../relay/family-keys.js';
 import { schemeOfName } from '../tickets/descriptor.js';
 import {
   dayDate,
@@ -18,7 +20,8 @@ import { fail } from './output.js';
 import { UsageError } from './usage-error.js';
 
 /**
- * `powbridge keys generate | rotate | show`: the relay's identity and ticket keys on disk.
+ * `powbridge keys generate | rotate | show | family-key`: the relay's identity and ticket keys
+ * on disk, and the family key that seals them in a family's database.
  * Output holds public parts only; secrets stay in the 0600 files. Progress of an RSA key's
  * generation (safe primes take seconds) goes to stderr.
  */
@@ -250,10 +253,40 @@ function showCommand(): Command {
     });
 }
 
+function familyKeyCommand(): Command {
+  return new Command('family-key')
+    .description(
+      'write a new family key (mode 0600) for storage.familyKeyFile: a relay family on one ' +
+        'PostgreSQL database keeps its keys there sealed under it (never overwrites)',
+    )
+    .requiredOption('-o, --out <file>', 'where to write the family key')
+    .action(async (flags: { out: string }) => {
+      try {
+        await writeFamilyKeyFile(flags.out);
+        const file = resolve(flags.out);
+        const lines = [
+          `wrote a new family key to ${file} (mode 0600)`,
+          'next:',
+          '  1. copy it (mode 0600) to every instance of the family, and keep a copy offline:',
+          '     without it the keys in the database cannot be opened',
+          "  2. in each instance's relay.toml, beside storage.url:",
+          '       [storage]',
+          `       familyKeyFile = ${JSON.stringify(file)}`,
+          '  3. start first the instance whose keys the family keeps (it uploads them), then',
+          "     the others (they take the family's keys)",
+        ];
+        process.stdout.write(`${lines.join('\n')}\n`);
+      } catch (err) {
+        fail('keys family-key', err);
+      }
+    });
+}
+
 export function keysCommand(): Command {
   return new Command('keys')
     .description('manage the relay identity and ticket keys (stored in <data-dir>/keys)')
     .addCommand(generateCommand())
     .addCommand(rotateCommand())
-    .addCommand(showCommand());
+    .addCommand(showCommand())
+    .addCommand(familyKeyCommand());
 }

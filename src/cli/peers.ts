@@ -1,15 +1,9 @@
-import { existsSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { handOverWalletTickets } from '../client/settlement-tickets.js';
-import {
-  findPeer,
-  type PeerReport,
-  peerLedgerPath,
-  peerReport,
-  withPeerLedger,
-} from '../peers/peer-report.js';
+import { findPeer, type PeerReport, peerReport, withPeerLedger } from '../peers/peer-report.js';
 import { recordSettlement, ticketsWord } from '../peers/settlement.js';
 import { loadRelayConfig } from '../relay/config.js';
+import { peerLedgerPlace } from '../relay/ticket-storage.js';
 import { fail } from './output.js';
 import { UsageError } from './usage-error.js';
 
@@ -198,22 +192,25 @@ function statusCommand(): Command {
       'billed tickets reach maxUnpaid), its tickets served here (billed and not yet billed), ' +
       'what it owes us, what we owe it with the payment requests it sent, tickets accepted ' +
       'while it was unreachable and not yet synced, messages not yet delivered, and double ' +
-      'spends. Reads the ledger in <dataDir>/peers.sqlite; works while the relay runs. ' +
+      "spends. Reads the ledger in <dataDir>/peers.sqlite, or in the family's database when " +
+      'the config has storage.url; works while the relay runs. ' +
       "Whether a peer is reachable right now is on the relay's status page and /metrics.",
   )
     .option('--json', 'print one JSON object')
-    .action((flags: StatusFlags) => {
+    .action(async (flags: StatusFlags) => {
       try {
         const config = loadRelayConfig(flags.config);
-        const path = peerLedgerPath(config.relay.dataDir);
-        const exists = existsSync(path);
-        const reports = withPeerLedger(path, (ledger) =>
-          config.peers.map((peer) => peerReport(peer, ledger)),
-        );
+        const place = peerLedgerPlace(config);
+        const reports = await withPeerLedger(place.open, async (ledger) => {
+          const all: PeerReport[] = [];
+          for (const peer of config.peers) all.push(await peerReport(peer, ledger));
+          return all;
+        });
+        const { where, exists } = place;
         process.stdout.write(
           flags.json
-            ? `${JSON.stringify({ config: flags.config, ledger: path, activity: exists, peers: reports })}\n`
-            : statusText(flags.config, path, exists, reports),
+            ? `${JSON.stringify({ config: flags.config, ledger: where, activity: exists, peers: reports })}\n`
+            : statusText(flags.config, where, exists, reports),
         );
       } catch (err) {
         fail('peers status', err);
@@ -254,18 +251,18 @@ function settleCommand(): Command {
           'spends them, and only those that verify count',
       ).conflicts('method'),
     )
-    .action((name: string, flags: SettleFlags) => {
+    .action(async (name: string, flags: SettleFlags) => {
       try {
         if (flags.count === undefined && !flags.all) {
           throw new UsageError('say how many tickets the payment covers: --count <n> or --all');
         }
         const config = loadRelayConfig(flags.config);
         const peer = findPeer(config.peers, name, flags.config);
-        const path = peerLedgerPath(config.relay.dataDir);
+        const place = peerLedgerPlace(config);
         const walletFile = flags.withTickets;
-        const done = withPeerLedger(path, (ledger) =>
+        const done = await withPeerLedger(place.open, (ledger) =>
           recordSettlement(
-            { ledger, path },
+            { ledger, path: place.where },
             peer,
             flags.count,
             walletFile

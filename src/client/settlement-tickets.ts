@@ -8,13 +8,13 @@ import { Wallet } from './wallet.js';
  * first: if we crash before the wallet is updated, the tickets are offered twice at worst, and
  * the peer counts each serial once), then marked spent in the wallet. Returns how many.
  */
-export function handOverWalletTickets(
+export async function handOverWalletTickets(
   walletFile: string,
   peer: { name: string; url: string },
   count: number,
-  record: (tickets: string[]) => void,
+  record: (tickets: string[]) => Promise<void>,
   nowSeconds: number,
-): number {
+): Promise<number> {
   if (!existsSync(walletFile)) throw new Error(`${walletFile}: no such wallet`);
   const wallet = Wallet.open(walletFile);
   try {
@@ -26,7 +26,7 @@ export function handOverWalletTickets(
           `powbridge mine --relay ${relay} --wallet ${walletFile}`,
       );
     }
-    record(available.map((t) => t.ticket));
+    await record(available.map((t) => t.ticket));
     const at = Math.floor(nowSeconds);
     for (const t of available) wallet.markSpent(t.id, at);
     return available.length;

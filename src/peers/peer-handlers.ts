@@ -3,7 +3,7 @@ import { type Logger, silentLogger } from '../log.js';
 import type { SpentLog } from '../storage/spent-log.js';
 import type { Keyring } from '../tickets/keyring.js';
 import type { PeerConfig } from './peer-config.js';
-import { type PaymentRequest, type PeerLedger, serialsDigest } from './peer-ledger.js';
+import { type PaymentRequest, type PeerLedger, serialsDigest } from '../storage/peer-ledger.js';
 import type { ReserveResult, SpentSerialJson } from './peer-messages.js';
 import type { SpendReplicator } from './replication.js';
 
@@ -97,7 +97,7 @@ export class PeerHandlers {
   }> {
     const { store, ledger } = this.options;
     // Asking from `after` says the peer holds all of ours up to there.
-    ledger.setAcked(peer.name, after);
+    await ledger.setAcked(peer.name, after);
     const records = await store.localSince(after, limit);
     return {
       records: records.map((r) => ({
@@ -137,7 +137,7 @@ export class PeerHandlers {
       peer.name,
       request.serials.map((s) => ({ ...s, at: request.period.to })),
     );
-    const recorded = this.options.ledger.recordRequestIn(
+    const recorded = await this.options.ledger.recordRequestIn(
       peer.name,
       { id: request.id, count: request.count, digest: request.digest, period: request.period },
       known,
@@ -164,7 +164,7 @@ export class PeerHandlers {
     const { ledger, spendTicket } = this.options;
     const now = this.options.now();
     // A retry (our answer was lost): its tickets are spent by now, so answer as before.
-    const before = ledger.receivedSettlement(peer.name, settlement.id);
+    const before = await ledger.receivedSettlement(peer.name, settlement.id);
     if (before !== undefined) return { recorded: false, accepted: before };
     let accepted = settlement.count;
     if (settlement.method === 'work') {
@@ -174,7 +174,7 @@ export class PeerHandlers {
       }
       if (accepted === 0) return { recorded: false, accepted: 0 };
     }
-    const recorded = ledger.recordReceived(
+    const recorded = await ledger.recordReceived(
       peer.name,
       settlement.id,
       accepted,

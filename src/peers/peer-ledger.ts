@@ -1,25 +1,31 @@
-import { sha256 } from '@noble/hashes/sha2.js';
-import { bytesToHex } from '@noble/hashes/utils.js';
 import type Database from 'better-sqlite3';
 import { checkDurablePath, createPrivateFile, openDurableDb } from '../lib/durable-db.js';
+import { runNow } from '../lib/run-now.js';
+import {
+  checkCursor,
+  checkLedgerId,
+  checkPaid,
+  checkPeerName,
+  checkServed,
+  checkWhole,
+  type Conflict,
+  type PaymentRequest,
+  type PeerLedger,
+  type PendingSettlement,
+  type ReceivedRequest,
+  serialsDigest,
+  type ServedTicket,
+} from '../storage/peer-ledger.js';
 import type { PeerBalance } from './peer-status.js';
 
 /**
- * What a relay remembers about its peers (docs/design.md §7), on disk beside the spent store
- * (`peers.sqlite`, WAL, synchronous=FULL, 0600):
- *
- * - replication cursors: how far we applied each peer's spent log (`pulled`), and how far
- *   each peer says it applied ours (`acked`: the cursor it last asked from);
- * - tickets of a peer we served as its backup (`served`): the billing base, and, for those
- *   accepted while the peer was unreachable, what we still owe it a sync of;
- * - payment requests we sent (creditor) and received (debtor), and settlements both ways;
- * - conflicts: serials spent here and at a peer (a double spend across a partition). Neither
- *   side pays for one: the creditor leaves it out of what it bills and counts as billed, the
- *   debtor leaves the ones a bill lists out of what it owes (`billed_conflicts`), so both
- *   books agree once each has seen the other's log.
+ * The peer ledger of a single relay (src/storage/peer-ledger.ts, docs/design.md §7) in SQLite,
+ * on disk beside the spent store (`peers.sqlite`, WAL, synchronous=FULL, 0600). A family of
+ * relays keeps it in PostgreSQL instead (src/storage/postgres-peer-ledger.ts).
  *
  * The CLI (`powbridge peers settle`) writes settlements into the same file while the relay
- * runs; SQLite's locking makes that safe, and the relay's sync loop delivers them.
+ * runs; SQLite's locking makes that safe, and the relay's sync loop delivers them. SQLite
+ * answers at once: the methods are async only to share the interface.
  */
 
 /** The ledger's file name in the relay's data dir. */
@@ -106,46 +112,6 @@ const BILLED_TO_US = 'SELECT sum(count) FROM requests_in WHERE peer = ?';
 const NOT_OWED = 'SELECT count(*) FROM billed_conflicts WHERE peer = ?';
 const SETTLED_TO_US = `SELECT sum(count) FROM settlements WHERE peer = ? AND direction = 'received'`;
 
-export interface ServedTicket {
-  serial: Uint8Array;
-  keyId: Uint8Array;
-  day: number;
-  seq: number;
-  at: number;
-  offline: boolean;
-}
-
-export interface PaymentRequest {
-  id: string;
-  count: number;
-  /** hex SHA-256 of the sorted serials, concatenated. */
-  digest: string;
-  period: { from: number; to: number };
-  serials: { serial: Uint8Array; keyId: Uint8Array; day: number }[];
-}
-
-export interface PendingSettlement {
-  id: string;
-  count: number;
-  method: 'operator' | 'work';
-  at: number;
-  tickets?: string[];
-}
-
-export interface Conflict {
-  serial: Uint8Array;
-  keyId: Uint8Array;
-  day: number;
-  oursAt: number;
-  theirsAt: number;
-}
-
-/** hex SHA-256 over the serials in byte order: what a PAYMENT_REQUEST commits to. */
-export function serialsDigest(serials: readonly Uint8Array[]): string {
-  const sorted = serials.map((s) => Buffer.from(s)).sort((x, y) => Buffer.compare(x, y));
-  return bytesToHex(sha256(Buffer.concat(sorted)));
-}
-
 interface ServedRow {
   serial: Buffer;
   key_id: Buffer;
@@ -153,16 +119,9 @@ interface ServedRow {
   at: number;
 }
 
-export class PeerLedger {
-  private constructor(private readonly db: Database.Database) {}
-
-  static open(file: string): PeerLedger {
-    checkDurablePath(file, 'peer ledger');
-    createPrivateFile(file);
-    return new PeerLedger(
-      openDurableDb(file, { what: 'peer ledger', schema: SCHEMA, schemaVersion: SCHEMA_VERSION }),
-    );
-  }
+/** The ledger's statements, answered at once (better-sqlite3 is synchronous). */
+class LedgerFile {
+  constructor(private readonly db: Database.Database) {}
 
   close(): void {
     this.db.close();
@@ -351,7 +310,7 @@ export class PeerLedger {
     })();
   }
 
-  listRequestsIn(peer: string): (Omit<PaymentRequest, 'serials'> & { receivedAt: number })[] {
+  listRequestsIn(peer: string): ReceivedRequest[] {
     const rows = this.db
       .prepare(
         `SELECT id, count, digest, period_from, period_to, received_at FROM requests_in
@@ -385,9 +344,6 @@ export class PeerLedger {
     at: number,
     tickets?: readonly string[],
   ): void {
-    if ((method === 'work') !== (tickets !== undefined) || (tickets && tickets.length !== count)) {
-      throw new RangeError("a 'work' settlement carries exactly `count` tickets, 'operator' none");
-    }
     // Check and record under one write lock (IMMEDIATE): two settles at the same moment, from
     // the CLI and another CLI, cannot together record more than we owe.
     this.db
@@ -582,5 +538,158 @@ export class PeerLedger {
       pulled,
       acked,
     };
+  }
+}
+
+export class SqlitePeerLedger implements PeerLedger {
+  private constructor(private readonly file: LedgerFile) {}
+
+  static open(file: string): SqlitePeerLedger {
+    checkDurablePath(file, 'peer ledger');
+    createPrivateFile(file);
+    return new SqlitePeerLedger(
+      new LedgerFile(
+        openDurableDb(file, { what: 'peer ledger', schema: SCHEMA, schemaVersion: SCHEMA_VERSION }),
+      ),
+    );
+  }
+
+  close(): Promise<void> {
+    return runNow(() => this.file.close());
+  }
+
+  pulled(peer: string): Promise<number> {
+    return runNow(() => this.file.pulled(peer));
+  }
+
+  setPulled(peer: string, cursor: number): Promise<void> {
+    return runNow(() => {
+      checkPeerName(peer);
+      checkCursor(cursor);
+      this.file.setPulled(peer, cursor);
+    });
+  }
+
+  setAcked(peer: string, cursor: number): Promise<void> {
+    return runNow(() => {
+      checkPeerName(peer);
+      checkCursor(cursor);
+      this.file.setAcked(peer, cursor);
+    });
+  }
+
+  resetPulled(peer: string): Promise<void> {
+    return runNow(() => this.file.resetPulled(peer));
+  }
+
+  recordServed(
+    peer: string,
+    ticket: ServedTicket,
+    paymentEvery: number,
+    newId: () => string,
+  ): Promise<PaymentRequest | null> {
+    return runNow(() => {
+      checkServed(peer, ticket, paymentEvery);
+      return this.file.recordServed(peer, ticket, paymentEvery, newId);
+    });
+  }
+
+  undeliveredRequests(peer: string): Promise<PaymentRequest[]> {
+    return runNow(() => this.file.undeliveredRequests(peer));
+  }
+
+  markRequestDelivered(id: string, at: number): Promise<void> {
+    return runNow(() => {
+      checkWhole(at, 'at');
+      this.file.markRequestDelivered(id, at);
+    });
+  }
+
+  recordRequestIn(
+    peer: string,
+    request: Omit<PaymentRequest, 'serials'>,
+    known: number,
+    at: number,
+    serials: readonly Uint8Array[] = [],
+  ): Promise<boolean> {
+    return runNow(() => {
+      checkPeerName(peer);
+      checkLedgerId(request.id);
+      checkWhole(known, 'known');
+      checkWhole(at, 'at');
+      return this.file.recordRequestIn(peer, request, known, at, serials);
+    });
+  }
+
+  listRequestsIn(peer: string): Promise<ReceivedRequest[]> {
+    return runNow(() => this.file.listRequestsIn(peer));
+  }
+
+  recordPaid(
+    peer: string,
+    id: string,
+    count: number,
+    method: 'operator' | 'work',
+    at: number,
+    tickets?: readonly string[],
+  ): Promise<void> {
+    return runNow(() => {
+      checkPeerName(peer);
+      checkPaid(id, count, method, tickets);
+      checkWhole(at, 'at');
+      this.file.recordPaid(peer, id, count, method, at, tickets);
+    });
+  }
+
+  receivedSettlement(peer: string, id: string): Promise<number | undefined> {
+    return runNow(() => this.file.receivedSettlement(peer, id));
+  }
+
+  recordReceived(
+    peer: string,
+    id: string,
+    count: number,
+    method: string,
+    at: number,
+  ): Promise<boolean> {
+    return runNow(() => {
+      checkPeerName(peer);
+      checkLedgerId(id);
+      checkWhole(count, 'count');
+      checkWhole(at, 'at');
+      return this.file.recordReceived(peer, id, count, method, at);
+    });
+  }
+
+  undeliveredSettlements(peer: string): Promise<PendingSettlement[]> {
+    return runNow(() => this.file.undeliveredSettlements(peer));
+  }
+
+  settlementDelivered(peer: string, id: string, accepted: number, at: number): Promise<void> {
+    return runNow(() => {
+      checkWhole(accepted, 'accepted');
+      checkWhole(at, 'at');
+      this.file.settlementDelivered(peer, id, accepted, at);
+    });
+  }
+
+  recordConflict(peer: string, conflict: Conflict, at: number): Promise<boolean> {
+    return runNow(() => {
+      checkPeerName(peer);
+      checkWhole(at, 'at');
+      return this.file.recordConflict(peer, conflict, at);
+    });
+  }
+
+  conflicts(peer: string): Promise<(Conflict & { detectedAt: number })[]> {
+    return runNow(() => this.file.conflicts(peer));
+  }
+
+  unpaidToUs(peer: string): Promise<number> {
+    return runNow(() => this.file.unpaidToUs(peer));
+  }
+
+  balance(peer: string): Promise<PeerBalance> {
+    return runNow(() => this.file.balance(peer));
   }
 }

@@ -17,9 +17,10 @@ import type { PeerRoster } from './peer-roster.js';
 
 export interface PeerMetricsSource {
   roster: PeerRoster;
-  balance(peer: string): PeerBalance;
+  /** From the ledger, which may be a database away: read at scrape time, awaited. */
+  balance(peer: string): Promise<PeerBalance>;
   /** Why every ticket of the peer is refused now, or null while they are accepted. */
-  refusing(peer: string): RefusingReason | null;
+  refusing(peer: string): Promise<RefusingReason | null>;
   /** Its tickets refused since the start, by reason. */
   refused(peer: string): Record<PeerTicketRefusal, number>;
   api: Pick<PeerApiGuard, 'refused'>;
@@ -40,14 +41,15 @@ export function registerPeerMetrics(registry: Registry, source: PeerMetricsSourc
   for (const peer of roster.peers()) up.set({ peer: peer.name }, -1);
   roster.on('reachability', (event) => up.set({ peer: event.peer }, event.up ? 1 : 0));
   const names = () => roster.peers().map((p) => p.name);
-  const balances = () => names().map((name) => ({ name, ...source.balance(name) }));
+  const balances = () =>
+    Promise.all(names().map(async (name) => ({ name, ...(await source.balance(name)) })));
   new Gauge({
     name: 'powbridge_peer_conflicts',
     help: 'Serials redeemed both here and at a peer (double spends across a partition).',
     labelNames: ['peer'] as const,
     registers,
-    collect() {
-      for (const b of balances()) this.set({ peer: b.name }, b.conflicts);
+    async collect() {
+      for (const b of await balances()) this.set({ peer: b.name }, b.conflicts);
     },
   });
   new Gauge({
@@ -55,8 +57,8 @@ export function registerPeerMetrics(registry: Registry, source: PeerMetricsSourc
     help: 'Peer tickets: served here, unpaid to us, owed by us, accepted offline and not synced, double spends left out of bills.',
     labelNames: ['peer', 'kind'] as const,
     registers,
-    collect() {
-      for (const b of balances()) {
+    async collect() {
+      for (const b of await balances()) {
         this.set({ peer: b.name, kind: 'served' }, b.served);
         this.set({ peer: b.name, kind: 'unpaid_to_us' }, b.unpaidToUs);
         this.set({ peer: b.name, kind: 'we_owe' }, b.weOwe);
@@ -71,8 +73,10 @@ export function registerPeerMetrics(registry: Registry, source: PeerMetricsSourc
     help: "Whether a peer's tickets are accepted here now (1) or all refused (0, see powbridge_peer_refusing).",
     labelNames: ['peer'] as const,
     registers,
-    collect() {
-      for (const name of names()) this.set({ peer: name }, source.refusing(name) === null ? 1 : 0);
+    async collect() {
+      for (const name of names()) {
+        this.set({ peer: name }, (await source.refusing(name)) === null ? 1 : 0);
+      }
     },
   });
   new Gauge({
@@ -80,9 +84,9 @@ export function registerPeerMetrics(registry: Registry, source: PeerMetricsSourc
     help: "Why all of a peer's tickets are refused now: 1 for the reason that holds, else 0.",
     labelNames: ['peer', 'reason'] as const,
     registers,
-    collect() {
+    async collect() {
       for (const name of names()) {
-        const now = source.refusing(name);
+        const now = await source.refusing(name);
         for (const reason of REFUSING_REASONS) {
           this.set({ peer: name, reason: label(reason) }, reason === now ? 1 : 0);
         }

@@ -1,14 +1,15 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PeerConfig } from './peer-config.js';
-import { PEER_LEDGER_FILE, PeerLedger } from './peer-ledger.js';
+import type { PeerLedger } from '../storage/peer-ledger.js';
+import { PEER_LEDGER_FILE, SqlitePeerLedger } from './peer-ledger.js';
 import type { PeerBalance } from './peer-status.js';
 import { refusesTicketsOf } from './ticket-gate.js';
 
 /**
  * What the operator's `powbridge peers` commands read: each configured peer with its balance
- * from the relay's peer ledger. The ledger is SQLite in WAL mode, so this works whether the
- * relay runs or not.
+ * from the relay's peer ledger. The ledger is SQLite in WAL mode, or a family's PostgreSQL
+ * database, so this works whether the relay runs or not.
  */
 
 const SHORT_HEX = 16;
@@ -63,19 +64,26 @@ export function peerLedgerPath(dataDir: string): string {
 }
 
 /**
- * Run `use` with the relay's ledger, or with null when it does not exist yet. Opening creates
- * the file (and `PeerLedger.open` would fail without the data dir), so a missing ledger is
- * never opened here: a typo in --config or an operator running this as another user must not
- * leave an empty ledger, or a file the relay cannot open, in the relay's data dir. It only
- * exists once the relay has started with peers, so missing means no peer activity yet.
+ * The SQLite ledger at `path`, or null when it does not exist yet. Opening creates the file
+ * (and `SqlitePeerLedger.open` would fail without the data dir), so a missing ledger is never
+ * opened here: a typo in --config or an operator running this as another user must not leave
+ * an empty ledger, or a file the relay cannot open, in the relay's data dir. It only exists
+ * once the relay has started with peers, so missing means no peer activity yet.
  */
-export function withPeerLedger<T>(path: string, use: (ledger: PeerLedger | null) => T): T {
-  if (!existsSync(path)) return use(null);
-  const ledger = PeerLedger.open(path);
+export function openLedgerFile(path: string): Promise<PeerLedger | null> {
+  return Promise.resolve(existsSync(path) ? SqlitePeerLedger.open(path) : null);
+}
+
+/** Run `use` with the ledger `open` finds (null: none yet), and close it after. */
+export async function withPeerLedger<T>(
+  open: () => Promise<PeerLedger | null>,
+  use: (ledger: PeerLedger | null) => Promise<T>,
+): Promise<T> {
+  const ledger = await open();
   try {
-    return use(ledger);
+    return await use(ledger);
   } finally {
-    ledger.close();
+    await ledger?.close();
   }
 }
 
@@ -95,9 +103,9 @@ export function findPeer(
   );
 }
 
-export function peerReport(peer: PeerConfig, ledger: PeerLedger | null): PeerReport {
-  const balance = ledger?.balance(peer.name) ?? NO_ACTIVITY;
-  const conflicts = ledger?.conflicts(peer.name) ?? [];
+export async function peerReport(peer: PeerConfig, ledger: PeerLedger | null): Promise<PeerReport> {
+  const balance = (await ledger?.balance(peer.name)) ?? NO_ACTIVITY;
+  const conflicts = (await ledger?.conflicts(peer.name)) ?? [];
   return {
     name: peer.name,
     url: peer.url,
@@ -108,7 +116,7 @@ export function peerReport(peer: PeerConfig, ledger: PeerLedger | null): PeerRep
     maxUnpaid: peer.maxUnpaid,
     refusingTickets: refusesTicketsOf(peer, balance.unpaidToUs),
     balance,
-    requestsIn: ledger?.listRequestsIn(peer.name) ?? [],
+    requestsIn: (await ledger?.listRequestsIn(peer.name)) ?? [],
     conflicts: {
       count: conflicts.length,
       serials: conflicts

@@ -1,8 +1,9 @@
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { type Logger, silentLogger } from '../log.js';
+import { ALWAYS_LEADING, type SyncLeadership } from '../storage/family-leader.js';
+import type { PeerLedger } from '../storage/peer-ledger.js';
 import { PeerUnreachableError } from './peer-client.js';
 import type { PeerKeyDirectory } from './peer-keys.js';
-import type { PeerLedger } from './peer-ledger.js';
 import {
   MAX_SPENT_PAGE,
   PEER_PREFIX,
@@ -16,7 +17,8 @@ import type { SpendReplicator } from './replication.js';
 /**
  * One sync round per peer, every `intervalSeconds` and on demand: refresh its descriptor (its
  * ticket keys), pull its spent log by cursor, deliver our payment requests and settlements.
- * Every step is idempotent, so a round cut short by an outage is simply run again.
+ * Every step is idempotent, so a round cut short by an outage is simply run again. In a relay
+ * family only the instance that leads (src/storage/family-leader.ts) runs the timed rounds.
  */
 
 const MAX_PAGES_PER_SYNC = 20;
@@ -27,6 +29,8 @@ export interface PeerSyncOptions {
   keys: PeerKeyDirectory;
   replicator: SpendReplicator;
   intervalSeconds: number;
+  /** Whether this instance runs the timed rounds now (a family's leader); default always. */
+  leadership?: SyncLeadership;
   now: () => number;
   logger?: Logger;
 }
@@ -43,7 +47,9 @@ export class PeerSync {
   /** Sync every peer now and then every interval. */
   start(): void {
     if (this.timer || this.options.roster.size === 0) return;
+    const leadership = this.options.leadership ?? ALWAYS_LEADING;
     const tick = () => {
+      if (!leadership.isLeading()) return;
       for (const peer of this.options.roster.peers()) void this.syncPeer(peer.name);
     };
     tick();
@@ -82,7 +88,7 @@ export class PeerSync {
     const { peer, client } = reached;
     keys.update(name, peer.identity, await client.fetchPublic('/v1/descriptor'));
     await this.pullSpent(name);
-    for (const request of ledger.undeliveredRequests(name)) {
+    for (const request of await ledger.undeliveredRequests(name)) {
       await client.call(
         'POST',
         `${PEER_PREFIX}/payment-request`,
@@ -99,9 +105,9 @@ export class PeerSync {
         },
         paymentResponse,
       );
-      ledger.markRequestDelivered(request.id, Math.floor(this.options.now()));
+      await ledger.markRequestDelivered(request.id, Math.floor(this.options.now()));
     }
-    for (const settlement of ledger.undeliveredSettlements(name)) {
+    for (const settlement of await ledger.undeliveredSettlements(name)) {
       const answer = await client.call(
         'POST',
         `${PEER_PREFIX}/settle`,
@@ -120,7 +126,7 @@ export class PeerSync {
           'peer took fewer settlement tickets than sent (spent or invalid)',
         );
       }
-      ledger.settlementDelivered(
+      await ledger.settlementDelivered(
         name,
         settlement.id,
         answer.accepted,
@@ -136,7 +142,7 @@ export class PeerSync {
     const reached = roster.reach(name);
     if (!reached) return;
     for (let page = 0; page < MAX_PAGES_PER_SYNC; page++) {
-      const after = ledger.pulled(name);
+      const after = await ledger.pulled(name);
       const answer = await reached.client.call(
         'GET',
         `${PEER_PREFIX}/spent?after=${after}&limit=${MAX_SPENT_PAGE}`,
@@ -149,13 +155,13 @@ export class PeerSync {
           { peer: name, cursor: after, head: answer.head },
           "peer's spent log is behind our cursor (restored from a backup?): reading it again",
         );
-        ledger.resetPulled(name);
+        await ledger.resetPulled(name);
         continue;
       }
       const records = answer.records.filter((r) => r.seq > after);
       await replicator.apply(name, records);
       const last = records.at(-1);
-      if (last) ledger.setPulled(name, last.seq);
+      if (last) await ledger.setPulled(name, last.seq);
       if (!answer.more || !last) break;
     }
   }

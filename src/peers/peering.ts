@@ -1,6 +1,8 @@
 import type { Agent } from 'node:http';
 import type { Registry } from 'prom-client';
 import { type Logger, silentLogger } from '../log.js';
+import { ALWAYS_LEADING, type SyncLeadership } from '../storage/family-leader.js';
+import type { PeerLedger } from '../storage/peer-ledger.js';
 import type { SpentLog } from '../storage/spent-log.js';
 import type { Keyring } from '../tickets/keyring.js';
 import { PeerApiGuard, type PeerApiStatus } from './peer-api-guard.js';
@@ -8,7 +10,6 @@ import type { PeerSigner } from './peer-auth.js';
 import type { PeerConfig, PeeringConfig } from './peer-config.js';
 import { type SettlementTicketSpender, PeerHandlers } from './peer-handlers.js';
 import { PeeredKeyring, type PeerKeyDirectory } from './peer-keys.js';
-import type { PeerLedger } from './peer-ledger.js';
 import { registerPeerMetrics } from './peer-metrics.js';
 import { PeerRoster } from './peer-roster.js';
 import { PEER_TICKET_REFUSALS, type PeerStatus, type RefusingReason } from './peer-status.js';
@@ -22,8 +23,10 @@ import { PeerTicketTally } from './ticket-tally.js';
  * configured peers, the gate their tickets pass through here (ticket-gate.ts), the replication
  * of spent serials (replication.ts, peer-sync.ts), the answers to their requests
  * (peer-handlers.ts, served by peer-api.ts behind peer-api-guard.ts), the tally of refused
- * tickets (ticket-tally.ts) and the metrics (peer-metrics.ts). The ledger and the key cache
- * are opened by the caller and only used here.
+ * tickets (ticket-tally.ts) and the metrics (peer-metrics.ts). The ledger, the key cache and
+ * the leadership are opened by the caller and only used here. In a relay family every
+ * instance answers the peer API and admits peers' tickets from the shared ledger; only the
+ * leader runs the sync loop (src/storage/family-leader.ts).
  */
 
 export interface PeeringOptions {
@@ -34,6 +37,8 @@ export interface PeeringOptions {
   ownKeys: Keyring & { holdsKey(keyIdHex: string): boolean };
   store: SpentLog;
   ledger: PeerLedger;
+  /** Whether this instance runs the sync loop now (a family's leader); default always. */
+  leadership?: SyncLeadership;
   /** Verified descriptors of the peers, cached on disk (`<dataDir>/peers`). */
   keys: PeerKeyDirectory;
   now?: () => number;
@@ -55,6 +60,7 @@ export class Peering {
   private readonly tally: PeerTicketTally;
   private readonly replicator: SpendReplicator;
   private readonly sync: PeerSync;
+  private readonly leadership: SyncLeadership;
   private readonly now: () => number;
   private readonly log: Logger;
 
@@ -80,9 +86,12 @@ export class Peering {
       (name) => this.roster.peer(name)?.acceptTickets === true,
     );
     this.replicator = new SpendReplicator(options.store, this.ledger, this.roster, this.now);
+    const leadership = options.leadership ?? ALWAYS_LEADING;
+    this.leadership = leadership;
     this.sync = new PeerSync({
       roster: this.roster,
       ledger: this.ledger,
+      leadership,
       keys: this.keys,
       replicator: this.replicator,
       intervalSeconds: options.settings.syncIntervalSeconds,
@@ -94,7 +103,10 @@ export class Peering {
       ledger: this.ledger,
       store: options.store,
       retryAfterSeconds: options.settings.syncIntervalSeconds,
-      syncSoon: (peer) => void this.sync.syncPeer(peer),
+      // A new bill goes out now from the leader; from another instance at the leader's next round.
+      syncSoon: (peer) => {
+        if (leadership.isLeading()) void this.sync.syncPeer(peer);
+      },
       logger: this.log,
     });
   }
@@ -116,7 +128,7 @@ export class Peering {
     registerPeerMetrics(registry, {
       roster: this.roster,
       balance: (peer) => this.ledger.balance(peer),
-      refusing: (peer) => this.refusing(peer, this.ledger.unpaidToUs(peer)),
+      refusing: async (peer) => this.refusing(peer, await this.ledger.unpaidToUs(peer)),
       refused: (peer) => this.tally.refused(peer),
       api: this.apiGuard,
     });
@@ -125,6 +137,11 @@ export class Peering {
   /** Sync every peer now and then every `syncIntervalSeconds`. */
   start(): void {
     this.sync.start();
+  }
+
+  /** Whether this instance runs the sync loop now: always alone, the leader in a family. */
+  syncing(): boolean {
+    return this.leadership.isLeading();
   }
 
   /** One sync round with a peer; concurrent calls share the running round. */
@@ -138,11 +155,12 @@ export class Peering {
     await this.sync.stop();
   }
 
-  status(): PeerStatus[] {
-    return this.roster.peers().map((peer) => {
-      const balance = this.ledger.balance(peer.name);
+  async status(): Promise<PeerStatus[]> {
+    const statuses: PeerStatus[] = [];
+    for (const peer of this.roster.peers()) {
+      const balance = await this.ledger.balance(peer.name);
       const reason = this.refusing(peer.name, balance.unpaidToUs);
-      return {
+      statuses.push({
         name: peer.name,
         url: peer.url,
         identity: peer.identity,
@@ -152,8 +170,9 @@ export class Peering {
         ...this.roster.state(peer.name),
         keys: this.keys.descriptor(peer.name)?.tickets.keys.map((k) => k.keyId) ?? [],
         balance,
-      };
-    });
+      });
+    }
+    return statuses;
   }
 
   /** The `peerApi` section of /v1/status. */

@@ -1,6 +1,6 @@
 import { hexToBytes } from '@noble/hashes/utils.js';
 import type { SpendRequest, SpentLog } from '../storage/spent-log.js';
-import type { PeerLedger } from './peer-ledger.js';
+import type { PeerLedger } from '../storage/peer-ledger.js';
 import type { PeerRoster } from './peer-roster.js';
 
 /**
@@ -58,7 +58,7 @@ export class SpendReplicator {
         continue;
       }
       if (existing.origin !== 'local') continue; // a third relay's conflict, not ours to tell
-      const fresh = this.ledger.recordConflict(
+      const fresh = await this.ledger.recordConflict(
         peerName,
         { serial, keyId, day, oursAt: existing.at, theirsAt },
         now,

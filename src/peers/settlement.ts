@@ -1,5 +1,5 @@
 import type { PeerConfig } from './peer-config.js';
-import type { PeerLedger } from './peer-ledger.js';
+import type { PeerLedger } from '../storage/peer-ledger.js';
 import { NO_ACTIVITY } from './peer-report.js';
 import { newId } from './ticket-gate.js';
 
@@ -17,7 +17,10 @@ export type SettlementPayment =
    * Paid with the peer's own tickets: `handOver` takes up to `count` of them, passes them to
    * `record` (the ledger write), then marks them spent where they were kept; returns how many.
    */
-  | { method: 'work'; handOver: (count: number, record: (tickets: string[]) => void) => number };
+  | {
+      method: 'work';
+      handOver: (count: number, record: (tickets: string[]) => Promise<void>) => Promise<number>;
+    };
 
 export interface SettlementRecorded {
   id: string;
@@ -33,15 +36,15 @@ export interface SettlementRecorded {
  * Record a settlement of `count` tickets (undefined: everything we owe). Throws, recording
  * nothing, when we owe nothing or less than `count`.
  */
-export function recordSettlement(
-  /** The peer ledger, null when it does not exist yet at `path`. */
+export async function recordSettlement(
+  /** The peer ledger, null when it does not exist yet at `path` (its file, or the database). */
   { ledger, path }: { ledger: PeerLedger | null; path: string },
   peer: Pick<PeerConfig, 'name'>,
   count: number | undefined,
   payment: SettlementPayment,
   nowSeconds: number,
-): SettlementRecorded {
-  const balance = ledger?.balance(peer.name) ?? NO_ACTIVITY;
+): Promise<SettlementRecorded> {
+  const balance = (await ledger?.balance(peer.name)) ?? NO_ACTIVITY;
   const owed =
     `${peer.name} billed us ${ticketsWord(balance.billedToUs)}, ` +
     `we settled ${balance.settledByUs}: we owe ${balance.weOwe}`;
@@ -55,12 +58,14 @@ export function recordSettlement(
   // cannot together record more than that.
   const id = newId();
   const at = Math.floor(nowSeconds);
-  const recorded =
-    payment.method === 'work'
-      ? payment.handOver(covered, (tickets) =>
-          ledger.recordPaid(peer.name, id, tickets.length, 'work', at, tickets),
-        )
-      : (ledger.recordPaid(peer.name, id, covered, 'operator', at), covered);
+  let recorded = covered;
+  if (payment.method === 'work') {
+    recorded = await payment.handOver(covered, (tickets) =>
+      ledger.recordPaid(peer.name, id, tickets.length, 'work', at, tickets),
+    );
+  } else {
+    await ledger.recordPaid(peer.name, id, covered, 'operator', at);
+  }
   return {
     id,
     method: payment.method,

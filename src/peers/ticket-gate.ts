@@ -6,7 +6,7 @@ import type { SpendRequest, SpentLog } from '../storage/spent-log.js';
 import type { ForeignTicketGate } from '../tickets/redeemer.js';
 import { PeerRefusedError, PeerUnreachableError } from './peer-client.js';
 import type { PeerConfig } from './peer-config.js';
-import type { PeerLedger } from './peer-ledger.js';
+import type { PeerLedger } from '../storage/peer-ledger.js';
 import { PEER_PREFIX, type ReserveResult, reserveResponse } from './peer-messages.js';
 import type { PeerRoster } from './peer-roster.js';
 import type { PeerTicketRefusal, RefusingReason } from './peer-status.js';
@@ -78,7 +78,7 @@ export class PeerTicketGate implements ForeignTicketGate {
     if (!peer.acceptTickets) {
       throw this.refused(owner, 'notAccepted', RpcErrorCode.unknownTicketKey, 'unknown ticket key');
     }
-    const unpaid = ledger.unpaidToUs(owner);
+    const unpaid = await ledger.unpaidToUs(owner);
     if (refusesTicketsOf(peer, unpaid)) {
       throw this.refused(
         owner,
@@ -155,13 +155,18 @@ export class PeerTicketGate implements ForeignTicketGate {
     return new RpcError(code, message, data);
   }
 
-  served(owner: string, spend: SpendRequest, seq: number, admission: { offline: boolean }): void {
+  async served(
+    owner: string,
+    spend: SpendRequest,
+    seq: number,
+    admission: { offline: boolean },
+  ): Promise<void> {
     const { roster, ledger } = this.options;
     const peer = roster.peer(owner);
     if (!peer) return;
     const { offline } = admission;
     try {
-      const request = ledger.recordServed(
+      const request = await ledger.recordServed(
         owner,
         { serial: spend.serial, keyId: spend.keyId, day: spend.day, seq, at: spend.at, offline },
         peer.paymentEvery,

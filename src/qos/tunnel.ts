@@ -65,6 +65,12 @@ export interface TunnelOptions {
   logger?: Logger;
   /** Unix seconds, for grant expiry. */
   now?: () => number;
+  /**
+   * In a family of relays sharing one database: puts into `grants` what the database holds of
+   * a grant this instance does not hold live (made or topped up by another instance). Without
+   * it the book is all there is (a single relay).
+   */
+  fetchGrant?: (id: string) => Promise<void>;
 }
 
 export interface TunnelCounts {
@@ -103,6 +109,12 @@ const REFUSAL_COUNT: Record<ExitRefusal, keyof TunnelCounts> = {
 
 const TOKEN = /^Priority ([A-Za-z0-9_-]{1,128})$/i;
 
+/**
+ * Grant fetches from the family's database in flight at once: a flood of made-up tokens costs
+ * the database at most this many queries at a time; past it, requests get 503.
+ */
+const MAX_GRANT_FETCHES = 32;
+
 export class TunnelConnector {
   readonly limits: TunnelLimits;
   readonly checker: ExitChecker;
@@ -127,6 +139,8 @@ export class TunnelConnector {
   };
   private readonly wss: WebSocketServer;
   private readonly streams = new Set<TunnelStream>();
+  private readonly fetchGrant: ((id: string) => Promise<void>) | undefined;
+  private fetching = 0;
 
   constructor(options: TunnelOptions = {}) {
     this.limits = { ...DEFAULT_TUNNEL_LIMITS, ...options.limits };
@@ -137,6 +151,7 @@ export class TunnelConnector {
     this.shaper = options.shaper ?? new UnshapedShaper();
     this.grants = options.grants ?? null;
     this.now = options.now ?? (() => Date.now() / 1000);
+    this.fetchGrant = options.fetchGrant;
     this.log = options.logger ?? silentLogger;
     this.wss = webSocketEndpoint(this.limits.maxFrameBytes);
   }
@@ -184,19 +199,72 @@ export class TunnelConnector {
       return refuse(socket, 400, 'expected ?to=host:port');
     }
     // The stream keeps the grant's id (the token's hash), not the token (src/tickets/grant-book.ts).
-    let grant: string | null = null;
     const authorization = request.headers.authorization;
-    if (authorization !== undefined) {
-      const token = TOKEN.exec(authorization)?.[1];
-      grant = token === undefined ? null : grantId(token);
-      if (grant === null || this.grant(grant) === undefined) {
-        // One answer for every failure: a probe learns nothing about which tokens exist.
-        this.tally.refusedGrant++;
-        return refuse(socket, 401, 'invalid or expired grant');
-      }
+    if (authorization === undefined) return this.upgrade(request, socket, head, destination, null);
+    const token = TOKEN.exec(authorization)?.[1];
+    const grant = token === undefined ? null : grantId(token);
+    // One answer for every failure: a probe learns nothing about which tokens exist.
+    if (grant === null) return this.refuseGrant(socket);
+    if (this.grant(grant) !== undefined) {
+      return this.upgrade(request, socket, head, destination, grant);
     }
+    if (this.fetchGrant === undefined) return this.refuseGrant(socket);
+    if (this.fetching >= MAX_GRANT_FETCHES) {
+      this.tally.refusedBusy++;
+      return refuse(socket, 503, 'too many streams');
+    }
+    void this.refreshGrant(grant).then((entry) => {
+      if (socket.destroyed) return;
+      if (entry === undefined) return this.refuseGrant(socket);
+      // Counted again: other streams may have opened while the database answered.
+      if (this.streams.size >= this.limits.maxStreams) {
+        this.tally.refusedBusy++;
+        return refuse(socket, 503, 'too many streams');
+      }
+      this.upgrade(request, socket, head, destination, grant);
+    });
+  }
+
+  /**
+   * The grant after asking the family's database (fetchGrant) for what other instances paid
+   * into it; the book's view alone for a single relay or when the database does not answer.
+   */
+  async refreshGrant(id: string): Promise<Readonly<GrantEntry> | undefined> {
+    if (this.fetchGrant === undefined) return this.grant(id);
+    this.fetching++;
+    try {
+      await this.fetchGrant(id);
+    } catch (err) {
+      // The database is down: what this instance holds still counts.
+      this.log.debug(
+        { err: err instanceof Error ? err.message : String(err) },
+        'grant fetch failed',
+      );
+    } finally {
+      this.fetching--;
+    }
+    return this.grant(id);
+  }
+
+  /** Whether grants are also looked up in a family's shared database (fetchGrant). */
+  get fetchesGrants(): boolean {
+    return this.fetchGrant !== undefined;
+  }
+
+  private refuseGrant(socket: Duplex): void {
+    this.tally.refusedGrant++;
+    refuse(socket, 401, 'invalid or expired grant');
+  }
+
+  private upgrade(
+    request: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    destination: Destination,
+    grant: string | null,
+  ): void {
     // Without verifyClient or compression ws completes the upgrade synchronously, so the
-    // stream count above cannot be overtaken by a concurrent upgrade.
+    // stream count checked before cannot be overtaken by a concurrent upgrade.
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       this.accept(ws, socket, destination, grant);
     });
@@ -350,15 +418,28 @@ class TunnelStream {
     this.ws.close(code, reason);
   }
 
-  /** Re-classified per chunk, so an expired grant drops the stream to the free class at once. */
+  /**
+   * Re-classified per chunk, so an expired grant drops the stream to the free class at once. In
+   * a family the database is asked first, once per expiry: another instance may have topped the
+   * grant up.
+   */
   private shape(bytes: number): Promise<void> | void {
     this.idle.refresh();
     let entry: Readonly<GrantEntry> | null = null;
     if (this.grant !== null) {
       entry = this.connector.grant(this.grant) ?? null;
       if (entry === null) {
+        const id = this.grant;
         this.grant = null;
-        this.connector.tally.downgraded++;
+        if (!this.connector.fetchesGrants) {
+          this.connector.tally.downgraded++;
+          return this.shape(bytes);
+        }
+        return this.connector.refreshGrant(id).then((refreshed) => {
+          if (refreshed === undefined) this.connector.tally.downgraded++;
+          else this.grant = id;
+          return this.shape(bytes);
+        });
       }
     }
     const { shaper } = this.connector;

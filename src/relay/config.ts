@@ -370,10 +370,18 @@ export const relayConfigSchema = z.strictObject({
         .optional(),
       // The database password, in a 0600 file; else $PGPASSWORD. Never in the URL.
       passwordFile: z.string().min(1).optional(),
+      // The family key, in a 0600 file (powbridge keys family-key): the keys are kept sealed
+      // in the database and every instance holds the same ones. Without it, keys stay in
+      // relay.dataDir (a family on one machine shares the data directory).
+      familyKeyFile: z.string().min(1).max(4096).optional(),
     })
     .refine((storage) => storage.passwordFile === undefined || storage.url !== undefined, {
       error: 'passwordFile is for a PostgreSQL url: set storage.url too',
       path: ['passwordFile'],
+    })
+    .refine((storage) => storage.familyKeyFile === undefined || storage.url !== undefined, {
+      error: 'familyKeyFile shares keys through a PostgreSQL database: set storage.url too',
+      path: ['familyKeyFile'],
     })
     .prefault({}),
   // The history behind the dashboard's charts (GET /v1/status/history), in memory only.
@@ -470,6 +478,9 @@ export function loadRelayConfig(file: string, env: NodeJS.ProcessEnv = process.e
   if (config.tor.cookieFile) config.tor.cookieFile = resolve(base, config.tor.cookieFile);
   if (config.storage.passwordFile) {
     config.storage.passwordFile = resolve(base, config.storage.passwordFile);
+  }
+  if (config.storage.familyKeyFile) {
+    config.storage.familyKeyFile = resolve(base, config.storage.familyKeyFile);
   }
   return config;
 }

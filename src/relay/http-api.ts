@@ -61,7 +61,7 @@ export interface HttpApiOptions extends StatusParts {
   /** Samples of the status served at /v1/status/history; without it that path is 404. */
   history?: StatusHistory;
   /**
-   * Further status sections by name (e.g. `peers`), each read per request and merged into
+   * Further status sections by name (e.g. `peers`), each read (and awaited) per request and merged into
    * /v1/status as returned (serialised as JSON.stringify would: their owners shape them, and
    * status-schema.ts describes the known ones). Names are lower camelCase and must not clash
    * with a built-in field.
@@ -159,15 +159,18 @@ function checkedSections(sections: Record<string, () => unknown>): [string, () =
   });
 }
 
-/** Reads the extra sections; one that throws shows as null so the rest still serves. */
-function readSections(
+/**
+ * Reads the extra sections, awaiting those that answer with a promise (the peer ledger may be
+ * a database away); one that throws or rejects shows as null so the rest still serves.
+ */
+async function readSections(
   sections: readonly [string, () => unknown][],
   log: Logger,
-): Record<string, unknown> {
+): Promise<Record<string, unknown>> {
   const values: Record<string, unknown> = {};
   for (const [name, read] of sections) {
     try {
-      values[name] = read();
+      values[name] = await read();
     } catch (err) {
       log.error({ err: errorMessage(err), section: name }, 'status section failed');
       values[name] = null;
@@ -216,10 +219,14 @@ export function createHttpApi(options: HttpApiOptions): FastifyInstance {
   const app = fastify({ logger: false, trustProxy: false, return503OnClosing: true });
 
   const schema = statusSchemaWith(sections.map(([name]) => name));
-  app.get('/v1/status', { schema: { response: { 200: schema } } }, (): RelayStatus => ({
-    ...readStatus(),
-    ...readSections(sections, log),
-  }));
+  app.get(
+    '/v1/status',
+    { schema: { response: { 200: schema } } },
+    async (): Promise<RelayStatus> => ({
+      ...readStatus(),
+      ...(await readSections(sections, log)),
+    }),
+  );
 
   if (history) {
     // The query is parsed here, not by fastify: its errors then name the parameter.

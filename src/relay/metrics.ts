@@ -157,6 +157,19 @@ export class RelayMetrics {
         }
       },
     });
+    new Gauge({
+      name: `${METRICS_PREFIX}tickets_issued_today`,
+      help: 'Tickets of today (UTC) issued by this instance since start (scope="instance") and by the whole family as kept in storage (scope="family").',
+      labelNames: ['scope'] as const,
+      registers: [this.registry],
+      collect() {
+        const today = read().issuedToday;
+        this.reset();
+        if (!today) return;
+        this.set({ scope: 'instance' }, today.here);
+        if (today.family !== null) this.set({ scope: 'family' }, today.family);
+      },
+    });
   }
 
   /**

@@ -11,13 +11,15 @@ import type { WorkSource } from '../sources/work-source.js';
 import { HtbShaper } from '../qos/htb-shaper.js';
 import { TUNNEL_PATH, TunnelConnector } from '../qos/tunnel.js';
 import { registerPeerApi } from '../peers/peer-api.js';
-import { PEER_LEDGER_FILE, PeerLedger } from '../peers/peer-ledger.js';
 import { PEER_KEYS_DIR, PeerKeyDirectory } from '../peers/peer-keys.js';
 import { Peering } from '../peers/peering.js';
+import { PostgresKeyVault } from '../storage/postgres-key-vault.js';
 import type { SpentLog } from '../storage/spent-log.js';
+import { IssuedCounter } from '../storage/issued-counter.js';
 import { createBlindSignerPool } from '../tickets/blind-signer.js';
 import { GrantBook } from '../tickets/grant-book.js';
 import { TicketIssuer } from '../tickets/issuer.js';
+import { utcDay } from '../tickets/keyring.js';
 import type { KeyStore } from '../tickets/key-store.js';
 import { Redeemer } from '../tickets/redeemer.js';
 import { RsaIssuer } from '../tickets/rsa-issuer.js';
@@ -36,13 +38,19 @@ import {
   ticketStatus,
 } from './http-api.js';
 import { RelayMetrics } from './metrics.js';
+import { FamilyKeys, type FamilyKeysOptions, readFamilyKeyFile } from './family-keys.js';
 import { createShareHasher } from './share-hasher.js';
 import { historySample, StatusHistory } from './status-history.js';
 import type { LoadStatus, TunnelStatus } from './status-schema.js';
 import { RelayStats } from './stats.js';
 import { Stratifier } from './stratifier.js';
 import { StratumConnector } from './stratum-connector.js';
-import { openTicketStorage } from './ticket-storage.js';
+import {
+  openIssuanceStorage,
+  openPeerStorage,
+  openTicketStorage,
+  type TicketStorage,
+} from './ticket-storage.js';
 import { relayVersion } from './version.js';
 
 /**
@@ -67,6 +75,8 @@ export interface Relay {
   readonly onion: OnionService | null;
   /** Protocol 2 with backup relays; null when no peers are configured. */
   readonly peering: Peering | null;
+  /** The family's keys kept in step through the database (storage.familyKeyFile); else null. */
+  readonly familyKeys: FamilyKeys | null;
   close(): Promise<void>;
 }
 
@@ -126,12 +136,6 @@ async function assembleRelay(
 
   // Stores and keys.
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const keys = await openTicketKeys(dataDir, {
-    lifetimeDays: config.tickets.keyLifetimeDays,
-    now,
-    scheme: config.tickets.scheme,
-    ...(deps.generateRsaKey ? { generateRsaKey: deps.generateRsaKey } : {}),
-  });
   // Spent tickets and paid grants: SQLite in dataDir, or a family's PostgreSQL ([storage]).
   const storage = await openTicketStorage(config, {
     onGrantError: (err) =>
@@ -141,13 +145,28 @@ async function assembleRelay(
   });
   teardown.add(() => storage.close());
   logger.info({ storage: storage.description }, 'ticket storage open');
+  const keyOptions = {
+    lifetimeDays: config.tickets.keyLifetimeDays,
+    now,
+    scheme: config.tickets.scheme,
+    ...(deps.generateRsaKey ? { generateRsaKey: deps.generateRsaKey } : {}),
+  };
+  // With storage.familyKeyFile the keys are the family's, kept in step through the database.
+  const familyKeys = await openFamilyKeys(config, storage, keyOptions, logger);
+  const keys = familyKeys?.keys ?? (await openTicketKeys(dataDir, keyOptions));
+  if (familyKeys) {
+    familyKeys.start();
+    teardown.add(() => familyKeys.stop());
+  }
   const { spent, grants: grantStore } = storage;
   // Paid grants outlive a restart, as their spent tickets do (docs/design.md §6.3).
   const grants = new GrantBook();
   const restored = await grantStore.restore(grants, now());
   if (restored > 0) logger.info({ restored }, 'restored paid grants');
   const peering =
-    config.peers.length > 0 ? openPeering(config, { keys, spent, now }, logger, teardown) : null;
+    config.peers.length > 0
+      ? await openPeering(config, { keys, spent, storage, now }, logger, teardown)
+      : null;
 
   // Tickets: redeemed through Protocol 2's gate when there are peers.
   const redeemer = new Redeemer({
@@ -155,6 +174,8 @@ async function assembleRelay(
     store: spent,
     grants,
     grantStore,
+    // A family shares grants: a top-up may name one another instance made.
+    grantsShared: storage.database !== null,
     windowSeconds: config.tickets.windowSeconds,
     ...(peering ? { foreign: peering.gate } : {}),
     // Signature checks off the event loop, within one budget for every circuit (issue 15).
@@ -162,20 +183,35 @@ async function assembleRelay(
     budget: new WorkBudget({ perSecond: limits.maxVerificationsPerSecond }),
   });
   teardown.add(() => redeemer.close());
+  // Issuance: the AO K-sessions cap and the issued counts, family-wide on a family's database.
+  const issuance = openIssuanceStorage(config, storage);
+  teardown.add(() => issuance.close());
+  const issuedCounter = new IssuedCounter(issuance.counts, {
+    today: () => utcDay(now()),
+    onError: (err) => logger.warn({ err: String(err) }, 'issued-ticket count not stored: retrying'),
+  });
+  issuedCounter.start();
+  teardown.add(() => issuedCounter.close());
   let issuer: TicketIssuer | RsaIssuer;
   if (config.tickets.scheme === 'rsa') {
     const signer = createBlindSignerPool({ threads: config.tickets.signerThreads });
     teardown.add(() => signer.close());
     issuer = new RsaIssuer({ keyring: keys, signer, price: config.tickets.price, now });
     issuer.on('failure', () => logger.error('RSA signing failure caught by the check'));
+    issuer.on('issued', (e) => issuedCounter.count(e.day, e.keyId, 'rsa'));
   } else {
     issuer = new TicketIssuer({
       keyring: keys,
       price: config.tickets.price,
       maxOpenSessions: config.tickets.maxOpenSessions,
       sessionTtlMs: config.tickets.sessionTtlSeconds * 1000,
+      slots: issuance.slots,
       now,
     });
+    issuer.on('issued', (e) => issuedCounter.count(e.day, e.keyId, 'ao'));
+    issuer.on('slotsFailed', (err) =>
+      logger.warn({ err: String(err) }, 'ticket sessions: database unreachable, requests wait'),
+    );
   }
   const tickets = new TicketDesk(
     { keys, store: spent, issuer, redeemer, grantStore },
@@ -197,6 +233,7 @@ async function assembleRelay(
         }),
       now,
       logger: logger.child({ component: 'tickets' }),
+      ...(familyKeys ? { maintainKeys: () => familyKeys.maintain() } : {}),
     },
   );
   tickets.start();
@@ -256,6 +293,15 @@ async function assembleRelay(
       idleTimeoutMs: config.tunnel.idleTimeoutSeconds * 1000,
     },
     logger: logger.child({ component: 'tunnel' }),
+    // A family's instances see each other's grants through the database (docs/design.md §6.3).
+    ...(storage.database !== null
+      ? {
+          fetchGrant: async (id: string) => {
+            const runs = await grantStore.load(id, now());
+            redeemer.grants.adopt(id, runs, now());
+          },
+        }
+      : {}),
   });
   // Every leaf class, 0 when it has no stream, so the dashboard's series do not come and go.
   const leaves = shaper.htb.leafNames;
@@ -269,7 +315,10 @@ async function assembleRelay(
 
   // HTTP: status, metrics, descriptor, dashboard, peer API.
   const metrics = new RelayMetrics(stats, { qos: () => shaper.stats() });
-  const readTickets = () => ticketStatus(tickets.issued(), redeemer.counts());
+  const readTickets = () => ({
+    ...ticketStatus(tickets.issued(), redeemer.counts()),
+    issuedToday: issuedCounter.today(utcDay(now())),
+  });
   metrics.watchTickets(readTickets);
   // What was shed or refused for load (issue 15): 38s, the unregistered cap, the deadline.
   const readLoad = (): LoadStatus => ({
@@ -393,20 +442,56 @@ async function assembleRelay(
     tickets,
     peering,
     onion,
+    familyKeys,
     close: () => teardown.run(),
   };
 }
 
-/** Protocol 2: the peer ledger and key cache opened here, the rest built by Peering. */
-function openPeering(
+/** The family's key vault on the ticket database, when storage.familyKeyFile is set. */
+async function openFamilyKeys(
   config: RelayConfig,
-  { keys, spent, now }: { keys: KeyStore; spent: SpentLog; now: () => number },
+  storage: TicketStorage,
+  keyOptions: FamilyKeysOptions['keys'],
+  logger: Logger,
+): Promise<FamilyKeys | null> {
+  const { familyKeyFile } = config.storage;
+  if (familyKeyFile === undefined || storage.database === null) return null;
+  const familyKeys = await FamilyKeys.open({
+    vault: new PostgresKeyVault(storage.database, await readFamilyKeyFile(familyKeyFile)),
+    dataDir: config.relay.dataDir,
+    where: storage.database.description,
+    keys: keyOptions,
+    logger: logger.child({ component: 'family-keys' }),
+  });
+  logger.info({ identity: familyKeys.keys.identity.publicKeyHex }, 'family keys in step');
+  return familyKeys;
+}
+
+/** Protocol 2: the peer ledger and key cache opened here, the rest built by Peering. */
+async function openPeering(
+  config: RelayConfig,
+  {
+    keys,
+    spent,
+    storage,
+    now,
+  }: { keys: KeyStore; spent: SpentLog; storage: TicketStorage; now: () => number },
   logger: Logger,
   teardown: Teardown,
-): Peering {
+): Promise<Peering> {
   const { dataDir } = config.relay;
-  const ledger = PeerLedger.open(join(dataDir, PEER_LEDGER_FILE));
-  teardown.add(() => ledger.close());
+  // Beside the spent log: peers.sqlite, or the family's database with one instance syncing.
+  const peerStorage = await openPeerStorage(config, storage, {
+    onLeaderChange: (leading) =>
+      logger.info(
+        { leading },
+        leading ? 'running the peer sync loop' : 'another instance syncs peers',
+      ),
+    onLeaderError: (err) =>
+      logger.warn({ err: String(err) }, 'peer sync leader connection lost: campaigning again'),
+  });
+  teardown.add(() => peerStorage.close());
+  const { ledger, leadership } = peerStorage;
   const peering = new Peering({
     peers: config.peers,
     settings: config.peering,
@@ -414,6 +499,7 @@ function openPeering(
     ownKeys: keys,
     store: spent,
     ledger,
+    leadership,
     keys: new PeerKeyDirectory(join(dataDir, PEER_KEYS_DIR), now),
     now,
     logger: logger.child({ component: 'peers' }),

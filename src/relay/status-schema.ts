@@ -47,6 +47,12 @@ export const ticketStatusSchema = z.strictObject({
     badSignature: count,
     spent: count,
   } satisfies Record<TicketRefusal, z.ZodType>),
+  /**
+   * Tickets of today (UTC) issued here since start, and by the whole family as kept in
+   * storage (src/storage/issued-counter.ts; null until first read). A single relay is a
+   * family of one, whose count also survives restarts.
+   */
+  issuedToday: z.strictObject({ here: count, family: count.nullable() }).optional(),
 });
 
 /**

@@ -31,6 +31,11 @@ export interface GrantStorage {
    * deleting the expired ones; resolves how many grants were restored.
    */
   restore(book: GrantRestorer, now: number): Promise<number>;
+  /**
+   * The runs of one grant that still count at `now`, oldest first (none: unknown or
+   * expired). How an instance of a family picks up a grant another instance paid or topped up.
+   */
+  load(id: string, now: number): Promise<StoredGrantRun[]>;
   /** Delete the ticket runs that stopped counting by `now`; resolves how many rows. */
   sweep(now: number): Promise<number>;
   /** Ticket runs stored (expired ones included until the next sweep). */
@@ -45,6 +50,12 @@ export function checkGrantWrite(id: string, until: number): { id: Buffer; until:
   if (bytes.length !== 32) throw new RangeError('grant id must be 32 bytes');
   if (!Number.isSafeInteger(until) || until < 0) throw new RangeError('until must be unix seconds');
   return { id: bytes, until };
+}
+
+/** A grant id's 32 bytes, or null when `id` is not one (a lookup finds nothing). */
+export function grantIdBytes(id: string): Buffer | null {
+  const bytes = Buffer.from(id, 'base64url');
+  return bytes.length === 32 ? bytes : null;
 }
 
 /**

@@ -3,7 +3,9 @@ import {
   checkGrantWrite,
   type GrantRestorer,
   type GrantStorage,
+  grantIdBytes,
   restoreRows,
+  type StoredGrantRun,
 } from './grant-storage.js';
 import { PostgresDatabase, type PostgresOptions, safeInteger, storageError } from './postgres.js';
 
@@ -81,6 +83,16 @@ export class PostgresGrantStorage implements GrantStorage {
       book,
       now,
     );
+  }
+
+  async load(id: string, now: number): Promise<StoredGrantRun[]> {
+    const bytes = grantIdBytes(id);
+    if (bytes === null) return [];
+    const rows = await this.query<{ until: string; count: number }>(
+      'SELECT until, count FROM grant_tickets WHERE grant_id = $1 AND until > $2 ORDER BY until',
+      [bytes, Math.floor(now)],
+    );
+    return rows.map((row) => ({ until: safeInteger(row.until), count: row.count }));
   }
 
   async sweep(now: number): Promise<number> {

@@ -76,6 +76,18 @@ export class GrantBook {
   }
 
   /**
+   * A grant as the family's storage holds it (every ticket any instance paid into it),
+   * replacing what this book knew of it: how an instance learns of a grant another instance
+   * made or topped up. Adopted late, it may sit out of expiry order until the periodic sweep,
+   * which costs memory for a while, never a wrong answer (lookups check expiry). Returns false
+   * if nothing of it still counts.
+   */
+  adopt(id: string, runs: readonly GrantRun[], now: number): boolean {
+    this.grants.delete(id);
+    return this.restore(id, runs, now);
+  }
+
+  /**
    * One more ticket for a live grant, good until `expiresAt` (a top-up). Returns the grant
    * as it now stands, or undefined when `token` names no live grant (the caller makes a new
    * one). Re-inserted at the back, which keeps the book in expiry order: the new expiry is

@@ -5,7 +5,9 @@ import {
   checkGrantWrite,
   type GrantRestorer,
   type GrantStorage,
+  grantIdBytes,
   restoreRows,
+  type StoredGrantRun,
 } from '../storage/grant-storage.js';
 
 /**
@@ -73,6 +75,7 @@ interface Row {
 export class GrantStore implements GrantStorage {
   private readonly upsert: Database.Statement<[Buffer, number]>;
   private readonly live: Database.Statement<[number], Row>;
+  private readonly runsOf: Database.Statement<[Buffer, number], Row>;
   private readonly deleteBefore: Database.Statement<[number]>;
   private readonly total: Database.Statement<[], number>;
   private readonly onError: (err: unknown) => void;
@@ -90,6 +93,9 @@ export class GrantStore implements GrantStorage {
     );
     this.live = db.prepare<[number], Row>(
       'SELECT grant_id, until, count FROM grant_tickets WHERE until > ? ORDER BY grant_id, until',
+    );
+    this.runsOf = db.prepare<[Buffer, number], Row>(
+      'SELECT grant_id, until, count FROM grant_tickets WHERE grant_id = ? AND until > ? ORDER BY until',
     );
     this.deleteBefore = db.prepare<[number]>('DELETE FROM grant_tickets WHERE until <= ?');
     this.total = db.prepare<[], number>('SELECT count(*) FROM grant_tickets').pluck();
@@ -137,6 +143,17 @@ export class GrantStore implements GrantStorage {
         book,
         now,
       );
+    });
+  }
+
+  /** The runs of grant `id` that still count at `now`, oldest first. */
+  load(id: string, now: number): Promise<StoredGrantRun[]> {
+    return runNow(() => {
+      const bytes = grantIdBytes(id);
+      if (bytes === null) return [];
+      return this.runsOf
+        .all(bytes, Math.floor(now))
+        .map((row) => ({ until: row.until, count: row.count }));
     });
   }
 

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { RpcError, RpcErrorCode } from '../protocol/errors.js';
+import { MemorySessionSlots, type SessionSlots, type SlotLease } from '../storage/session-slots.js';
 import { csprng, decodeScalar, encodePoint, encodeScalar, type RandomBytes } from './group.js';
 import { type Keyring, utcDay } from './keyring.js';
 import {
@@ -25,6 +26,14 @@ import {
  * - sessions expire after a short TTL (default 10 s);
  * - u, s, d come fresh from a CSPRNG for every session.
  * Key rotation alone does not mitigate ROS; the cap does.
+ *
+ * The cap is about the key, so it holds for every instance that signs with it: each open
+ * session holds a slot of `SessionSlots` (src/storage/session-slots.ts), in this process for a
+ * single relay, in PostgreSQL for a family. A request finding K slots held waits in this
+ * instance's queue and is retried when one of our sessions ends, or every `pollIntervalMs`
+ * (another instance's may have ended). A slot outlives its session by `slotGraceSeconds`, so
+ * an instance that died frees its slots on its own and no instance sees a slot free while its
+ * session can still be answered. Credit stays per circuit, on the instance holding it.
  */
 
 export const HARD_MAX_OPEN_SESSIONS = 8;
@@ -46,6 +55,16 @@ export interface IssuerOptions {
   /** Longest a request waits in the queue before it is refused with 33. */
   maxWaitMs?: number;
   sessionTtlMs?: number;
+  /** Where the K slots are kept (default: this process's memory, for a single relay). */
+  slots?: SessionSlots;
+  /** How often waiting requests look for a slot another instance freed (default 250 ms). */
+  pollIntervalMs?: number;
+  /**
+   * How long a slot outlives its session's TTL (default 5 s): room for the clocks of a
+   * family's machines to differ and for the time between taking a slot and starting the
+   * session's timer.
+   */
+  slotGraceSeconds?: number;
   /** Unix seconds. */
   now?: () => number;
   /** Must be a CSPRNG outside tests. */
@@ -67,6 +86,7 @@ interface OpenSession {
   owner: number;
   account: CreditAccount;
   slot: string;
+  lease: SlotLease;
   key: SignerKey;
   state: SignerSession;
   timer: NodeJS.Timeout;
@@ -75,7 +95,9 @@ interface OpenSession {
 interface Waiter {
   account: CreditAccount;
   slot: string;
-  resolve: () => void;
+  keyId: string;
+  day: number;
+  resolve: (lease: SlotLease) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
 }
@@ -84,6 +106,10 @@ export interface IssuerEvents {
   /** A signing session opened; `open` is how many are open for its (key, day) now. */
   opened: [{ slot: string; open: number }];
   closed: [{ slot: string; open: number; reason: 'answered' | 'expired' | 'circuit-closed' }];
+  /** A ticket signed (a session answered with a valid e); `keyId` is hex. */
+  issued: [{ day: number; keyId: string }];
+  /** Taking or giving back a slot failed (the database is unreachable): requests wait. */
+  slotsFailed: [err: unknown];
 }
 
 export class TicketIssuer extends EventEmitter<IssuerEvents> {
@@ -93,14 +119,26 @@ export class TicketIssuer extends EventEmitter<IssuerEvents> {
   private readonly maxQueued: number;
   private readonly maxWaitMs: number;
   private readonly ttlMs: number;
+  private readonly slots: SessionSlots;
+  private readonly pollMs: number;
+  private readonly graceSeconds: number;
   private readonly now: () => number;
   private readonly random: RandomBytes;
   private readonly infoPoints = new InfoPointCache();
   private readonly sessions = new Map<string, OpenSession>();
-  /** (key, day) slot → open session count. */
+  /** (key, day) slot → slots this instance holds (its sessions, and grants about to open one). */
   private readonly openCount = new Map<string, number>();
+  /** (key, day) slot → slots being asked for outside the queue. */
+  private readonly asking = new Map<string, number>();
   private readonly queues = new Map<string, Waiter[]>();
   private queued = 0;
+  /** Slots whose queue is being served, and those to serve again when that round ends. */
+  private readonly pumping = new Set<string>();
+  private readonly pumpAgain = new Set<string>();
+  private readonly polls = new Map<string, NodeJS.Timeout>();
+  private stopped = false;
+  /** Whether the slot store's last answer was a failure (reported once per outage). */
+  private slotsFailing = false;
   private issuedCount = 0;
   /** Circuits with a queued or open session. */
   private readonly busy = new Set<number>();
@@ -118,6 +156,9 @@ export class TicketIssuer extends EventEmitter<IssuerEvents> {
     this.maxQueued = options.maxQueued ?? 256;
     this.maxWaitMs = options.maxWaitMs ?? 30_000;
     this.ttlMs = options.sessionTtlMs ?? 10_000;
+    this.slots = options.slots ?? new MemorySessionSlots();
+    this.pollMs = options.pollIntervalMs ?? 250;
+    this.graceSeconds = options.slotGraceSeconds ?? 5;
     this.now = options.now ?? (() => Date.now() / 1000);
     this.random = options.random ?? csprng;
   }
@@ -127,7 +168,7 @@ export class TicketIssuer extends EventEmitter<IssuerEvents> {
     return this.issuedCount;
   }
 
-  /** Sessions open right now for a (key id hex, day). */
+  /** Sessions open right now on this instance for a (key id hex, day). */
   openSessions(keyIdHex: string, day: number): number {
     return this.openCount.get(`${keyIdHex}:${day}`) ?? 0;
   }
@@ -155,23 +196,29 @@ export class TicketIssuer extends EventEmitter<IssuerEvents> {
     const day = utcDay(this.now());
     const issuing = this.keyring.issuingKey(day);
     if (!issuing) throw new RpcError(RpcErrorCode.internalError, 'no ticket key for today');
+    if (this.stopped) throw new RpcError(RpcErrorCode.issuerBusy, 'ticket issuer stopped');
     const key = issuing.key;
-    const slot = `${Buffer.from(key.keyId).toString('hex')}:${day}`;
+    const keyId = Buffer.from(key.keyId).toString('hex');
+    const slot = `${keyId}:${day}`;
     this.busy.add(account.id);
+    let lease: SlotLease;
     try {
-      // The slot is reserved synchronously (here, or in release() for a waiter), so no
-      // caller can slip in between a slot freeing and its waiter resuming.
-      if ((this.openCount.get(slot) ?? 0) < this.maxOpen) this.reserve(slot);
-      else await this.wait(account, slot);
+      lease = await this.takeSlot(account, slot, keyId, day);
     } catch (err) {
       this.busy.delete(account.id);
       throw err;
+    }
+    // The circuit closed, or the relay stopped, while the slot was being taken.
+    if (!this.busy.has(account.id) || this.stopped) {
+      this.busy.delete(account.id);
+      this.giveBack(slot, lease);
+      throw new RpcError(RpcErrorCode.issuerBusy, 'circuit closed');
     }
     // Only this circuit spends its credit and it has no other session, but the wait
     // yielded: check again rather than assume.
     if (account.credit < this.price) {
       this.busy.delete(account.id);
-      this.unreserve(slot);
+      this.giveBack(slot, lease);
       throw new RpcError(RpcErrorCode.notEnoughCredit, 'not enough credit for a ticket');
     }
     account.credit -= this.price;
@@ -183,6 +230,7 @@ export class TicketIssuer extends EventEmitter<IssuerEvents> {
       owner: account.id,
       account,
       slot,
+      lease,
       key,
       state,
       timer: setTimeout(() => this.expire(id), this.ttlMs),
@@ -219,6 +267,7 @@ export class TicketIssuer extends EventEmitter<IssuerEvents> {
     this.close(open, 'answered');
     const response: SignerResponse = signerRespond(key, state, e);
     this.issuedCount += 1;
+    this.emit('issued', { day: open.lease.day, keyId: open.lease.keyId });
     const hex = (v: bigint) => Buffer.from(encodeScalar(v)).toString('hex');
     return { r: hex(response.r), c: hex(response.c), s: hex(response.s), d: hex(response.d) };
   }
@@ -241,12 +290,79 @@ export class TicketIssuer extends EventEmitter<IssuerEvents> {
     this.busy.delete(account.id);
   }
 
-  /** Stop: drop every open session (shutdown). */
+  /** Stop: drop every open session and refuse the waiting requests (shutdown). */
   closeAll(): void {
+    this.stopped = true;
     for (const open of [...this.sessions.values()]) this.close(open, 'expired');
+    for (const timer of this.polls.values()) clearTimeout(timer);
+    this.polls.clear();
+    for (const [slot, queue] of this.queues) {
+      for (const waiter of queue.splice(0)) {
+        clearTimeout(waiter.timer);
+        this.queued -= 1;
+        waiter.reject(new RpcError(RpcErrorCode.issuerBusy, 'ticket issuer stopped'));
+      }
+      this.queues.delete(slot);
+    }
   }
 
-  private wait(account: CreditAccount, slot: string): Promise<void> {
+  /**
+   * A slot for this request: straight from the store while nobody here waits and this
+   * instance holds fewer than K, else (or when the family holds K) in turn through the queue.
+   */
+  private async takeSlot(
+    account: CreditAccount,
+    slot: string,
+    keyId: string,
+    day: number,
+  ): Promise<SlotLease> {
+    const waiting = this.queues.get(slot)?.length ?? 0;
+    const mine = (this.openCount.get(slot) ?? 0) + (this.asking.get(slot) ?? 0);
+    if (waiting === 0 && mine < this.maxOpen) {
+      this.asking.set(slot, (this.asking.get(slot) ?? 0) + 1);
+      let lease: SlotLease | null = null;
+      try {
+        lease = await this.acquire(keyId, day);
+      } catch (err) {
+        this.slotsFailure(err);
+      } finally {
+        const left = (this.asking.get(slot) ?? 1) - 1;
+        if (left === 0) this.asking.delete(slot);
+        else this.asking.set(slot, left);
+      }
+      if (lease) {
+        this.reserve(slot);
+        return lease;
+      }
+    }
+    return this.wait(account, slot, keyId, day);
+  }
+
+  /** One slot from the store, expiring `slotGraceSeconds` after the session would. */
+  private async acquire(keyId: string, day: number): Promise<SlotLease | null> {
+    const now = this.now();
+    const lease = await this.slots.acquire({
+      keyId,
+      day,
+      limit: this.maxOpen,
+      now,
+      expiresAt: now + this.ttlMs / 1000 + this.graceSeconds,
+    });
+    this.slotsFailing = false;
+    return lease;
+  }
+
+  private slotsFailure(err: unknown): void {
+    if (!this.slotsFailing) this.emit('slotsFailed', err);
+    this.slotsFailing = true;
+  }
+
+  private wait(
+    account: CreditAccount,
+    slot: string,
+    keyId: string,
+    day: number,
+  ): Promise<SlotLease> {
     if (this.queued >= this.maxQueued) {
       return Promise.reject(
         new RpcError(RpcErrorCode.issuerBusy, 'ticket issuer busy, retry later', {
@@ -254,10 +370,12 @@ export class TicketIssuer extends EventEmitter<IssuerEvents> {
         }),
       );
     }
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<SlotLease>((resolve, reject) => {
       const waiter: Waiter = {
         account,
         slot,
+        keyId,
+        day,
         resolve,
         reject,
         timer: setTimeout(() => {
@@ -277,6 +395,8 @@ export class TicketIssuer extends EventEmitter<IssuerEvents> {
       queue.push(waiter);
       this.queues.set(slot, queue);
       this.queued += 1;
+      // Our own sessions ending wake the queue; the poll catches slots freed elsewhere.
+      this.schedulePoll(slot);
     });
   }
 
@@ -300,25 +420,81 @@ export class TicketIssuer extends EventEmitter<IssuerEvents> {
       open: (this.openCount.get(open.slot) ?? 1) - 1,
       reason,
     });
-    this.unreserve(open.slot);
+    this.giveBack(open.slot, open.lease);
   }
 
   private reserve(slot: string): void {
     this.openCount.set(slot, (this.openCount.get(slot) ?? 0) + 1);
   }
 
-  /** A slot freed: hand it straight to the first waiter for that (key, day), if any. */
-  private unreserve(slot: string): void {
+  /** A slot freed here: back to the store, then to the first waiter for that (key, day). */
+  private giveBack(slot: string, lease: SlotLease): void {
     const count = (this.openCount.get(slot) ?? 1) - 1;
     if (count === 0) this.openCount.delete(slot);
     else this.openCount.set(slot, count);
-    const queue = this.queues.get(slot);
-    if (!queue || queue.length === 0) return;
-    const waiter = queue.shift() as Waiter;
-    if (queue.length === 0) this.queues.delete(slot);
-    clearTimeout(waiter.timer);
-    this.queued -= 1;
-    this.reserve(slot);
-    waiter.resolve();
+    // A release that fails leaves the slot to expire on its own (slotGraceSeconds after TTL).
+    this.slots.release(lease).then(
+      () => void this.pump(slot),
+      (err: unknown) => {
+        this.slotsFailure(err);
+        void this.pump(slot);
+      },
+    );
+  }
+
+  /** Serve the queue of a (key, day) in order, one slot at a time, while slots are free. */
+  private async pump(slot: string): Promise<void> {
+    if (this.pumping.has(slot)) {
+      this.pumpAgain.add(slot);
+      return;
+    }
+    this.pumping.add(slot);
+    const poll = this.polls.get(slot);
+    if (poll) clearTimeout(poll);
+    this.polls.delete(slot);
+    try {
+      for (;;) {
+        this.pumpAgain.delete(slot);
+        const head = this.queues.get(slot)?.[0];
+        if (!head || this.stopped) return;
+        let lease: SlotLease | null = null;
+        try {
+          lease = await this.acquire(head.keyId, head.day);
+        } catch (err) {
+          this.slotsFailure(err);
+        }
+        if (!lease) {
+          // A slot freed here while we asked: ask again; else wait for one or for the poll.
+          if (this.pumpAgain.has(slot)) continue;
+          this.schedulePoll(slot);
+          return;
+        }
+        // The head may have given up meanwhile: the slot goes to whoever is first now.
+        const queue = this.queues.get(slot) ?? [];
+        const waiter = queue.shift();
+        if (queue.length === 0) this.queues.delete(slot);
+        if (!waiter || this.stopped) {
+          this.reserve(slot);
+          this.giveBack(slot, lease);
+          return;
+        }
+        clearTimeout(waiter.timer);
+        this.queued -= 1;
+        this.reserve(slot);
+        waiter.resolve(lease);
+      }
+    } finally {
+      this.pumping.delete(slot);
+    }
+  }
+
+  private schedulePoll(slot: string): void {
+    if (this.polls.has(slot) || this.stopped) return;
+    const timer = setTimeout(() => {
+      this.polls.delete(slot);
+      void this.pump(slot);
+    }, this.pollMs);
+    timer.unref();
+    this.polls.set(slot, timer);
   }
 }

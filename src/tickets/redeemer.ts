@@ -55,8 +55,13 @@ export interface Grant {
 export interface ForeignTicketGate {
   /** Before the local spend; throws RpcError (32, 33, 36) to refuse. */
   admit(owner: string, spend: SpendRequest): Promise<{ offline: boolean }>;
-  /** After the local spend is durable; must not throw (the grant is owed by then). */
-  served(owner: string, spend: SpendRequest, seq: number, admission: { offline: boolean }): void;
+  /** After the local spend is durable; must not reject (the grant is owed by then). */
+  served(
+    owner: string,
+    spend: SpendRequest,
+    seq: number,
+    admission: { offline: boolean },
+  ): Promise<void>;
 }
 
 export interface RedeemerOptions {
@@ -68,6 +73,11 @@ export interface RedeemerOptions {
   grants?: GrantBook;
   /** Where grants are written before the redemption answers; without it they live in memory. */
   grantStore?: GrantStorage;
+  /**
+   * The grant store is a family's, shared with other instances: a top-up names a grant
+   * another instance may have made, so one unknown here is looked up there first.
+   */
+  grantsShared?: boolean;
   /** How long a grant lasts (the ticket's Δt), in seconds. */
   windowSeconds?: number;
   infoPoints?: InfoPointCache;
@@ -134,6 +144,7 @@ export class Redeemer {
   readonly grants: GrantBook;
   readonly windowSeconds: number;
   private readonly grantStore: GrantStorage | undefined;
+  private readonly grantsShared: boolean;
   private readonly keyring: Keyring;
   private readonly store: SpentLog;
   private readonly batcher: SpendBatcher;
@@ -164,6 +175,7 @@ export class Redeemer {
     this.batcher = new SpendBatcher(options.store);
     this.grants = options.grants ?? new GrantBook();
     this.grantStore = options.grantStore;
+    this.grantsShared = options.grantsShared ?? false;
     this.signatures = new SignatureChecker(
       options.infoPoints ? { infoPoints: options.infoPoints } : {},
     );
@@ -209,7 +221,7 @@ export class Redeemer {
     } catch (err) {
       throw this.asRetry(err);
     }
-    if (spend.spent && gate && admission) gate.served(owner, request, spend.seq, admission);
+    if (spend.spent && gate && admission) await gate.served(owner, request, spend.seq, admission);
     return this.grantFor(spend, request.at, topUp);
   }
 
@@ -348,6 +360,12 @@ export class Redeemer {
    * one transaction for both, and what a crash in between costs: src/tickets/grant-store.ts.
    */
   private async grantFor(spend: SpendResult, now: number, topUp?: string): Promise<Grant> {
+    if (topUp !== undefined && this.grantsShared && this.grants.lookup(topUp, now) === undefined) {
+      const id = grantId(topUp);
+      // Unreadable (the database is down): the ticket starts a new grant, as for an unknown token.
+      const runs = (await this.grantStore?.load(id, now).catch(() => [])) ?? [];
+      this.grants.adopt(id, runs, now);
+    }
     const grant = this.inBook(spend, now, topUp);
     await this.grantStore?.record(grantId(grant.token), grant.expiresAt);
     return grant;

@@ -35,6 +35,8 @@ export interface RsaIssuerOptions {
 export interface RsaIssuerEvents {
   /** A signing failure: the check caught a faulty private operation (logged, never sent). */
   failure: [];
+  /** A ticket signed; `keyId` is hex (counted in storage: src/storage/issued-counter.ts). */
+  issued: [{ day: number; keyId: string }];
 }
 
 export class RsaIssuer extends EventEmitter<RsaIssuerEvents> {
@@ -98,6 +100,7 @@ export class RsaIssuer extends EventEmitter<RsaIssuerEvents> {
       throw this.refusal(err);
     }
     this.issuedCount += 1;
+    this.emit('issued', { day, keyId: params.keyId });
     return { blindSig: Buffer.from(blindSig).toString('hex') };
   }
 

@@ -38,6 +38,11 @@ export interface TicketDeskOptions {
   backupRelays?: readonly BackupRelay[];
   now?: () => number;
   logger?: Logger;
+  /**
+   * The hourly key upkeep (default `keys.maintain`); a family member wraps it in its key
+   * vault's sync (src/relay/family-keys.ts), so exactly one instance makes each new key.
+   */
+  maintainKeys?: () => Promise<unknown>;
 }
 
 const HOUR_MS = 3_600_000;
@@ -195,7 +200,8 @@ export class TicketDesk {
       await this.grantStore?.sweep(this.now());
     });
     every(HOUR_MS, async () => {
-      await this.keys.maintain({ lifetimeDays: this.options.keyLifetimeDays });
+      await (this.options.maintainKeys?.() ??
+        this.keys.maintain({ lifetimeDays: this.options.keyLifetimeDays }));
       const pruned = await this.redeemer.pruneSpent(this.now());
       if (pruned > 0) this.log.info({ pruned }, 'pruned spent tickets of expired days');
     });

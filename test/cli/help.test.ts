@@ -17,6 +17,7 @@ const COMMANDS: readonly string[][] = [
   ['keys', 'generate'],
   ['keys', 'rotate'],
   ['keys', 'show'],
+  ['keys', 'family-key'],
   ['tickets'],
   ['tickets', 'list'],
   ['tickets', 'redeem'],

@@ -6,7 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { circuitUrl } from '../../src/client/redeem.js';
 import { Wallet } from '../../src/client/wallet.js';
 import type { PeerBalance } from '../../src/peers/peer-status.js';
-import { PeerLedger } from '../../src/peers/peer-ledger.js';
+import { SqlitePeerLedger } from '../../src/peers/peer-ledger.js';
+import type { PeerLedger } from '../../src/storage/peer-ledger.js';
 import { utcDay } from '../../src/tickets/keyring.js';
 import { runCli } from '../helpers/cli.js';
 import { relayTomlLines, startTestRelay } from '../helpers/test-relay.js';
@@ -58,13 +59,13 @@ function writeConfig(file: string, dir: string, r2Url = 'http://127.0.0.1:1'): v
   );
 }
 
-function withLedger<T>(use: (ledger: PeerLedger) => T): T {
+async function withLedger<T>(use: (ledger: PeerLedger) => Promise<T>): Promise<T> {
   mkdirSync(dataDir, { recursive: true });
-  const ledger = PeerLedger.open(join(dataDir, 'peers.sqlite'));
+  const ledger = SqlitePeerLedger.open(join(dataDir, 'peers.sqlite'));
   try {
-    return use(ledger);
+    return await use(ledger);
   } finally {
-    ledger.close();
+    await ledger.close();
   }
 }
 
@@ -76,11 +77,11 @@ const nextId = () => `req-${++ids}`;
  * them while it was unreachable, one not yet billed): 4 unpaid reaches its maxUnpaid of 3.
  * It billed us 3 + 4 of ours, and one serial was spent both here and there.
  */
-function seedR2(): { conflictSerial: string } {
+async function seedR2(): Promise<{ conflictSerial: string }> {
   const at = Math.floor(now()) - 100;
-  return withLedger((ledger) => {
+  return withLedger(async (ledger) => {
     for (let i = 0; i < 5; i++) {
-      ledger.recordServed(
+      await ledger.recordServed(
         'r2',
         {
           serial: randomBytes(32),
@@ -95,10 +96,20 @@ function seedR2(): { conflictSerial: string } {
       );
     }
     const period = { from: at - 50, to: at - 10 };
-    ledger.recordRequestIn('r2', { id: 'in-1', count: 3, digest: 'aa'.repeat(32), period }, 0, at);
-    ledger.recordRequestIn('r2', { id: 'in-2', count: 4, digest: 'bb'.repeat(32), period }, 0, at);
+    await ledger.recordRequestIn(
+      'r2',
+      { id: 'in-1', count: 3, digest: 'aa'.repeat(32), period },
+      0,
+      at,
+    );
+    await ledger.recordRequestIn(
+      'r2',
+      { id: 'in-2', count: 4, digest: 'bb'.repeat(32), period },
+      0,
+      at,
+    );
     const serial = randomBytes(32);
-    ledger.recordConflict(
+    await ledger.recordConflict(
       'r2',
       { serial, keyId: randomBytes(8), day: utcDay(at), oursAt: at, theirsAt: at + 1 },
       at,
@@ -134,7 +145,7 @@ const balanceOf = async (name: string) =>
 
 describe('powbridge peers status', () => {
   it('reports every configured peer from the ledger, as JSON and as a table', async () => {
-    const { conflictSerial } = seedR2();
+    const { conflictSerial } = await seedR2();
     const json = await status();
     expect(json.activity).toBe(true);
     expect(json.ledger).toBe(join(dataDir, 'peers.sqlite'));
@@ -215,7 +226,7 @@ describe('powbridge peers status', () => {
 
 describe('powbridge peers settle', () => {
   it('records part of what we owe, then the rest, and refuses more than we owe', async () => {
-    seedR2();
+    await seedR2();
     const part = await runCli(['peers', 'settle', 'r2', '--config', configFile, '--count', '3']);
     expect(part.stderr).toBe('');
     expect(part.code).toBe(0);
@@ -253,7 +264,7 @@ describe('powbridge peers settle', () => {
     );
 
     // What the relay's sync loop will deliver: both settlements, with distinct ids.
-    const pending = withLedger((ledger) => ledger.undeliveredSettlements('r2'));
+    const pending = await withLedger((ledger) => ledger.undeliveredSettlements('r2'));
     expect(pending.map((s) => [s.count, s.method])).toEqual([
       [3, 'operator'],
       [4, 'operator'],
@@ -269,7 +280,7 @@ describe('powbridge peers settle', () => {
   });
 
   it("pays by work: hands over the peer's tickets from a wallet and marks them spent", async () => {
-    seedR2(); // we owe r2 7
+    await seedR2(); // we owe r2 7
     const walletFile = join(root, 'settle-wallet.sqlite');
     const relay = 'ws://127.0.0.1:1/v1/circuit'; // r2's circuit (its url is http://127.0.0.1:1)
     const wallet = Wallet.open(walletFile);
@@ -284,7 +295,7 @@ describe('powbridge peers settle', () => {
     expect(paid.stderr).toBe('');
     expect(paid.code).toBe(0);
     expect(paid.stdout).toMatch(/3 tickets of r2's own handed over \(method work\)/);
-    const pending = withLedger((ledger) => ledger.undeliveredSettlements('r2'));
+    const pending = await withLedger((ledger) => ledger.undeliveredSettlements('r2'));
     expect(pending).toHaveLength(1);
     expect(pending[0]).toMatchObject({ count: 3, method: 'work' });
     expect(pending[0]?.tickets).toHaveLength(3);
@@ -300,7 +311,7 @@ describe('powbridge peers settle', () => {
   });
 
   it('refuses zero, negative and missing counts, and --count with --all', async () => {
-    seedR2();
+    await seedR2();
     const settle = (...args: string[]) =>
       runCli(['peers', 'settle', 'r2', '--config', configFile, ...args]);
     for (const count of ['0', '-2', '1.5', 'x']) {
@@ -318,7 +329,7 @@ describe('powbridge peers settle', () => {
   });
 
   it('refuses an unknown peer and lists the configured ones', async () => {
-    seedR2();
+    await seedR2();
     const result = await runCli(['peers', 'settle', 'r9', '--config', configFile, '--all']);
     expect(result.code).toBe(2);
     expect(result.stderr).toBe(
@@ -339,7 +350,12 @@ describe('powbridge peers with the relay running', () => {
       const ledger = relay.peering?.ledger;
       if (!ledger) throw new Error('relay has no peering');
       const period = { from: 1, to: 2 };
-      ledger.recordRequestIn('r2', { id: 'live', count: 5, digest: 'cc'.repeat(32), period }, 0, 3);
+      await ledger.recordRequestIn(
+        'r2',
+        { id: 'live', count: 5, digest: 'cc'.repeat(32), period },
+        0,
+        3,
+      );
       expect(await balanceOf('r2')).toMatchObject({ billedToUs: 5, weOwe: 5 });
       const result = await runCli([
         'peers',
@@ -352,8 +368,10 @@ describe('powbridge peers with the relay running', () => {
       ]);
       expect(result.stderr).toBe('');
       expect(result.code).toBe(0);
-      expect(ledger.undeliveredSettlements('r2')).toMatchObject([{ count: 2, method: 'operator' }]);
-      expect(ledger.balance('r2')).toMatchObject({ settledByUs: 2, weOwe: 3 });
+      expect(await ledger.undeliveredSettlements('r2')).toMatchObject([
+        { count: 2, method: 'operator' },
+      ]);
+      expect(await ledger.balance('r2')).toMatchObject({ settledByUs: 2, weOwe: 3 });
     } finally {
       await relay.close();
     }
@@ -458,7 +476,7 @@ describe('powbridge tickets redeem --at', () => {
         '',
       ]);
       // R2 was asked once.
-      expect(r2.peering?.status()[0]).toMatchObject({
+      expect((await r2.peering?.status())?.[0]).toMatchObject({
         acceptTickets: false,
         refusing: { reason: 'unpaidLimit', code: 36 },
         refused: { unpaidLimit: 1 },

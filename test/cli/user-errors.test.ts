@@ -175,6 +175,16 @@ const MISTAKES: Record<string, readonly Mistake[]> = {
       ['keys', 'generate', '-d', notADir],
       /^powbridge keys generate: .*not a directory.*plain-file/,
     ],
+    [
+      'a family key without --out',
+      ['keys', 'family-key'],
+      usage('keys family-key', "required option '-o, --out <file>' not specified"),
+    ],
+    [
+      'a family key over an existing file',
+      ['keys', 'family-key', '--out', good],
+      /^powbridge keys family-key: .*good\.toml exists; refusing to overwrite it/,
+    ],
   ],
   tickets: [
     [

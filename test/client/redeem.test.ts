@@ -208,7 +208,7 @@ describe('redeemFromWallet at a backup relay (Protocol 2)', () => {
     });
     expect(wallet.list()).toMatchObject([{ id: stored.id, relay: r1Url, state: 'spent' }]);
     // R2 reserved the serial at R1 (online) before granting, and bills R1 for it later.
-    expect(r2.peering?.ledger.balance('r1')).toMatchObject({ served: 1, owedSync: 0 });
+    expect(await r2.peering?.ledger.balance('r1')).toMatchObject({ served: 1, owedSync: 0 });
 
     // So the same ticket is spent at R1 too.
     const copy = Wallet.open(join(dir, 'copy.sqlite'));

@@ -117,7 +117,10 @@ describe('backup relay end to end', () => {
     expect(redeemed.code, redeemed.stderr).toBe(0);
     const token = /token[:\s]+([A-Za-z0-9_-]{43})/.exec(redeemed.stdout)?.[1];
     expect(token, redeemed.stdout).toBeDefined();
-    expect(up(b.relay).peering?.ledger.balance('r1')).toMatchObject({ served: 1, owedSync: 1 });
+    expect(await up(b.relay).peering?.ledger.balance('r1')).toMatchObject({
+      served: 1,
+      owedSync: 1,
+    });
 
     // 3. With the grant, R2's tunnel carries the stream in a paid class.
     const ws = new WebSocket(`ws://127.0.0.1:${b.port}/v1/tunnel?to=127.0.0.1:${echoPort}`, {
@@ -152,9 +155,9 @@ describe('backup relay end to end', () => {
       (await relay.tickets.store.since(0)).map((r) => Buffer.from(r.serial).toString('hex')).sort();
     expect(await spentAt(up(a.relay))).toEqual(await spentAt(up(b.relay)));
     expect(await spentAt(up(a.relay))).toHaveLength(1);
-    const requests = up(a.relay).peering?.ledger.listRequestsIn('r2') ?? [];
+    const requests = (await up(a.relay).peering?.ledger.listRequestsIn('r2')) ?? [];
     expect(requests).toEqual([expect.objectContaining({ count: 1 })]);
-    expect(up(b.relay).peering?.ledger.balance('r1')).toMatchObject({
+    expect(await up(b.relay).peering?.ledger.balance('r1')).toMatchObject({
       owedSync: 0,
       billed: 1,
       conflicts: 0,

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect } from 'vitest';
 import type { z } from 'zod';
 import { type PeerConfig, peerConfigSchema } from '../../src/peers/peer-config.js';
 import { PeerApiError, PeerHandlers } from '../../src/peers/peer-handlers.js';
-import { PeerLedger, serialsDigest } from '../../src/peers/peer-ledger.js';
+import { SqlitePeerLedger } from '../../src/peers/peer-ledger.js';
+import { type PeerLedger, serialsDigest } from '../../src/storage/peer-ledger.js';
 import {
   MAX_SPENT_PAGE,
   paymentRequest,
@@ -150,7 +151,7 @@ let handlers: PeerHandlers;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'powbridge-fuzz-peers-'));
   store = SpentStore.open(join(dir, 'spent.sqlite'));
-  ledger = PeerLedger.open(join(dir, 'peers.sqlite'));
+  ledger = SqlitePeerLedger.open(join(dir, 'peers.sqlite'));
   const now = () => NOW;
   const roster = new PeerRoster({
     peers: [peer],
@@ -181,7 +182,7 @@ beforeAll(async () => {
   }
 });
 afterAll(async () => {
-  ledger.close();
+  await ledger.close();
   await store.close();
   rmSync(dir, { recursive: true, force: true });
 });

@@ -7,9 +7,12 @@ import type { Relay } from '../../src/relay/relay.js';
 
 /**
  * One ticket mined the way a miner earns it, on a test relay (price 1 at the floor
- * difficulty: one share buys it): register, submit a share of the first job, obtain.
+ * difficulty: one share buys it): register, submit a share of the first job, obtain. Only the
+ * relay's address is used, so a relay process (test/helpers/relay-process.ts) does too.
  */
-export async function mineTicket(relay: Relay): Promise<{ ticket: string; terms: TicketTerms }> {
+export async function mineTicket(
+  relay: Pick<Relay, 'url'>,
+): Promise<{ ticket: string; terms: TicketTerms }> {
   const miner = await CircuitClient.connect(`${relay.url.replace('http', 'ws')}/v1/circuit`);
   try {
     const jobPromise = new Promise<JobParams>((resolve) => miner.once('job', resolve));

@@ -4,8 +4,16 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { parseIntoClientConfig } from 'pg-connection-string';
+import { SqlitePeerLedger } from '../../src/peers/peer-ledger.js';
 import type { GrantStorage } from '../../src/storage/grant-storage.js';
+import type { PeerLedger } from '../../src/storage/peer-ledger.js';
+import type { IssuedCountStorage } from '../../src/storage/issued-counter.js';
+import { PostgresIssuedCounts } from '../../src/storage/postgres-issued-counts.js';
+import { PostgresSessionSlots } from '../../src/storage/postgres-session-slots.js';
+import { MemorySessionSlots, type SessionSlots } from '../../src/storage/session-slots.js';
+import { IssuedStore } from '../../src/tickets/issued-store.js';
 import { PostgresGrantStorage } from '../../src/storage/postgres-grant-storage.js';
+import { PostgresPeerLedger } from '../../src/storage/postgres-peer-ledger.js';
 import { PostgresSpentLog } from '../../src/storage/postgres-spent-log.js';
 import type { SpentLog } from '../../src/storage/spent-log.js';
 import { GrantStore } from '../../src/tickets/grant-store.js';
@@ -32,8 +40,17 @@ export interface StoreEngine {
   fresh(): Promise<void>;
   openSpent(): Promise<SpentLog>;
   openGrants(onError?: (err: unknown) => void): Promise<GrantStorage>;
+  /** The peer ledger (Protocol 2): `peers.sqlite`, or the peer_ tables of the database. */
+  openLedger(): Promise<PeerLedger>;
   /** The grant rows as stored, by until then id, read over a connection of its own. */
   grantRows(): Promise<GrantRow[]>;
+  /**
+   * AO session slots: one relay's memory (the SQLite relay's engine, the same object for
+   * every open of one place) or the family's database (a pool of its own per open).
+   */
+  openSlots(): Promise<SessionSlots>;
+  /** Issued-ticket counts: `issued.sqlite` in the place, or the database. */
+  openIssuedCounts(): Promise<IssuedCountStorage>;
   /** Close what is open and remove the place. */
   closeAll(): Promise<void>;
 }
@@ -55,6 +72,7 @@ class Opened {
 export function sqliteEngine(): StoreEngine {
   const opened = new Opened();
   let dir: string | null = null;
+  let slots: MemorySessionSlots | null = null;
   const place = () => {
     if (dir === null) throw new Error('call fresh() first');
     return dir;
@@ -69,12 +87,22 @@ export function sqliteEngine(): StoreEngine {
     async fresh() {
       await closeAll();
       dir = mkdtempSync(join(tmpdir(), 'powbridge-store-'));
+      slots = new MemorySessionSlots();
     },
+    openSlots() {
+      place();
+      slots ??= new MemorySessionSlots();
+      return Promise.resolve(slots);
+    },
+    openIssuedCounts: () =>
+      Promise.resolve(opened.add(IssuedStore.open(join(place(), 'issued.sqlite')))),
     openSpent: () => Promise.resolve(opened.add(SpentStore.open(join(place(), 'spent.sqlite')))),
     openGrants: (onError) =>
       Promise.resolve(
         opened.add(GrantStore.open(join(place(), 'grants.sqlite'), onError ? { onError } : {})),
       ),
+    openLedger: () =>
+      Promise.resolve(opened.add(SqlitePeerLedger.open(join(place(), 'peers.sqlite')))),
     grantRows() {
       const db = new Database(join(place(), 'grants.sqlite'), {
         readonly: true,
@@ -122,6 +150,9 @@ export function postgresEngine(server: () => TestPostgres): StoreEngine {
     openSpent: async () => opened.add(await PostgresSpentLog.open(place())),
     openGrants: async (onError) =>
       opened.add(await PostgresGrantStorage.open({ ...place(), ...(onError ? { onError } : {}) })),
+    openSlots: async () => opened.add(await PostgresSessionSlots.open(place())),
+    openIssuedCounts: async () => opened.add(await PostgresIssuedCounts.open(place())),
+    openLedger: async () => opened.add(await PostgresPeerLedger.open(place())),
     async grantRows() {
       const rows = await query<{ grant_id: Buffer; until: string; count: number }>(
         place().url,

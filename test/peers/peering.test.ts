@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RpcError, RpcErrorCode } from '../../src/protocol/errors.js';
 import { PeerClient } from '../../src/peers/peer-client.js';
-import { serialsDigest } from '../../src/peers/peer-ledger.js';
+import { serialsDigest } from '../../src/storage/peer-ledger.js';
 import { PEER_PREFIX, paymentResponse } from '../../src/peers/peer-messages.js';
 import { newId } from '../../src/peers/ticket-gate.js';
 import type { Relay } from '../../src/relay/relay.js';
@@ -87,7 +87,7 @@ describe('ticket exchange', () => {
     // Before R2 has R1's descriptor, R1's key is unknown there.
     expect(await codeOf(redeem(b.relay, ticket.text))).toBe(RpcErrorCode.unknownTicketKey);
     await peering(b.relay).syncPeer('r1');
-    expect(peering(b.relay).status()[0]?.keys).toHaveLength(1);
+    expect((await peering(b.relay).status())[0]?.keys).toHaveLength(1);
     // The relays issue RSA (the default): a v2 ticket under R1's RSA key.
     expect(
       running(a.relay)
@@ -102,7 +102,7 @@ describe('ticket exchange', () => {
     expect((await running(b.relay).tickets.store.lookup(ticket.serial))?.origin).toBe('local');
     expect(await codeOf(redeem(a.relay, ticket.text))).toBe(RpcErrorCode.ticketSpent);
     expect(await codeOf(redeem(b.relay, ticket.text))).toBe(RpcErrorCode.ticketSpent);
-    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ served: 1, owedSync: 0 });
+    expect(await peering(b.relay).ledger.balance('r1')).toMatchObject({ served: 1, owedSync: 0 });
     const metrics = (await running(b.relay).app.inject('/metrics')).body;
     expect(metrics).toContain('powbridge_tickets_total{event="redeemed"} 1');
     expect(metrics).toContain('powbridge_tickets_total{event="refused",reason="spent"} 1');
@@ -151,7 +151,7 @@ describe('ticket exchange', () => {
     // Nothing was recorded: the client can redeem it later.
     expect(await running(b.relay).tickets.store.isSpent(ticket.serial)).toBe(false);
     // The failed reservation told the roster, and the gauge follows its events.
-    expect(peering(b.relay).status()[0]).toMatchObject({ up: false });
+    expect((await peering(b.relay).status())[0]).toMatchObject({ up: false });
     expect(await upGauge()).toBe('0');
     // R1's tickets are refused (33) while it is away, and /v1/status and /metrics say so.
     expect(await statusOf(b.relay)).toMatchObject({
@@ -185,8 +185,8 @@ describe('partition, replication and conflicts', () => {
     await both.stop(a);
     await redeem(b.relay, double.text);
     await redeem(b.relay, single.text);
-    expect(peering(b.relay).status()[0]).toMatchObject({ up: false });
-    expect(peering(b.relay).ledger.balance('r1').owedSync).toBe(2);
+    expect((await peering(b.relay).status())[0]).toMatchObject({ up: false });
+    expect((await peering(b.relay).ledger.balance('r1')).owedSync).toBe(2);
 
     // Now R2 is down and R1 back: R1 redeems the same ticket again (it cannot know).
     await both.stop(b);
@@ -203,7 +203,7 @@ describe('partition, replication and conflicts', () => {
       [b.relay, 'r1'],
     ] as const) {
       const ledger = peering(relay).ledger;
-      const conflicts = ledger.conflicts(peer);
+      const conflicts = await ledger.conflicts(peer);
       expect(conflicts).toHaveLength(1);
       expect(Buffer.from(conflicts[0]!.serial)).toEqual(Buffer.from(double.serial));
       const status = (await running(relay).app.inject('/v1/status')).json<{
@@ -219,9 +219,9 @@ describe('partition, replication and conflicts', () => {
       expect(await running(b.relay).tickets.store.isSpent(t.serial)).toBe(true);
     }
     expect((await running(a.relay).tickets.store.lookup(single.serial))?.origin).toBe('r2');
-    expect(peering(b.relay).ledger.balance('r1').owedSync).toBe(0);
+    expect((await peering(b.relay).ledger.balance('r1')).owedSync).toBe(0);
     // R2 served both, but R1 honoured `double` itself: R2 never bills it, only `single`.
-    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({
+    expect(await peering(b.relay).ledger.balance('r1')).toMatchObject({
       served: 2,
       unbilled: 1,
       billed: 0,
@@ -236,7 +236,7 @@ describe('partition, replication and conflicts', () => {
     // Syncing again changes nothing (idempotent).
     await peering(a.relay).syncPeer('r2');
     await peering(b.relay).syncPeer('r1');
-    expect(peering(a.relay).ledger.conflicts('r2')).toHaveLength(1);
+    expect(await peering(a.relay).ledger.conflicts('r2')).toHaveLength(1);
   });
 });
 
@@ -251,7 +251,10 @@ describe('a double spend billed before it was found', () => {
     await both.stop(a);
     await redeem(b.relay, double.text);
     await redeem(b.relay, single.text);
-    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ billed: 2, pendingRequests: 1 });
+    expect(await peering(b.relay).ledger.balance('r1')).toMatchObject({
+      billed: 2,
+      pendingRequests: 1,
+    });
 
     // R2 down, R1 back: R1 redeems `double` itself.
     await both.stop(b);
@@ -261,7 +264,7 @@ describe('a double spend billed before it was found', () => {
     // R2 back: it pulls R1's log (finding the conflict), then delivers the bill listing both.
     await both.start(b);
     await peering(b.relay).syncPeer('r1');
-    const r2 = peering(b.relay).ledger.balance('r1');
+    const r2 = await peering(b.relay).ledger.balance('r1');
     expect(r2).toMatchObject({
       served: 2,
       billed: 1,
@@ -270,9 +273,9 @@ describe('a double spend billed before it was found', () => {
       conflictsNotBilled: 1,
       pendingRequests: 0,
     });
-    const r1 = peering(a.relay).ledger.balance('r2');
+    const r1 = await peering(a.relay).ledger.balance('r2');
     expect(r1).toMatchObject({ billedToUs: 1, weOwe: 1, conflicts: 1, conflictsNotOwed: 1 });
-    expect(peering(a.relay).ledger.listRequestsIn('r2')).toMatchObject([{ count: 2 }]);
+    expect(await peering(a.relay).ledger.listRequestsIn('r2')).toMatchObject([{ count: 2 }]);
     expect(await statusOf(a.relay)).toMatchObject({
       balance: { weOwe: 1, conflicts: 1, conflictsNotOwed: 1 },
     });
@@ -282,16 +285,25 @@ describe('a double spend billed before it was found', () => {
     expect(metrics.get('powbridge_peer_conflicts{peer="r1"}')).toBe(1);
 
     // Settling what R1 owes leaves both books at zero.
-    peering(a.relay).ledger.recordPaid('r2', newId(), 1, 'operator', Math.floor(Date.now() / 1000));
+    await peering(a.relay).ledger.recordPaid(
+      'r2',
+      newId(),
+      1,
+      'operator',
+      Math.floor(Date.now() / 1000),
+    );
     await peering(a.relay).syncPeer('r2');
-    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ settledToUs: 1, unpaidToUs: 0 });
-    expect(peering(a.relay).ledger.balance('r2')).toMatchObject({ weOwe: 0 });
+    expect(await peering(b.relay).ledger.balance('r1')).toMatchObject({
+      settledToUs: 1,
+      unpaidToUs: 0,
+    });
+    expect(await peering(a.relay).ledger.balance('r2')).toMatchObject({ weOwe: 0 });
     // Later bills count as before.
     await redeem(b.relay, both.ticket(a).text);
     await redeem(b.relay, both.ticket(a).text);
     await peering(b.relay).syncPeer('r1');
-    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ billed: 3, unpaidToUs: 2 });
-    expect(peering(a.relay).ledger.balance('r2')).toMatchObject({ billedToUs: 3, weOwe: 2 });
+    expect(await peering(b.relay).ledger.balance('r1')).toMatchObject({ billed: 3, unpaidToUs: 2 });
+    expect(await peering(a.relay).ledger.balance('r2')).toMatchObject({ billedToUs: 3, weOwe: 2 });
   });
 });
 
@@ -302,7 +314,7 @@ describe('a rebuilt spent log', () => {
     await redeem(a.relay, both.ticket(a).text);
     await redeem(a.relay, both.ticket(a).text);
     await peering(b.relay).syncPeer('r1');
-    expect(peering(b.relay).ledger.pulled('r1')).toBe(2);
+    expect(await peering(b.relay).ledger.pulled('r1')).toBe(2);
 
     // R1 loses its spent store (disk replaced, no backup) and starts over at seq 1.
     await both.stop(a);
@@ -314,7 +326,7 @@ describe('a rebuilt spent log', () => {
     await redeem(a.relay, after.text);
     await peering(b.relay).syncPeer('r1');
     expect((await running(b.relay).tickets.store.lookup(after.serial))?.origin).toBe('r1');
-    expect(peering(b.relay).ledger.pulled('r1')).toBe(1);
+    expect(await peering(b.relay).ledger.pulled('r1')).toBe(1);
   });
 });
 
@@ -324,16 +336,16 @@ describe('payment requests', () => {
     const both = await startBoth({ paymentEvery: 2, maxUnpaid: 2, logger: log.logger });
     const { a, b } = both;
     await redeem(b.relay, both.ticket(a).text);
-    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ unbilled: 1, billed: 0 });
+    expect(await peering(b.relay).ledger.balance('r1')).toMatchObject({ unbilled: 1, billed: 0 });
     await redeem(b.relay, both.ticket(a).text);
     await peering(b.relay).syncPeer('r1');
 
-    const r2 = peering(b.relay).ledger.balance('r1');
+    const r2 = await peering(b.relay).ledger.balance('r1');
     expect(r2).toMatchObject({ billed: 2, unbilled: 0, unpaidToUs: 2, pendingRequests: 0 });
-    const received = peering(a.relay).ledger.listRequestsIn('r2');
+    const received = await peering(a.relay).ledger.listRequestsIn('r2');
     expect(received).toHaveLength(1);
     expect(received[0]).toMatchObject({ count: 2 });
-    expect(peering(a.relay).ledger.balance('r2').weOwe).toBe(2);
+    expect((await peering(a.relay).ledger.balance('r2')).weOwe).toBe(2);
 
     // At the limit R2 refuses R1's tickets with 36, and keeps them unspent.
     expect(await statusOf(b.relay)).toMatchObject({
@@ -355,10 +367,19 @@ describe('payment requests', () => {
     expect(metrics.get('powbridge_peer_refusals_total{peer="r1",reason="unpaid_limit"}')).toBe(2);
 
     // R1's operator settles; R1's sync delivers it; R2 accepts again.
-    peering(a.relay).ledger.recordPaid('r2', newId(), 2, 'operator', Math.floor(Date.now() / 1000));
+    await peering(a.relay).ledger.recordPaid(
+      'r2',
+      newId(),
+      2,
+      'operator',
+      Math.floor(Date.now() / 1000),
+    );
     await peering(a.relay).syncPeer('r2');
-    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ settledToUs: 2, unpaidToUs: 0 });
-    expect(peering(a.relay).ledger.balance('r2')).toMatchObject({
+    expect(await peering(b.relay).ledger.balance('r1')).toMatchObject({
+      settledToUs: 2,
+      unpaidToUs: 0,
+    });
+    expect(await peering(a.relay).ledger.balance('r2')).toMatchObject({
       weOwe: 0,
       pendingSettlements: 0,
     });
@@ -379,7 +400,7 @@ describe('payment requests', () => {
     await redeem(b.relay, both.ticket(a).text);
     await redeem(b.relay, both.ticket(a).text);
     await peering(b.relay).syncPeer('r1');
-    expect(peering(a.relay).ledger.balance('r2').weOwe).toBe(2);
+    expect((await peering(a.relay).ledger.balance('r2')).weOwe).toBe(2);
 
     // R1 mined at R2 and holds two R2 tickets; one of them was already spent at R2.
     const good = both.ticket(b);
@@ -387,12 +408,15 @@ describe('payment requests', () => {
     await redeem(b.relay, used.text);
     const id = newId();
     const now = Math.floor(Date.now() / 1000);
-    peering(a.relay).ledger.recordPaid('r2', id, 2, 'work', now, [good.text, used.text]);
+    await peering(a.relay).ledger.recordPaid('r2', id, 2, 'work', now, [good.text, used.text]);
     await peering(a.relay).syncPeer('r2');
 
     // Only the good ticket counts, on both sides, and R2 spent it (it cannot buy priority now).
-    expect(peering(b.relay).ledger.balance('r1')).toMatchObject({ settledToUs: 1, unpaidToUs: 1 });
-    expect(peering(a.relay).ledger.balance('r2')).toMatchObject({
+    expect(await peering(b.relay).ledger.balance('r1')).toMatchObject({
+      settledToUs: 1,
+      unpaidToUs: 1,
+    });
+    expect(await peering(a.relay).ledger.balance('r2')).toMatchObject({
       settledByUs: 1,
       weOwe: 1,
       pendingSettlements: 0,
@@ -400,7 +424,7 @@ describe('payment requests', () => {
     expect((await running(b.relay).tickets.store.lookup(good.serial))?.origin).toBe('r1');
     expect(await codeOf(redeem(b.relay, good.text))).toBe(RpcErrorCode.ticketSpent);
     // A 'work' settlement must carry its tickets.
-    expect(() => peering(a.relay).ledger.recordPaid('r2', newId(), 1, 'work', now)).toThrow(
+    await expect(peering(a.relay).ledger.recordPaid('r2', newId(), 1, 'work', now)).rejects.toThrow(
       /exactly/,
     );
   });
@@ -442,6 +466,6 @@ describe('payment requests', () => {
       code: 'not_our_tickets',
     });
     const r1 = peering(a.relay);
-    expect(r1.ledger.listRequestsIn('r2')).toHaveLength(0);
+    expect(await r1.ledger.listRequestsIn('r2')).toHaveLength(0);
   });
 });

@@ -11,7 +11,7 @@ import {
   TunnelConnector,
   type TunnelOptions,
 } from '../../src/qos/tunnel.js';
-import { GrantBook } from '../../src/tickets/grant-book.js';
+import { GrantBook, grantId } from '../../src/tickets/grant-book.js';
 
 const MB = 1024 * 1024;
 /** Per stream: one sink buffer over its limit plus about a frame queued on each side. */
@@ -352,6 +352,46 @@ describe('tunnel', () => {
     expect(shaper.bytes.get('free')).toBe(20);
     expect(ws.readyState).toBe(WebSocket.OPEN);
     expect(connector.counts().downgraded).toBe(1);
+  });
+
+  it('in a family, asks the database for grants it lacks and for top-ups before a downgrade', async () => {
+    const echo = await echoServer();
+    const grants = new GrantBook();
+    let clock = 1_000;
+    // What the family's database holds: a grant paid at another instance, topped up there later.
+    const stored = new Map([[grantId('elsewhere'), [{ until: 1_010, count: 1 }]]]);
+    const fetched: string[] = [];
+    const fetchGrant = (id: string) => {
+      fetched.push(id);
+      grants.adopt(id, stored.get(id) ?? [], clock);
+      return Promise.resolve();
+    };
+    const shaper = new RecordingShaper();
+    const { url, connector } = await startRelay({ grants, shaper, now: () => clock, fetchGrant });
+    const ws = tunnel(url, `127.0.0.1:${echo.port}`, 'elsewhere');
+    await opened(ws);
+    await roundTrip(ws, 'paid');
+    expect(shaper.bytes.get('paid:1')).toBe(8);
+    // Topped up elsewhere, found when this instance's view lapses: the stream stays paid.
+    stored.set(grantId('elsewhere'), [
+      { until: 1_010, count: 1 },
+      { until: 1_020, count: 1 },
+    ]);
+    clock = 1_010;
+    await roundTrip(ws, 'more');
+    expect(shaper.bytes.get('paid:1')).toBe(16);
+    expect(connector.counts().downgraded).toBe(0);
+    // Lapsed everywhere: asked once more, then free.
+    clock = 1_020;
+    await roundTrip(ws, 'free');
+    expect(shaper.bytes.get('free')).toBe(8);
+    expect(connector.counts().downgraded).toBe(1);
+    expect(fetched).toEqual([grantId('elsewhere'), grantId('elsewhere'), grantId('elsewhere')]);
+    // Unknown everywhere: the same 401 as on a single relay.
+    expect(await refusal(tunnel(url, '127.0.0.1:9999', 'nope'))).toEqual({
+      status: 401,
+      body: 'invalid or expired grant',
+    });
   });
 
   it('counts open streams by the class their next bytes go to (an expired grant: free)', async () => {

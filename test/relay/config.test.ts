@@ -669,8 +669,31 @@ describe('ticket storage (issue 17)', () => {
         '[storage]',
         'url = "postgres://powbridge@127.0.0.1:5432/powbridge"',
         'passwordFile = "secrets/pg"',
+        'familyKeyFile = "secrets/family.key"',
       ].join('\n'),
     );
-    expect(loadRelayConfig(file, {}).storage.passwordFile).toBe(join(dir, 'secrets', 'pg'));
+    const { storage } = loadRelayConfig(file, {});
+    expect(storage.passwordFile).toBe(join(dir, 'secrets', 'pg'));
+    expect(storage.familyKeyFile).toBe(join(dir, 'secrets', 'family.key'));
+  });
+
+  it('takes a family key file only beside a PostgreSQL url (keys stay local by default)', () => {
+    expect(parseRelayConfig(minimalNode).storage.familyKeyFile).toBeUndefined();
+    const url = 'postgres://powbridge@db.example:5432/tickets';
+    expect(
+      parseRelayConfig({ ...minimalNode, storage: { url, familyKeyFile: 'family.key' } }).storage
+        .familyKeyFile,
+    ).toBe('family.key');
+    const cases: [unknown, RegExp][] = [
+      [
+        { familyKeyFile: 'family.key' },
+        /^storage\.familyKeyFile: familyKeyFile shares keys through a PostgreSQL database: set storage\.url too$/m,
+      ],
+      [{ url, familyKeyFile: '' }, /^storage\.familyKeyFile: must not be empty$/m],
+      [{ url, familyKeyFile: 32 }, /^storage\.familyKeyFile: expected a string, got number 32$/m],
+    ];
+    for (const [storage, message] of cases) {
+      expect(() => parseRelayConfig({ ...minimalNode, storage })).toThrow(message);
+    }
   });
 });

@@ -72,7 +72,7 @@ describe('relay start and stop', () => {
     cleanup.push(async () => relay?.close());
     expect(again.url).toBe(`http://${listen}`);
     expect((await fetch(`${again.url}/healthz`)).status).toBe(200);
-    expect(again.peering?.status().map((p) => p.name)).toEqual(['backup']);
+    expect((await again.peering?.status())?.map((p) => p.name)).toEqual(['backup']);
 
     // close() runs the same teardown: the port is free for a plain listener afterwards.
     await again.close();

@@ -34,6 +34,25 @@ describe.each([sqliteEngine(), postgresEngine(postgres)])('$name grants', (engin
     return { store: again, book };
   }
 
+  it("loads one grant's live runs, as another instance of a family would", async () => {
+    const store = await engine.openGrants();
+    await store.record(grantId('token-a'), T0 + WINDOW);
+    await store.record(grantId('token-a'), T0 + WINDOW);
+    await store.record(grantId('token-a'), T0 + 100 + WINDOW);
+    await store.record(grantId('token-b'), T0 + WINDOW);
+    const other = await engine.openGrants();
+    expect(await other.load(grantId('token-a'), T0 + 10)).toEqual([
+      { until: T0 + WINDOW, count: 2 },
+      { until: T0 + 100 + WINDOW, count: 1 },
+    ]);
+    // Lapsed runs are left out; unknown ids and ids that are not one find nothing.
+    expect(await other.load(grantId('token-a'), T0 + WINDOW)).toEqual([
+      { until: T0 + 100 + WINDOW, count: 1 },
+    ]);
+    expect(await other.load(grantId('token-c'), T0)).toEqual([]);
+    expect(await other.load('not-an-id', T0)).toEqual([]);
+  });
+
   it('a grant survives a restart of the store', async () => {
     const store = await engine.openGrants();
     await store.record(grantId('token-a'), T0 + WINDOW);

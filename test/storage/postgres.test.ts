@@ -52,7 +52,18 @@ describe('the schema', () => {
        ORDER BY table_name`,
     );
     expect(tables.map((t) => t.table_name)).toEqual([
+      'ao_sessions',
       'grant_tickets',
+      'issued_tickets',
+      'key_vault',
+      'key_vault_head',
+      'peer_billed_conflicts',
+      'peer_conflicts',
+      'peer_cursors',
+      'peer_requests_in',
+      'peer_requests_out',
+      'peer_served',
+      'peer_settlements',
       'schema_version',
       'spent',
       'spent_head',

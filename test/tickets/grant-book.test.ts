@@ -87,4 +87,25 @@ describe('GrantBook by grant id', () => {
     expect(book.size).toBe(1);
     expect(() => book.restore(grantId('g'), runs, 100)).toThrow(/twice/);
   });
+
+  it("adopts a grant as the family's database holds it, replacing what it knew", () => {
+    const book = new GrantBook();
+    book.add('g', { expiresAt: 600, tickets: 1 }, 0);
+    // Another instance topped it up: the database holds both tickets.
+    const stored = [
+      { until: 600, count: 1 },
+      { until: 900, count: 1 },
+    ];
+    expect(book.adopt(grantId('g'), stored, 300)).toBe(true);
+    expect(book.lookup('g', 300)).toEqual({ expiresAt: 900, tickets: 2 });
+    // Nothing stored that still counts: the grant is gone here too.
+    expect(book.adopt(grantId('g'), [{ until: 900, count: 1 }], 900)).toBe(false);
+    expect(book.lookup('g', 300)).toBeUndefined();
+    // Adopted late, out of expiry order: still found, and swept once it lapses.
+    book.add('late', { expiresAt: 2_000, tickets: 1 }, 1_000);
+    expect(book.adopt(grantId('early'), [{ until: 1_500, count: 1 }], 1_000)).toBe(true);
+    expect(book.lookup('early', 1_400)).toEqual({ expiresAt: 1_500, tickets: 1 });
+    expect(book.sweep(1_600)).toBe(1);
+    expect(book.lookup('late', 1_600)).toEqual({ expiresAt: 2_000, tickets: 1 });
+  });
 });
