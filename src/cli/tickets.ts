@@ -1,7 +1,9 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { circuitUrl, type RedeemOutcome, redeemFromWallet } from '../client/redeem.js';
 import { isolatedSocksAgents, parseSocksProxy, resolvesLocally } from '../client/socks-agent.js';
+import { type CheckedTicket } from '../client/ticket-check.js';
+import { exportTickets, type ImportReport, importTickets } from '../client/ticket-import.js';
 import {
   defaultWalletPath,
   TICKET_STATES,
@@ -15,7 +17,7 @@ import { fail } from './output.js';
 import { UsageError } from './usage-error.js';
 
 /**
- * `powbridge tickets list | redeem | prune`: the client's ticket wallet. A ticket string is a
+ * `powbridge tickets list | redeem | prune | import | export`: the client's ticket wallet. A ticket string is a
  * bearer token and a grant token is priority for whoever holds it, so neither is printed
  * unless asked for by flag.
  */
@@ -59,8 +61,12 @@ function argument<T>(parse: (value: string) => T): (value: string) => T {
   };
 }
 
-/** An explicit --wallet must exist (a typo must not start an empty wallet); the default is created. */
-function openWallet(flags: WalletFlags): { wallet: Wallet; path: string } {
+/**
+ * An explicit --wallet must exist (a typo must not start an empty wallet), except for an
+ * import, whose point is to fill one; the default is created.
+ */
+function openWallet(flags: WalletFlags, create = false): { wallet: Wallet; path: string } {
+  if (flags.wallet && create) return { wallet: Wallet.open(flags.wallet), path: flags.wallet };
   if (flags.wallet) {
     if (!existsSync(flags.wallet)) {
       throw new Error(
@@ -78,9 +84,10 @@ async function withWallet(
   command: string,
   flags: WalletFlags,
   use: (wallet: Wallet, path: string) => void | Promise<void>,
+  create = false,
 ): Promise<void> {
   try {
-    const { wallet, path } = openWallet(flags);
+    const { wallet, path } = openWallet(flags, create);
     try {
       await use(wallet, path);
     } finally {
@@ -348,10 +355,148 @@ function pruneCommand(): Command {
     );
 }
 
+function relayIdentity(value: string): string {
+  if (!/^[0-9a-f]{64}$/i.test(value)) throw new InvalidArgumentError('expected 64 hex characters');
+  return value.toLowerCase();
+}
+
+interface ImportFlags extends WalletFlags {
+  relay?: string;
+  relayIdentity?: string;
+  proxy?: URL;
+}
+
+function readTicketFile(source: string): string {
+  if (source === '-') return readFileSync(0, 'utf8');
+  if (!existsSync(source)) throw new Error(`${source}: no such file`);
+  return readFileSync(source, 'utf8');
+}
+
+const checkedLine = (c: CheckedTicket) =>
+  `day ${dayDate(c.entry.day)}  key ${c.entry.keyId}${c.ok ? '' : `: ${c.reason}`}`;
+
+function importText(report: ImportReport, path: string, counts: WalletCounts): string {
+  const source =
+    report.keysFrom === 'descriptor'
+      ? `checked against the keys of the relay's signed descriptor (identity ${report.identity ?? '?'})`
+      : `${report.descriptorProblem ?? 'the relay cannot be reached'}: checked against the ` +
+        'keys stored in the file';
+  const held = report.alreadyHeld > 0 ? ` (${report.alreadyHeld} already in the wallet)` : '';
+  const lines = [
+    `took ${report.taken.length}${held}, refused ${report.refused.length}, for ${report.relay}; ${source}`,
+    ...report.taken.map((c) => `  took     ${checkedLine(c)}`),
+    ...report.refused.map((c) => `  refused  ${checkedLine(c)}`),
+    `wallet ${path}: ${countsText(counts)}`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+function importCommand(): Command {
+  return subcommand(
+    'import',
+    'take tickets from a ticket file (the miner page exports one) into the wallet',
+    'Reads the file (- for standard input). Every ticket is checked before the wallet takes ' +
+      "it: its format, a key the relay's signed descriptor lists for its day (the descriptor " +
+      'is fetched and verified under --relay-identity, else the identity the file names; when ' +
+      'the relay cannot be reached, the keys stored in the file are used, and the report says ' +
+      'so), a signature that verifies, and a day still redeemable. Nothing but the descriptor ' +
+      'request goes to the relay. The wallet is created if missing. Exit status: 0 when every ' +
+      'ticket was taken, 1 when some were refused, 2 on a bad file or input.',
+  )
+    .argument('<file>', 'the ticket file, or - for standard input')
+    .option(
+      '-r, --relay <url>',
+      'the relay to redeem them at (default: the one the file names)',
+      argument(circuitUrl),
+    )
+    .option(
+      '--relay-identity <hex>',
+      "the relay's identity key: its descriptor must match",
+      relayIdentity,
+    )
+    .option(
+      '--proxy <url>',
+      'fetch the descriptor through SOCKS5, e.g. Tor at socks5h://127.0.0.1:9050',
+      argument(parseSocksProxy),
+    )
+    .action(async (source: string, flags: ImportFlags) => {
+      let text: string;
+      try {
+        text = readTicketFile(source);
+      } catch (err) {
+        return fail('tickets import', err);
+      }
+      await withWallet(
+        'import',
+        flags,
+        async (wallet, path) => {
+          const report = await importTickets(wallet, text, {
+            now: now(),
+            ...(flags.relay ? { relay: flags.relay } : {}),
+            ...(flags.relayIdentity ? { identity: flags.relayIdentity } : {}),
+            ...(flags.proxy ? { agent: isolatedSocksAgents(flags.proxy)() } : {}),
+          });
+          process.stdout.write(importText(report, path, wallet.counts()));
+          if (report.refused.length > 0) process.exitCode = 1;
+        },
+        true,
+      );
+    });
+}
+
+interface ExportFlags extends WalletFlags {
+  relay: string;
+  relayIdentity?: string;
+  out?: string;
+}
+
+function exportCommand(): Command {
+  return subcommand(
+    'export',
+    "write a relay's unspent tickets as a ticket file (the miner page imports it)",
+    'The tickets stay in the wallet: whichever wallet spends one first has it, the relay ' +
+      'refuses it to the other. The file holds bearer tokens (anyone holding it can spend ' +
+      'them): --out writes it 0600 and never over an existing file; without --out it goes to ' +
+      'standard output.',
+  )
+    .requiredOption(
+      '-r, --relay <url>',
+      'the relay whose tickets to export (ws://, wss://, http:// or https://)',
+      argument(circuitUrl),
+    )
+    .option(
+      '--relay-identity <hex>',
+      "the relay's identity key, written into the file",
+      relayIdentity,
+    )
+    .option('-o, --out <file>', 'write the file here (default: standard output)')
+    .action((flags: ExportFlags) =>
+      withWallet('export', flags, (wallet, path) => {
+        const { text, count } = exportTickets(wallet, {
+          relay: flags.relay,
+          now: now(),
+          ...(flags.relayIdentity ? { identity: flags.relayIdentity } : {}),
+        });
+        if (!flags.out) {
+          process.stdout.write(text);
+          process.stderr.write(`powbridge tickets export: ${count} tickets from wallet ${path}\n`);
+          return;
+        }
+        if (existsSync(flags.out)) {
+          throw new UsageError(`${flags.out} exists; refusing to overwrite it`);
+        }
+        writeFileSync(flags.out, text, { mode: 0o600, flag: 'wx' });
+        process.stdout.write(`exported ${count} tickets from wallet ${path} to ${flags.out}\n`);
+      }),
+    );
+}
+
 export function ticketsCommand(): Command {
   return new Command('tickets')
     .description(`the client's ticket wallet (default ${DEFAULT_WALLET_TEXT})`)
     .addCommand(listCommand())
     .addCommand(redeemCommand())
-    .addCommand(pruneCommand());
+    .addCommand(pruneCommand())
+    .addCommand(importCommand())
+    .addCommand(exportCommand());
 }

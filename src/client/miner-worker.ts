@@ -29,8 +29,11 @@ export interface MineTask {
   /** Share target: a nonce is reported when its PoW hash is <= this. */
   target: bigint;
   control: SharedArrayBuffer;
-  /** Found nonces go here as `FoundNonce` messages, in the order found. */
-  port: MessagePort;
+  /**
+   * Found nonces go here as `FoundNonce` messages, in the order found: a worker_threads
+   * MessagePort, or the browser miner page's worker posting to its page (src/browser).
+   */
+  port: Pick<MessagePort, 'postMessage'>;
   /** First nonce (default 0). */
   nonceStart?: number;
   /** One past the last nonce (default 2^32). */

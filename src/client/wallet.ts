@@ -213,6 +213,11 @@ export class Wallet {
     return fromRow(row);
   }
 
+  /** Whether the wallet holds this ticket already, in any state (an import says so). */
+  holds(ticket: string): boolean {
+    return this.byTicket.get(ticket) !== undefined;
+  }
+
   list(filter: { state?: TicketState; relay?: string } = {}): WalletTicket[] {
     if (filter.state !== undefined && !TICKET_STATES.includes(filter.state)) {
       throw new RangeError('wallet: unknown state');

@@ -6,6 +6,7 @@ import type { RedeemCounts } from '../tickets/redeemer.js';
 import type { Algorithm } from '../work/algorithm.js';
 import { CIRCUIT_PATH } from './circuit-connector.js';
 import { registerDashboard } from './dashboard/routes.js';
+import { registerMinePage } from './mine-page.js';
 import type { RelayMetrics } from './metrics.js';
 import type { RelayStats } from './stats.js';
 import type { StatusHistory } from './status-history.js';
@@ -275,6 +276,7 @@ export function createHttpApi(options: HttpApiOptions): FastifyInstance {
   app.get('/v1/descriptor', () => descriptor());
 
   registerDashboard(app);
+  registerMinePage(app);
 
   app.setNotFoundHandler((_request, reply) => reply.code(404).send({ error: 'not found' }));
 

@@ -22,6 +22,8 @@ const COMMANDS: readonly string[][] = [
   ['tickets', 'list'],
   ['tickets', 'redeem'],
   ['tickets', 'prune'],
+  ['tickets', 'import'],
+  ['tickets', 'export'],
   ['peers'],
   ['peers', 'status'],
   ['peers', 'settle'],

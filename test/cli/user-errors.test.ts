@@ -61,6 +61,8 @@ const typesLines = [
   'tickets.price: expected a number, got string "sixteen"',
 ];
 const missing = join(dir, 'missing.toml');
+/** JSON, but not a ticket file (`powbridge tickets import`). */
+const notTickets = file('not-tickets.json', '{"format":"something-else","version":1}\n');
 /** A file where a directory is expected (root reads any mode, so no chmod 000 here). */
 const notADir = file('plain-file', 'not a directory\n');
 
@@ -207,6 +209,39 @@ const MISTAKES: Record<string, readonly Mistake[]> = {
         'tickets redeem',
         "option '-r, --relay <url>' argument 'nope' is invalid. not a URL: nope",
       ),
+    ],
+    [
+      'import: no file named',
+      ['tickets', 'import'],
+      usage('tickets import', "missing required argument 'file'"),
+    ],
+    [
+      'import: missing ticket file',
+      ['tickets', 'import', missing, '--wallet', join(dir, 'import.sqlite')],
+      `powbridge tickets import: ${missing}: no such file`,
+    ],
+    [
+      'import: not a ticket file',
+      ['tickets', 'import', good, '--wallet', join(dir, 'import.sqlite')],
+      'powbridge tickets import: ticket file: not JSON',
+    ],
+    [
+      'import: a file of another format',
+      ['tickets', 'import', notTickets, '--wallet', join(dir, 'import.sqlite')],
+      'powbridge tickets import: ticket file: format: expected "powbridge-tickets"',
+    ],
+    [
+      'import: bad --relay-identity',
+      ['tickets', 'import', missing, '--relay-identity', 'abc'],
+      usage(
+        'tickets import',
+        "option '--relay-identity <hex>' argument 'abc' is invalid. expected 64 hex characters",
+      ),
+    ],
+    [
+      'export: no --relay',
+      ['tickets', 'export'],
+      usage('tickets export', "required option '-r, --relay <url>' not specified"),
     ],
   ],
   peers: [

@@ -262,6 +262,9 @@ describe('the packed tarball', () => {
       'dist/src/cli/main.js',
       'dist/workers/mine.js',
       'dist/workers/verify-share.js',
+      'dist/browser/index.html',
+      'dist/browser/mine.js',
+      'dist/browser/mine-worker.js',
       'wasm/scrypt.wasm',
       'wasm/sha256d.wasm',
       'src/relay/dashboard/public/index.html',
@@ -360,6 +363,9 @@ describe('the installed powbridge', () => {
       expect(await page.text()).toContain('<html');
       // The charting library comes from the installed package's own node_modules.
       expect((await fetch(`${url}/dashboard/uplot.js`)).status).toBe(200);
+      // The miner page: its bundles from dist/browser/, its kernel from wasm/.
+      expect((await fetch(`${url}/mine`)).status).toBe(200);
+      expect((await fetch(`${url}/mine/sha256d.wasm`)).status).toBe(200);
 
       const miner = start(
         'powbridge',
