@@ -136,7 +136,9 @@ export function postgresEngine(server: () => TestPostgres): StoreEngine {
   let schemas = 0;
   const place = () => {
     if (url === null) throw new Error('call fresh() first');
-    return { url, password: server().password, poolSize: 4 };
+    // The wait for a pooled connection is a hang limit here, not the relay's 5 s: a thousand
+    // spends queued on four connections of a loaded machine may wait longer for their turn.
+    return { url, password: server().password, poolSize: 4, connectTimeoutMs: 60_000 };
   };
   return {
     name: 'PostgreSQL',
