@@ -10,6 +10,7 @@ import type {
 } from '../sources/work-source.js';
 import type { Algorithm } from '../work/algorithm.js';
 import { coinbaseHeight } from '../work/coinbase-height.js';
+import { sha256d } from '../work/hash.js';
 import { reversed, toHex } from '../work/hex.js';
 import type { ShareSubmission } from '../work/job.js';
 import type { PowHasher } from '../work/pow.js';
@@ -313,11 +314,11 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     this.emit('share', { session, difficulty: verdict.difficulty, code: null });
 
     if (verdict.meetsUpstream)
-      void this.forward(session, share, verdict.job.source, verdict.meetsNetwork, verdict.hash);
+      void this.forward(session, share, verdict.job.source, verdict.meetsNetwork, verdict.header);
     else if (verdict.meetsNetwork)
       this.emit('block', {
         session,
-        hash: hashHex(verdict.hash),
+        hash: blockId(verdict.header),
         height: coinbaseHeight(verdict.job.source.coinb1),
         outcome: null,
       });
@@ -333,7 +334,7 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     share: ShareSubmission,
     job: SourceJob,
     isBlock: boolean,
-    hash: Uint8Array,
+    header: Uint8Array,
   ): Promise<void> {
     const outcome = await this.source.submit({
       session: job.session,
@@ -347,7 +348,7 @@ export class Stratifier extends EventEmitter<StratifierEvents> {
     if (isBlock) {
       this.emit('block', {
         session,
-        hash: hashHex(hash),
+        hash: blockId(header),
         height: coinbaseHeight(job.coinb1),
         outcome,
       });
@@ -508,6 +509,10 @@ function effectiveMask(upstream: number | null, requested: number): number | nul
 }
 
 /** Display order, as explorers and the node show block hashes. */
-function hashHex(hash: Uint8Array): string {
-  return toHex(reversed(hash));
+/**
+ * A block's id as nodes and explorers show it: SHA-256d of the header, byte-reversed. Not the
+ * proof-of-work hash, which for scrypt is another value a node does not know the block by.
+ */
+function blockId(header: Uint8Array): string {
+  return toHex(reversed(sha256d(header)));
 }

@@ -46,7 +46,8 @@ function configFor(n: RegtestNode, listen = '127.0.0.1:0') {
       algorithm: 'scrypt',
       node: { rpcUrl: n.rpcUrl, payoutAddress, ...auth, pollIntervalSeconds: 1 },
     },
-    // Regtest shares are ~7.6e-6: at 2^-20 each is worth ~8 credits, so 2 shares buy a ticket.
+    // Regtest shares are ~3.05e-5 (getdifficulty 4.66e-10 × 2^16): at 2^-20 each is worth ~32
+    // credits, more than the price of 12.
     difficulty: { ticketDifficulty: 2 ** -20 },
     tickets: { price: 12 },
   };
@@ -85,9 +86,14 @@ describe('relay in solo mode on litecoind regtest', () => {
       expect(session.difficulty).toBeLessThanOrEqual(network * 1.000001);
 
       const blocks: string[] = [];
-      relay.stratifier.on('block', ({ outcome }: { outcome: SubmitOutcome | null }) => {
-        if (outcome?.accepted && outcome.block) blocks.push(outcome.block);
-      });
+      const reported: string[] = [];
+      relay.stratifier.on(
+        'block',
+        ({ outcome, hash }: { outcome: SubmitOutcome | null; hash: string }) => {
+          if (outcome?.accepted && outcome.block) blocks.push(outcome.block);
+          reported.push(hash);
+        },
+      );
       const startHeight = z.number().parse(await node.rpc('getblockcount'));
       for (let i = 0; i < 3; i++) {
         await waitFor('a job', () => Promise.resolve(job !== null));
@@ -119,13 +125,16 @@ describe('relay in solo mode on litecoind regtest', () => {
         async () => (await other.rpc('getbestblockhash')) === blocks[2],
       );
 
+      // The block ids the relay reports (status, dashboard) are the node's, not scrypt hashes.
+      expect(reported).toEqual(blocks);
       const status = (await (await fetch(`${relay.url}/v1/status`)).json()) as {
-        blocks: { accepted: number };
+        blocks: { accepted: number; recent: { hash: string }[] };
         shares: { accepted: number };
         upstream: { state: string };
       };
       expect(status.upstream.state).toBe('live');
       expect(status.blocks.accepted).toBe(3);
+      expect(status.blocks.recent.map((b) => b.hash).sort()).toEqual([...blocks].sort());
       expect(status.shares.accepted).toBe(3);
     } finally {
       await client.close();
