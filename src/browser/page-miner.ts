@@ -1,4 +1,5 @@
 import type { MinerStats, ShareResult } from '../client/miner-stats.js';
+import type { MineResult, MineTask } from '../client/miner-worker.js';
 import { HashrateMeter } from '../client/miner-stats.js';
 import {
   type ControlViews,
@@ -25,7 +26,6 @@ import type {
   UpstreamTerms,
 } from '../sources/work-source.js';
 import type { Algorithm } from '../work/algorithm.js';
-import type { WorkerLanes } from './worker-lanes.js';
 
 /**
  * The miner of the page, built from the CLI miner's parts (src/client/miner.ts): the job
@@ -37,9 +37,23 @@ import type { WorkerLanes } from './worker-lanes.js';
  * terms starts a new generation and every running task returns within one kernel call.
  */
 
+/**
+ * What the miner needs of its lanes: the Web Workers (WorkerLanes, worker-lanes.ts), or a
+ * test's stand-in (no DOM needed to type it).
+ */
+export interface MiningLanes {
+  readonly threads: number;
+  run(
+    lane: number,
+    task: Omit<MineTask, 'port'>,
+    onNonce: (nonce: number) => void,
+  ): Promise<MineResult>;
+  close(): void;
+}
+
 export interface PageMinerOptions {
   algorithm: Algorithm;
-  lanes: WorkerLanes;
+  lanes: MiningLanes;
   submit: (share: UpstreamShare) => Promise<SubmitOutcome>;
   /** Duty cycle, percent of each worker's time spent hashing. */
   cpuPercent: number;
@@ -74,7 +88,8 @@ export class PageMiner {
   private wakeLanes: (() => void)[] = [];
   private driftTimer: ReturnType<typeof setTimeout> | undefined;
   private sampleTimer: ReturnType<typeof setInterval> | undefined;
-  private hashrate = 0;
+  /** Null until the meter has two samples: a rate of 0 before then would be a guess. */
+  private hashrate: number | null = null;
   private dutyPercent: number;
   /** Why the current job cannot be mined, if it cannot. */
   problem: string | null = null;
@@ -126,7 +141,7 @@ export class PageMiner {
     this.running = false;
     clearTimeout(this.driftTimer);
     clearInterval(this.sampleTimer);
-    this.hashrate = 0;
+    this.hashrate = null;
     this.replan();
     this.options.lanes.close();
   }
@@ -148,6 +163,11 @@ export class PageMiner {
     this.replan();
   }
 
+  /** Hashes per second over the meter's window; null until a second has been measured. */
+  get measuredHashrate(): number | null {
+    return this.hashrate;
+  }
+
   stats(): MinerStats {
     const threads = this.lanes.map((lane, i) => ({
       hashes: laneHashes(this.views, i),
@@ -158,7 +178,7 @@ export class PageMiner {
       hashes: threads.reduce((sum, t) => sum + t.hashes, 0),
       paused: this.running && !this.sourceLive,
       threads,
-      hashrate: this.hashrate,
+      hashrate: this.hashrate ?? 0,
       dutyPercent: this.dutyPercent,
       ...this.counts,
     };

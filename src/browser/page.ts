@@ -219,7 +219,9 @@ class Run {
 
   render(): void {
     const stats = this.miner?.stats();
-    figures.hashrate.textContent = stats && !this.stopped ? formatRate(stats.hashrate) : '–';
+    // A dash until the first one-second sample: "0 H/s" would read as a miner that does not work.
+    const rate = this.stopped ? null : (this.miner?.measuredHashrate ?? null);
+    figures.hashrate.textContent = rate === null ? '–' : formatRate(rate);
     if (stats) {
       // What the figure is made of, for bench/browser.ts (the page's own DOM; sent nowhere).
       figures.hashrate.dataset['hashes'] = String(stats.hashes);

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTicketFile, type TicketFile } from '../../src/client/ticket-file.js';
 import type { Relay } from '../../src/relay/relay.js';
@@ -9,6 +9,15 @@ import { decodeAnyTicket } from '../../src/tickets/any-ticket.js';
 import { verifyDescriptor } from '../../src/tickets/descriptor.js';
 import { rsaPublicKey } from '../../src/tickets/rsa-scheme.js';
 import { inlineTicketVerifier } from '../../src/tickets/ticket-verifier.js';
+import {
+  exportTickets,
+  figure,
+  figureAtLeast,
+  launchChromium,
+  openMinePage as openPage,
+  PAGE_WAIT_MS,
+  startMining,
+} from '../helpers/browser-page.js';
 import { runCli } from '../helpers/cli.js';
 import { startTestRelay } from '../helpers/test-relay.js';
 
@@ -21,15 +30,12 @@ import { startTestRelay } from '../helpers/test-relay.js';
  * Needs dist/ and dist/browser (npm run build).
  */
 
-const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 const SHARE_DIFFICULTY = 2 ** -22;
 /** Share and ticket difficulty are equal, so each share is 1 credit: a ticket every 2 shares. */
 const PRICE = 2;
-const WAIT_MS = 60_000;
 const CLI_MS = 60_000;
 
 interface PageGlobals {
-  document: { getElementById(id: string): { textContent: string | null } };
   indexedDB: {
     open(name: string): {
       onsuccess: (() => void) | null;
@@ -65,7 +71,7 @@ describe('tickets in the miner page', () => {
       upstreamDifficulty: SHARE_DIFFICULTY,
       price: PRICE,
     }));
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+    browser = await launchChromium();
   }, 30_000);
 
   afterAll(async () => {
@@ -86,48 +92,22 @@ describe('tickets in the miner page', () => {
     return verifyDescriptor(json, identity);
   }
 
-  async function openMinePage(context?: BrowserContext): Promise<Page> {
-    const page = await (context ?? (await live().browser.newContext())).newPage();
-    const response = await page.goto(`${live().relay.url}/mine`);
-    expect(response?.status()).toBe(200);
-    return page;
+  function openMinePage(context?: BrowserContext): Promise<Page> {
+    return openPage(context ?? live().browser, live().relay.url);
   }
 
-  async function figure(page: Page, id: string): Promise<string> {
-    return (await page.locator(`#${id}`).textContent()) ?? '';
-  }
-
-  async function ticketsAtLeast(page: Page, n: number): Promise<number> {
-    await page.waitForFunction(
-      (min) =>
-        Number(
-          (globalThis as unknown as PageGlobals).document.getElementById('tickets').textContent,
-        ) >= min,
-      n,
-      { timeout: WAIT_MS, polling: 200 },
-    );
-    return Number(await figure(page, 'tickets'));
-  }
-
-  async function startMining(page: Page, donate: boolean): Promise<void> {
-    await page.fill('#threads', '1');
-    await page.fill('#cpu', '100');
-    await page.setChecked('#donate', donate);
-    await page.click('#toggle');
-  }
+  const ONE_WORKER = { threads: 1, cpuPercent: 100 };
 
   it('earns tickets, shows the pinned identity, and exports them', async () => {
     const { identity } = await descriptor();
     const page = await openMinePage();
-    await expect.poll(() => figure(page, 'identity'), { timeout: WAIT_MS }).toBe(identity);
-    await startMining(page, false);
-    await ticketsAtLeast(page, 2);
+    await expect.poll(() => figure(page, 'identity'), { timeout: PAGE_WAIT_MS }).toBe(identity);
+    await startMining(page, { ...ONE_WORKER, donate: false });
+    await figureAtLeast(page, 'tickets', 2);
     await page.click('#toggle');
     expect(await figure(page, 'ticket-expiry')).toMatch(/^\d{4}-\d\d-\d\dT00:00:00Z$/);
 
-    await page.click('#export');
-    await expect.poll(() => page.inputValue('#ticket-text'), { timeout: WAIT_MS }).not.toBe('');
-    exportedText = await page.inputValue('#ticket-text');
+    exportedText = await exportTickets(page);
     exported = parseTicketFile(exportedText);
     const earned = Number(await figure(page, 'tickets'));
     expect(exported.identity).toBe(identity);
@@ -208,13 +188,13 @@ describe('tickets in the miner page', () => {
 
     const page = await openMinePage();
     await expect
-      .poll(() => figure(page, 'identity'), { timeout: WAIT_MS })
+      .poll(() => figure(page, 'identity'), { timeout: PAGE_WAIT_MS })
       .toMatch(/^[0-9a-f]{64}$/);
     expect(await figure(page, 'tickets')).toBe('0');
     await page.fill('#ticket-text', JSON.stringify(back));
     await page.click('#import');
     await expect
-      .poll(() => figure(page, 'ticket-state'), { timeout: WAIT_MS })
+      .poll(() => figure(page, 'ticket-state'), { timeout: PAGE_WAIT_MS })
       .toBe(`Imported ${back.tickets.length} ticket${back.tickets.length === 1 ? '' : 's'}.`);
     expect(await figure(page, 'tickets')).toBe(String(back.tickets.length));
 
@@ -225,7 +205,7 @@ describe('tickets in the miner page', () => {
     await page.fill('#ticket-text', JSON.stringify(forged));
     await page.click('#import');
     await expect
-      .poll(() => figure(page, 'ticket-state'), { timeout: WAIT_MS })
+      .poll(() => figure(page, 'ticket-state'), { timeout: PAGE_WAIT_MS })
       .toMatch(/^Imported 0 tickets; refused 1: .*not the ticket’s own/);
     expect(await figure(page, 'tickets')).toBe(String(back.tickets.length));
     await page.context().close();
@@ -233,16 +213,9 @@ describe('tickets in the miner page', () => {
 
   it('donate mode earns no tickets', async () => {
     const page = await openMinePage();
-    await startMining(page, true);
-    await page.waitForFunction(
-      (shares) =>
-        Number(
-          (globalThis as unknown as PageGlobals).document.getElementById('accepted').textContent,
-        ) >= shares,
-      // Enough work for two tickets, were it credited.
-      2 * PRICE,
-      { timeout: WAIT_MS, polling: 200 },
-    );
+    await startMining(page, { ...ONE_WORKER, donate: true });
+    // Enough work for two tickets, were it credited.
+    await figureAtLeast(page, 'accepted', 2 * PRICE);
     expect(await figure(page, 'credit')).toBe('0');
     expect(await figure(page, 'tickets')).toBe('0');
     await page.click('#toggle');
@@ -253,7 +226,7 @@ describe('tickets in the miner page', () => {
     const context = await live().browser.newContext();
     const page = await openMinePage(context);
     await expect
-      .poll(() => figure(page, 'identity'), { timeout: WAIT_MS })
+      .poll(() => figure(page, 'identity'), { timeout: PAGE_WAIT_MS })
       .toMatch(/^[0-9a-f]{64}$/);
     // As if this origin had served another relay before: the pin names another identity.
     await page.evaluate(
@@ -274,11 +247,11 @@ describe('tickets in the miner page', () => {
     );
     await page.reload();
     await expect
-      .poll(() => figure(page, 'relay-problem'), { timeout: WAIT_MS })
+      .poll(() => figure(page, 'relay-problem'), { timeout: PAGE_WAIT_MS })
       .toMatch(/^the relay's identity changed: this browser pinned (ab){32}/);
     expect(await figure(page, 'identity')).toBe('not verified');
-    await startMining(page, false);
-    await page.waitForSelector('#state[data-state="failed"]', { timeout: WAIT_MS });
+    await startMining(page, { ...ONE_WORKER, donate: false });
+    await page.waitForSelector('#state[data-state="failed"]', { timeout: PAGE_WAIT_MS });
     expect(await figure(page, 'state')).toMatch(
       /^Not mining for tickets: the relay's identity changed/,
     );

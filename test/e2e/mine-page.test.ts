@@ -2,10 +2,18 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/relay/relay.js';
 import { type RelayStatus, relayStatusSchema } from '../../src/relay/status-schema.js';
+import {
+  figure,
+  figureAtLeast,
+  launchChromium,
+  openMinePage,
+  PAGE_WAIT_MS,
+  startMining,
+} from '../helpers/browser-page.js';
 import { startTestRelay } from '../helpers/test-relay.js';
 
 /**
@@ -15,19 +23,17 @@ import { startTestRelay } from '../helpers/test-relay.js';
  * Content-Security-Policy. Needs dist/browser (npm run build).
  */
 
-const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 /** 1024 expected sha256d hashes per share: shares come in milliseconds at any speed. */
 const SHARE_DIFFICULTY = 2 ** -22;
-const WAIT_MS = 60_000;
 /** Credit per share is 1 here (share and ticket difficulty equal): no ticket in a test's run. */
 const NO_TICKET_PRICE = 1_000_000;
+const TWO_WORKERS = { threads: 2, cpuPercent: 100 };
 
 /** The DOM the in-page callbacks touch, declared here rather than pulling in the DOM lib. */
 interface PageGlobals {
   crossOriginIsolated: boolean;
   document: {
-    getElementById(id: string): { textContent: string | null; dataset: Record<string, string> };
     addEventListener(
       type: 'securitypolicyviolation',
       listener: (event: { violatedDirective: string; blockedURI: string }) => void,
@@ -51,7 +57,7 @@ describe('miner page in headless Chromium', () => {
       // Out of reach: credit stays credit here (tickets: mine-page-tickets.test.ts).
       price: NO_TICKET_PRICE,
     }));
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+    browser = await launchChromium();
   }, 30_000);
 
   afterAll(async () => {
@@ -71,60 +77,34 @@ describe('miner page in headless Chromium', () => {
   }
 
   /** A fresh page on /mine, every request and WebSocket recorded, CSP violations collected. */
-  async function openMinePage(): Promise<Page> {
-    const context = await live().browser.newContext();
-    context.on('request', (request) => requested.push(request.url()));
-    const page = await context.newPage();
-    page.on('websocket', (ws) => requested.push(ws.url()));
-    page.on('worker', (worker) => requested.push(worker.url()));
-    await page.addInitScript(() => {
-      const g = globalThis as unknown as PageGlobals;
-      g.cspViolations = [];
-      g.document.addEventListener('securitypolicyviolation', (event) =>
-        g.cspViolations?.push(`${event.violatedDirective} ${event.blockedURI}`),
-      );
+  function openRecordedPage(): Promise<Page> {
+    return openMinePage(live().browser, live().relay.url, async (page) => {
+      page.context().on('request', (request) => requested.push(request.url()));
+      page.on('websocket', (ws) => requested.push(ws.url()));
+      page.on('worker', (worker) => requested.push(worker.url()));
+      await page.addInitScript(() => {
+        const g = globalThis as unknown as PageGlobals;
+        g.cspViolations = [];
+        g.document.addEventListener('securitypolicyviolation', (event) =>
+          g.cspViolations?.push(`${event.violatedDirective} ${event.blockedURI}`),
+        );
+      });
     });
-    const response = await page.goto(`${live().relay.url}/mine`);
-    expect(response?.status()).toBe(200);
-    return page;
-  }
-
-  async function figure(page: Page, id: string): Promise<string> {
-    return (await page.locator(`#${id}`).textContent()) ?? '';
-  }
-
-  async function startMining(page: Page, settings: { donate: boolean }): Promise<void> {
-    await page.fill('#threads', '2');
-    await page.fill('#cpu', '100');
-    await page.setChecked('#donate', settings.donate);
-    await page.click('#toggle');
-  }
-
-  /** Wait until the page counts at least `shares` accepted shares. */
-  async function acceptedAtLeast(page: Page, shares: number): Promise<number> {
-    await page.waitForFunction(
-      (n) =>
-        Number(
-          (globalThis as unknown as PageGlobals).document.getElementById('accepted').textContent,
-        ) >= n,
-      shares,
-      { timeout: WAIT_MS, polling: 200 },
-    );
-    return Number(await figure(page, 'accepted'));
   }
 
   it('mines with workers and the relay accepts its shares, earning credit', async () => {
     const before = await status();
-    const page = await openMinePage();
+    const page = await openRecordedPage();
     expect(
       await page.evaluate(() => (globalThis as unknown as PageGlobals).crossOriginIsolated),
     ).toBe(true);
-    await startMining(page, { donate: false });
-    const accepted = await acceptedAtLeast(page, 3);
+    await startMining(page, { ...TWO_WORKERS, donate: false });
+    const accepted = await figureAtLeast(page, 'accepted', 3);
     expect(await page.locator('#state').getAttribute('data-state')).toBe('live');
     expect(await figure(page, 'rejected')).toBe('0');
     expect(Number(await figure(page, 'credit'))).toBeGreaterThan(0);
-    expect(await figure(page, 'hashrate')).toMatch(/H\/s$/);
+    // The figure is a dash until the first one-second sample: the screenshot waits for a rate.
+    await expect.poll(() => figure(page, 'hashrate'), { timeout: PAGE_WAIT_MS }).toMatch(/H\/s$/);
     const after = await status();
     expect(after.shares.accepted - before.shares.accepted).toBeGreaterThanOrEqual(accepted);
     expect(after.clients).toBeGreaterThanOrEqual(1);
@@ -141,9 +121,9 @@ describe('miner page in headless Chromium', () => {
 
   it('in donate mode mines without credit and the relay issues no ticket', async () => {
     const before = await status();
-    const page = await openMinePage();
-    await startMining(page, { donate: true });
-    const accepted = await acceptedAtLeast(page, 3);
+    const page = await openRecordedPage();
+    await startMining(page, { ...TWO_WORKERS, donate: true });
+    const accepted = await figureAtLeast(page, 'accepted', 3);
     expect(await figure(page, 'credit')).toBe('0');
     expect(await figure(page, 'tickets')).toBe('0');
     const after = await status();
@@ -158,11 +138,7 @@ describe('miner page in headless Chromium', () => {
   it("needs 'wasm-unsafe-eval': without it Chromium refuses to compile the kernels", async () => {
     // Responses fulfilled by the test count as coming from a public address for Chromium's
     // local network checks, which would then block the circuit to 127.0.0.1.
-    const unchecked = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--disable-features=LocalNetworkAccessChecks'],
-    });
+    const unchecked = await launchChromium(['--disable-features=LocalNetworkAccessChecks']);
     const context = await unchecked.newContext();
     // The same responses, with the policy less that one source.
     await context.route('**/mine**', async (route) => {
@@ -176,8 +152,8 @@ describe('miner page in headless Chromium', () => {
     });
     const page = await context.newPage();
     await page.goto(`${live().relay.url}/mine`);
-    await startMining(page, { donate: true });
-    await page.waitForSelector('#state[data-state="failed"]', { timeout: WAIT_MS });
+    await startMining(page, { ...TWO_WORKERS, donate: true });
+    await page.waitForSelector('#state[data-state="failed"]', { timeout: PAGE_WAIT_MS });
     expect(await figure(page, 'state')).toMatch(/Cannot start the miner: .*WebAssembly/);
     await unchecked.close();
   }, 90_000);
