@@ -3,6 +3,7 @@ import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { packageRoot } from '../work/package-root.js';
 import type { FoundNonce, MineResult, MineTask } from './miner-worker.js';
+import { workerExecArgv } from '../lib/worker-exec-argv.js';
 
 /**
  * The mining threads: a fixed-size piscina pool over the compiled dist/workers/mine.js, one
@@ -25,6 +26,7 @@ export interface MinePool {
 export function createMinePool(threads: number): MinePool {
   const pool = new Piscina<MineTask, MineResult>({
     filename: join(packageRoot(import.meta.url), 'dist', 'workers', 'mine.js'),
+    execArgv: workerExecArgv(),
     minThreads: threads,
     maxThreads: threads,
     maxQueue: threads,

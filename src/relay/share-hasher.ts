@@ -5,6 +5,7 @@ import { RpcError, RpcErrorCode } from '../protocol/errors.js';
 import type { Algorithm } from '../work/algorithm.js';
 import { packageRoot } from '../work/package-root.js';
 import { createPowHasher, type PowHasher } from '../work/pow.js';
+import { workerExecArgv } from '../lib/worker-exec-argv.js';
 
 export interface ShareHasher {
   hash: PowHasher;
@@ -38,6 +39,7 @@ export async function createShareHasher(
   const maxQueue = options.maxQueue ?? DEFAULT_SHARE_QUEUE;
   const pool = new Piscina({
     filename: join(packageRoot(import.meta.url), 'dist', 'workers', 'verify-share.js'),
+    execArgv: workerExecArgv(),
     minThreads: threads,
     maxThreads: threads,
     // Our own bound below refuses first; this one is a backstop.

@@ -13,6 +13,7 @@ import {
   SigningFailure,
   ticketInfoV2,
 } from './rsa-scheme.js';
+import { workerExecArgv } from '../lib/worker-exec-argv.js';
 
 /**
  * The relay's RSA BlindSign off the event loop (docs/design.md §6.5): requests are grouped per
@@ -373,6 +374,7 @@ export function createBlindSignerPool(
   }
   const pool = new Piscina({
     filename: join(packageRoot(import.meta.url), 'dist', 'workers', 'rsa-sign.js'),
+    execArgv: workerExecArgv(),
     minThreads: threads,
     maxThreads: threads,
   });

@@ -14,6 +14,7 @@ import {
 } from './scheme.js';
 import { TICKET_VERSION } from './ticket.js';
 import { TICKET_V2_VERSION, ticketMessageV2 } from './ticket-v2.js';
+import { workerExecArgv } from '../lib/worker-exec-argv.js';
 
 /**
  * The one expensive step of a redemption, the ticket's signature check (~1 ms: Abe–Okamoto's
@@ -196,6 +197,7 @@ export function createTicketVerifierPool(
   }
   const pool = new Piscina({
     filename: join(packageRoot(import.meta.url), 'dist', 'workers', 'verify-ticket.js'),
+    execArgv: workerExecArgv(),
     minThreads: threads,
     maxThreads: threads,
     // Our own bound (queuedTicketVerifier) refuses first; this one is a backstop.
