@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { type FamilyKey, KeySealError, type SealLabel } from './key-sealing.js';
 import { type PostgresDatabase, safeInteger, storageError } from './postgres.js';
+import { inTransaction } from './postgres-transaction.js';
 
 /**
  * A relay family's keys in PostgreSQL (docs/design.md §6.4, schema version 2): the identity and
@@ -95,31 +96,13 @@ export class PostgresKeyVault {
    * when it resolves and are rolled back when it throws.
    */
   async locked<T>(work: (session: KeyVaultSession) => Promise<T>): Promise<T> {
-    let client: pg.PoolClient;
     try {
-      client = await this.database.pool.connect();
-    } catch (err) {
-      throw storageError(err);
-    }
-    let broken = false;
-    try {
-      await client.query('BEGIN');
-      try {
+      return await inTransaction(this.database.pool, async (client) => {
         await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [VAULT_LOCK]);
-        const result = await work(this.session(client));
-        await client.query('COMMIT');
-        return result;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => {
-          broken = true;
-        });
-        throw err;
-      }
+        return work(this.session(client));
+      });
     } catch (err) {
       throw storageError(err);
-    } finally {
-      // A connection whose ROLLBACK failed is dropped, not handed out again.
-      client.release(broken);
     }
   }
 

@@ -16,6 +16,7 @@ import {
   type ServedTicket,
 } from './peer-ledger.js';
 import { PostgresDatabase, type PostgresOptions, safeInteger, storageError } from './postgres.js';
+import { inTransaction } from './postgres-transaction.js';
 import { asBuffer } from './spent-log.js';
 
 /**
@@ -460,34 +461,16 @@ export class PostgresPeerLedger implements PeerLedger {
 
   /** `work` in one transaction, after the per-peer lock. */
   private async transaction<T>(peer: string, work: (db: Queryable) => Promise<T>): Promise<T> {
-    let client: pg.PoolClient;
     try {
-      client = await this.database.pool.connect();
-    } catch (err) {
-      throw storageError(err);
-    }
-    let broken = false;
-    try {
-      await client.query('BEGIN');
-      try {
+      return await inTransaction(this.database.pool, async (client) => {
         await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [
           PEER_LOCK_CLASS,
           peer,
         ]);
-        const result = await work(client);
-        await client.query('COMMIT');
-        return result;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => {
-          broken = true;
-        });
-        throw err;
-      }
+        return work(client);
+      });
     } catch (err) {
       throw storageError(err);
-    } finally {
-      // A connection whose ROLLBACK failed is dropped, not handed out again.
-      client.release(broken);
     }
   }
 

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { inTransaction } from './postgres-transaction.js';
 
 /**
  * The PostgreSQL schema of a relay family, created and migrated by the relay itself: version n
@@ -162,42 +163,28 @@ const MIGRATION_LOCK = '31647755935048807';
 
 /** Bring the database to POSTGRES_SCHEMA_VERSION; resolves the version it was at. */
 export async function migrate(pool: pg.Pool): Promise<number> {
-  const client = await pool.connect();
-  let broken = false;
-  try {
-    await client.query('BEGIN');
-    try {
-      await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [MIGRATION_LOCK]);
-      await client.query(
-        `CREATE TABLE IF NOT EXISTS schema_version (
-           one     boolean PRIMARY KEY DEFAULT true CHECK (one),
-           version integer NOT NULL
-         )`,
+  return inTransaction(pool, async (client) => {
+    await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [MIGRATION_LOCK]);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS schema_version (
+         one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+         version integer NOT NULL
+       )`,
+    );
+    const found = await client.query<{ version: number }>('SELECT version FROM schema_version');
+    const from = found.rows[0]?.version ?? 0;
+    if (from > POSTGRES_SCHEMA_VERSION) {
+      throw new Error(
+        `schema version ${from} is newer than this powbridge's (${POSTGRES_SCHEMA_VERSION}): ` +
+          'upgrade powbridge on this machine too',
       );
-      const found = await client.query<{ version: number }>('SELECT version FROM schema_version');
-      const from = found.rows[0]?.version ?? 0;
-      if (from > POSTGRES_SCHEMA_VERSION) {
-        throw new Error(
-          `schema version ${from} is newer than this powbridge's (${POSTGRES_SCHEMA_VERSION}): ` +
-            'upgrade powbridge on this machine too',
-        );
-      }
-      for (const sql of MIGRATIONS.slice(from)) await client.query(sql);
-      await client.query(
-        `INSERT INTO schema_version (version) VALUES ($1)
-         ON CONFLICT (one) DO UPDATE SET version = EXCLUDED.version`,
-        [POSTGRES_SCHEMA_VERSION],
-      );
-      await client.query('COMMIT');
-      return from;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
-      throw err;
     }
-  } finally {
-    // A connection whose ROLLBACK failed is dropped, not handed out again.
-    client.release(broken);
-  }
+    for (const sql of MIGRATIONS.slice(from)) await client.query(sql);
+    await client.query(
+      `INSERT INTO schema_version (version) VALUES ($1)
+       ON CONFLICT (one) DO UPDATE SET version = EXCLUDED.version`,
+      [POSTGRES_SCHEMA_VERSION],
+    );
+    return from;
+  });
 }

@@ -1,4 +1,5 @@
 import { PostgresDatabase, type PostgresOptions, safeInteger, storageError } from './postgres.js';
+import { inTransaction } from './postgres-transaction.js';
 import {
   checkSlotRequest,
   type SessionSlots,
@@ -53,11 +54,8 @@ export class PostgresSessionSlots implements SessionSlots {
   async acquire(request: SlotRequest): Promise<SlotLease | null> {
     const { keyId, day, limit, now, expiresAt } = checkSlotRequest(request);
     return this.track(async () => {
-      const client = await this.connect();
-      let broken = false;
       try {
-        await client.query('BEGIN');
-        try {
+        return await inTransaction(this.database.pool, async (client) => {
           await client.query(LOCK, [keyId, day]);
           const result = await client.query<{ id: string }>(ACQUIRE, [
             Buffer.from(keyId, 'hex'),
@@ -66,18 +64,11 @@ export class PostgresSessionSlots implements SessionSlots {
             ms(expiresAt),
             limit,
           ]);
-          await client.query('COMMIT');
           const row = result.rows[0];
           return row ? { id: String(row.id), keyId, day, expiresAt } : null;
-        } catch (err) {
-          await client.query('ROLLBACK').catch(() => {
-            broken = true;
-          });
-          throw storageError(err);
-        }
-      } finally {
-        // A connection whose ROLLBACK failed is dropped, not handed out again.
-        client.release(broken);
+        });
+      } catch (err) {
+        throw storageError(err);
       }
     });
   }
@@ -118,14 +109,6 @@ export class PostgresSessionSlots implements SessionSlots {
     const forget = () => this.pending.delete(promise);
     promise.then(forget, forget);
     return promise;
-  }
-
-  private async connect() {
-    try {
-      return await this.database.pool.connect();
-    } catch (err) {
-      throw storageError(err);
-    }
   }
 
   private async query<R extends object>(text: string, values?: unknown[]): Promise<R[]> {
