@@ -1,4 +1,4 @@
-import { constants, createHash, publicEncrypt } from 'node:crypto';
+import { constants, publicEncrypt } from 'node:crypto';
 import type { RandomBytes } from './group.js';
 import {
   bigIntToBytes,
@@ -10,6 +10,7 @@ import {
   verifyWithKey,
   type RsaPublicKey,
 } from './rsa-scheme.js';
+import { emsaPssEncode, gcd, modulusBytes } from './rsa-pss.js';
 import { SignatureError } from './scheme.js';
 
 /**
@@ -27,8 +28,6 @@ import { SignatureError } from './scheme.js';
  * ~8 ms), and the tests check it gives the library's bytes.
  */
 
-const HASH = 'sha384';
-const HASH_BYTES = 48;
 /** Draws of r before giving up: each is in range with probability > 1/2 (n ≥ 2^(k·8−1)). */
 const MAX_BLIND_DRAWS = 128;
 
@@ -37,48 +36,6 @@ export interface Blinded {
   blindedMsg: Uint8Array;
   /** r^-1 mod n, kept by the client until Finalize; never logged, never sent. */
   inv: Uint8Array;
-}
-
-function modulusBytes(n: bigint): number {
-  return Math.ceil(n.toString(2).length / 8);
-}
-
-function gcd(a: bigint, b: bigint): bigint {
-  while (b !== 0n) [a, b] = [b, a % b];
-  return a;
-}
-
-/** MGF1 (RFC 8017 B.2.1) with SHA-384. */
-function mgf1(seed: Uint8Array, length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  const counter = new Uint8Array(4);
-  for (let at = 0, i = 0; at < length; at += HASH_BYTES, i++) {
-    new DataView(counter.buffer).setUint32(0, i, false);
-    const block = createHash(HASH).update(seed).update(counter).digest();
-    out.set(block.subarray(0, Math.min(HASH_BYTES, length - at)), at);
-  }
-  return out;
-}
-
-/** EMSA-PSS-ENCODE (RFC 8017 9.1.1) with SHA-384, MGF1-SHA-384 and the given salt. */
-function emsaPssEncode(message: Uint8Array, emBits: number, salt: Uint8Array): Uint8Array {
-  const emLen = Math.ceil(emBits / 8);
-  if (emLen < HASH_BYTES + salt.length + 2) throw new RangeError('rsa: encoding error');
-  const mHash = createHash(HASH).update(message).digest();
-  const h = createHash(HASH).update(new Uint8Array(8)).update(mHash).update(salt).digest();
-  const dbLength = emLen - HASH_BYTES - 1;
-  // DB = PS (zeros) ‖ 0x01 ‖ salt, masked by MGF1(H).
-  const db = new Uint8Array(dbLength);
-  db[dbLength - salt.length - 1] = 0x01;
-  db.set(salt, dbLength - salt.length);
-  const mask = mgf1(h, dbLength);
-  for (let i = 0; i < dbLength; i++) db[i] = (db[i] ?? 0) ^ (mask[i] ?? 0);
-  db[0] = (db[0] ?? 0) & (0xff >> (8 * emLen - emBits));
-  const em = new Uint8Array(emLen);
-  em.set(db);
-  em.set(h, dbLength);
-  em[emLen - 1] = 0xbc;
-  return em;
 }
 
 /**
